@@ -1,0 +1,49 @@
+"""The edge's one wiring point: settings, clients and routers, built in a lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from api_edge import commands, health, live, problems, reads
+from api_edge.live import LiveHub
+from api_edge.state import Clients
+from db.engine import make_engine
+from infra.kafka import make_broker
+from infra.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        broker = make_broker(settings, client_id="edge", description="inventory-monitor HTTP edge")
+        engine = make_engine(settings.database_url)
+        redis = Redis.from_url(settings.redis_url)
+        hub = LiveHub(redis)
+        app.state.clients = Clients(settings, broker, engine, redis, hub)
+        await broker.connect()
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await broker.stop()
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="inventory-monitor edge",
+        version="1",
+        summary="Publish stock commands, read applied state, watch live events.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    health.install_request_metrics(app)
+    for module in (commands, reads, live, health):
+        app.include_router(module.router)
+    return app

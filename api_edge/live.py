@@ -1,0 +1,116 @@
+"""Live events over WebSocket: one Redis pattern subscription per process, fanned out to bounded
+per-client queues. A slow client is disconnected; it never slows the others.
+
+Gap handling is deliberately explicit: after the Redis subscription is re-established every client gets a
+`{"kind": "resync"}` frame, telling it that it may have missed events and should reload its snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import structlog
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from prometheus_client import Counter, Gauge
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+log = structlog.get_logger("invmon.edge.live")
+
+CLIENTS = Gauge("invmon_live_clients", "Connected WebSocket clients.")
+DELIVERED = Counter("invmon_live_frames_total", "Frames queued to WebSocket clients.")
+DROPPED = Counter("invmon_live_slow_clients_total", "Clients disconnected because their queue was full.")
+
+EVENTS_PATTERN = "invmon:events:*"
+QUEUE_LIMIT = 1000
+SLOW_CLIENT_CLOSE = 1013  # "try again later": the client fell too far behind
+
+
+class LiveHub:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._queues: set[asyncio.Queue[str | None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._pump(), name="live-hub")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for queue in list(self._queues):
+            self._offer(queue, None)
+
+    def attach(self) -> asyncio.Queue[str | None]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LIMIT)
+        self._queues.add(queue)
+        CLIENTS.set(len(self._queues))
+        return queue
+
+    def detach(self, queue: asyncio.Queue[str | None]) -> None:
+        self._queues.discard(queue)
+        CLIENTS.set(len(self._queues))
+
+    def broadcast(self, frame: str) -> None:
+        for queue in list(self._queues):
+            if not self._offer(queue, frame):
+                DROPPED.inc()
+                self.detach(queue)
+                # The None sentinel needs a free slot: make one by dropping the oldest frame.
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                self._offer(queue, None)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue[str | None], item: str | None) -> bool:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        DELIVERED.inc()
+        return True
+
+    async def _pump(self) -> None:
+        first = True
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.psubscribe(EVENTS_PATTERN)
+                    self.subscribed.set()
+                    if not first:
+                        self.broadcast(json.dumps({"kind": "resync"}))
+                    first = False
+                    async for message in pubsub.listen():
+                        if message["type"] == "pmessage":
+                            data = message["data"]
+                            payload = data.decode() if isinstance(data, bytes) else str(data)
+                            self.broadcast(f'{{"kind":"event","event":{payload}}}')
+            except (RedisConnectionError, OSError) as error:
+                self.subscribed.clear()
+                log.warning("live_redis_lost", error=repr(error))
+                await asyncio.sleep(0.5)
+
+
+router = APIRouter(tags=["live"])
+
+
+@router.websocket("/v1/live")
+async def live(websocket: WebSocket) -> None:
+    """Every event the pipeline publishes, as JSON frames `{"kind": "event", "event": {...}}`."""
+    hub: LiveHub = websocket.app.state.clients.hub
+    await websocket.accept()
+    queue = hub.attach()
+    try:
+        await websocket.send_text(json.dumps({"kind": "hello"}))
+        while (frame := await queue.get()) is not None:
+            await websocket.send_text(frame)
+        await websocket.close(SLOW_CLIENT_CLOSE, "client too slow")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.detach(queue)

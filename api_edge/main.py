@@ -1,0 +1,19 @@
+"""Entry module of the HTTP edge."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from api_edge.app import create_app
+from infra.logging import configure_logging
+from infra.settings import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("edge", settings.log_level, json=settings.log_json)
+    uvicorn.run(create_app(settings), host=settings.edge_host, port=settings.edge_port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()

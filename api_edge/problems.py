@@ -1,0 +1,90 @@
+"""Every error leaves as RFC 9457 problem+json, rendered here and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger("invmon.edge")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error with its HTTP status; raise it from any endpoint."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        type_: str = "about:blank",
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type_ = type_
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "instance": request.url.path}
+    if detail:
+        body["detail"] = detail
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(
+            request, exc.status, exc.title, exc.detail, type_=exc.type_, headers=exc.headers, extra=exc.extra
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return problem_response(
+            request,
+            422,
+            "Request validation failed",
+            f"{len(errors)} error(s) in the request",
+            type_="/problems/validation",
+            extra={"errors": errors},
+        )
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem_response(request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        return problem_response(request, 500, "Internal Server Error")
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,40 @@
+"""Publish a command and return only once the broker acknowledged it (acks=all, idempotent producer)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+
+from api_edge.problems import Problem
+from api_edge.state import Clients
+from contracts.stock_commands import StockCommand
+from contracts.topics import STOCK_COMMANDS
+
+log = structlog.get_logger("invmon.edge")
+
+PUBLISHES = Counter("invmon_edge_publishes_total", "Commands published by the edge, by outcome.", ["outcome"])
+
+
+async def publish_command(clients: Clients, command: StockCommand) -> None:
+    body = command.model_dump_json().encode()
+    headers = {"content-type": "application/json", "command-type": command.type}
+    try:
+        await asyncio.wait_for(
+            clients.broker.publish(body, STOCK_COMMANDS.name, key=command.sku.encode(), headers=headers),
+            clients.settings.edge_publish_timeout_s,
+        )
+    except (KafkaError, OSError, TimeoutError) as error:
+        PUBLISHES.labels("failed").inc()
+        log.warning("publish_failed", command_id=str(command.command_id), sku=command.sku, error=repr(error))
+        raise Problem(
+            503,
+            "Command broker unavailable",
+            "The command was not accepted; retry with the same command_id.",
+            type_="/problems/broker-unavailable",
+            headers={"Retry-After": "2"},
+        ) from error
+    PUBLISHES.labels("ok").inc()
+    log.info("command_published", command_id=str(command.command_id), sku=command.sku, type=command.type)

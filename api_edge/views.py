@@ -1,0 +1,41 @@
+"""HTTP response bodies of the read API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class ItemView(BaseModel):
+    sku: str
+    name: str
+    description: str | None
+    category: str | None
+    on_hand: int
+    reserved: int
+    available: int
+    min_stock_level: int
+    max_stock_level: int | None
+    cost_price: Decimal | None = Field(description="Decimal string.")
+    weight_grams: int | None
+    dimensions: str | None
+    is_active: bool
+    is_trackable: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CommandStatusView(BaseModel):
+    command_id: UUID
+    status: Literal["applied", "rejected", "unknown"] = Field(
+        description="`unknown`: not applied yet (still in flight) or never received."
+    )
+    reason: str | None = None
+    sku: str | None = None
+    command_type: str | None = None
+    applied_at: datetime | None = None

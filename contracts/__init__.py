@@ -1,0 +1,1 @@
+"""Versioned pydantic v2 contracts for every command and event. Imports nothing of ours."""

@@ -1,0 +1,49 @@
+"""Field types shared by commands and events."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
+
+SKU_PATTERN = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,62}[A-Z0-9])?$")
+_MARKUP = re.compile(r"[<>]")
+
+
+def _normalise_sku(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _check_sku(value: str) -> str:
+    if not SKU_PATTERN.fullmatch(value):
+        raise ValueError(
+            "SKU must be 1-64 letters, digits and hyphens, starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _check_plain_text(value: str) -> str:
+    if _MARKUP.search(value):
+        raise ValueError("must not contain markup characters '<' or '>'")
+    return value
+
+
+Sku = Annotated[
+    str,
+    BeforeValidator(_normalise_sku),
+    AfterValidator(_check_sku),
+    Field(description="Stock keeping unit; normalised to upper case.", examples=["ABC-123"]),
+]
+
+PlainText = Annotated[str, AfterValidator(_check_plain_text)]
+
+# Money travels as a JSON string so no consumer ever parses it into a float.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=14, decimal_places=4),
+    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
+]
+
+Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]

@@ -1,0 +1,1 @@
+"""PostgreSQL: models, migrations and the queries the processes run. Imports no process."""

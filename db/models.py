@@ -1,0 +1,117 @@
+"""SQLAlchemy 2 table models. API shapes live in contracts/, never here."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        CheckConstraint("stock_quantity >= 0", name="on_hand_not_negative"),
+        CheckConstraint("reserved_quantity >= 0", name="reserved_not_negative"),
+        CheckConstraint("reserved_quantity <= stock_quantity", name="available_not_negative"),
+        CheckConstraint("min_stock_level >= 0", name="min_level_not_negative"),
+        CheckConstraint("cost_price IS NULL OR cost_price >= 0", name="cost_not_negative"),
+        Index("ix_items_category", "category"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(100))
+    stock_quantity: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    reserved_quantity: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    weight_grams: Mapped[int | None] = mapped_column(BigInteger)
+    dimensions: Mapped[str | None] = mapped_column(String(100))
+    cost_price: Mapped[Decimal | None] = mapped_column(Numeric(18, 4))
+    min_stock_level: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    max_stock_level: Mapped[int | None] = mapped_column(BigInteger)
+    is_active: Mapped[bool] = mapped_column(server_default=text("true"))
+    is_trackable: Mapped[bool] = mapped_column(server_default=text("true"))
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ProcessedCommand(Base):
+    """One row per command id ever seen; its primary key is what makes application exactly-once."""
+
+    __tablename__ = "processed_commands"
+    __table_args__ = (CheckConstraint("status IN ('applied', 'rejected')", name="status_known"),)
+
+    command_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    command_type: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    applied_at: Mapped[datetime] = _now()
+
+
+class StockLedger(Base):
+    """Append-only: every movement of on-hand or reserved stock."""
+
+    __tablename__ = "stock_ledger"
+    __table_args__ = (Index("ix_stock_ledger_sku_id", "sku", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    command_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    sku: Mapped[str] = mapped_column(String(64))
+    delta: Mapped[int] = mapped_column(BigInteger)
+    reserved_delta: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    reason: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    on_hand_after: Mapped[int] = mapped_column(BigInteger)
+    reserved_after: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _now()
+
+
+class OutboxEvent(Base):
+    """Events written in the same transaction as the state they describe; the relay publishes them."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    sku: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,66 @@
+"""Outbox queries for the relay. Uses a raw asyncpg connection: the relay also LISTENs and holds a
+session-level advisory lock on it, which a pooled SQLAlchemy connection cannot promise."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from db.stock_repo import OUTBOX_CHANNEL
+
+# One relay at a time publishes, so events of one SKU leave in the order they were written.
+RELAY_LOCK_KEY = 0x1A7E_0B0C
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    id: int
+    event_id: str
+    event_type: str
+    channel: str
+    sku: str
+    payload: dict[str, Any]
+    age_s: float
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def try_lead(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY))
+
+
+async def listen(conn: asyncpg.Connection, callback: Any) -> None:
+    await conn.add_listener(OUTBOX_CHANNEL, callback)
+
+
+async def pending(conn: asyncpg.Connection, limit: int) -> list[PendingEvent]:
+    rows = await conn.fetch(
+        """
+        SELECT id, event_id::text, event_type, channel, sku, payload::text,
+               extract(epoch FROM clock_timestamp() - created_at)::float8 AS age_s
+        FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
+        """,
+        limit,
+    )
+    return [
+        PendingEvent(
+            r["id"], r["event_id"], r["event_type"], r["channel"], r["sku"], json.loads(r[5]), r["age_s"]
+        )
+        for r in rows
+    ]
+
+
+async def mark_published(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
+    await conn.execute(
+        "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])", list(ids)
+    )
+
+
+async def backlog(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))

@@ -1,0 +1,50 @@
+"""The small HTTP surface every worker process serves: /health/live, /health/ready, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+ReadyCheck = Callable[[], Awaitable[object]]
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def service_routes(checks: Mapping[str, ReadyCheck], *, timeout_s: float = 2.0) -> list[Route]:
+    """Routes for a worker. `checks` each raise or return falsy when their dependency is not usable."""
+
+    async def live(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(_: Request) -> JSONResponse:
+        results = await run_checks(checks, timeout_s=timeout_s)
+        ok = all(v == "ok" for v in results.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": results}, 200 if ok else 503)
+
+    return [
+        Route("/health/live", live),
+        Route("/health/ready", ready),
+        Route("/metrics", lambda _: metrics_response()),
+    ]
+
+
+async def run_checks(checks: Mapping[str, ReadyCheck], *, timeout_s: float) -> dict[str, str]:
+    async def one(check: ReadyCheck) -> str:
+        try:
+            result = await asyncio.wait_for(check(), timeout_s)
+        except TimeoutError:
+            return "timeout"
+        except Exception as error:  # a readiness probe reports any failure, it never raises
+            return f"error: {type(error).__name__}"
+        return "ok" if result or result is None else "failed"
+
+    names = list(checks)
+    outcomes = await asyncio.gather(*(one(checks[n]) for n in names))
+    return dict(zip(names, outcomes, strict=True))

@@ -1,0 +1,83 @@
+"""The one settings class every process reads. Environment variables are prefixed ``INVMON_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration for the pipeline and for the local stack that `invmon stack` manages.
+
+    Defaults point at the local development stack on 127.0.0.1.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="INVMON_", env_file=".env", extra="ignore")
+
+    # Services the processes connect to.
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers (host:port[,...]).")
+    database_url: str = Field(
+        "postgresql+asyncpg://invmon:invmon@127.0.0.1:15432/invmon",
+        description="SQLAlchemy URL of the PostgreSQL database (asyncpg driver).",
+    )
+    redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL for pub/sub and rate limits.")
+
+    # Topics.
+    kafka_partitions: int = Field(6, ge=1, description="Partition count for command and event topics.")
+    kafka_replication: int = Field(1, ge=1, description="Replication factor for topics the project creates.")
+    stock_consumer_group: str = Field(
+        "invmon-stock-worker", description="Consumer group of the stock worker."
+    )
+    worker_max_records: int = Field(500, ge=1, description="Most records one worker batch takes from Kafka.")
+    worker_batch_timeout_ms: int = Field(50, ge=0, description="How long a worker waits to fill a batch.")
+
+    # Process endpoints.
+    edge_host: str = Field("127.0.0.1", description="Interface the HTTP edge listens on.")
+    edge_port: int = Field(8000, description="Port of the HTTP edge (API, WebSocket, /metrics).")
+    edge_publish_timeout_s: float = Field(5.0, gt=0, description="How long the edge waits for a broker ack.")
+    stock_worker_port: int = Field(9101, description="Port of the stock worker's /metrics and /health.")
+    outbox_relay_port: int = Field(9102, description="Port of the outbox relay's /metrics and /health.")
+    outbox_poll_interval_s: float = Field(
+        0.5, gt=0, description="Outbox relay fallback poll interval; NOTIFY wakes it sooner."
+    )
+    outbox_batch_size: int = Field(500, ge=1, description="Most outbox rows the relay publishes per round.")
+    log_level: str = Field("INFO", description="Log level of every process.")
+    log_json: bool = Field(True, description="Log JSON lines (false: human-readable console lines).")
+
+    # Local stack (used by `invmon stack`, not by the pipeline processes).
+    stack_dir: Path = Field(Path(".stack"), description="Folder that holds the local stack's state and logs.")
+    stack_profile: str = Field(
+        "run", description="`run` keeps PostgreSQL durable; `test` trades durability for speed."
+    )
+    kafka_version: str = Field("4.4.0", description="Apache Kafka broker version fetched from Maven Central.")
+    kafka_controller_port: int = Field(
+        19093, description="Port of the local Kafka KRaft controller listener."
+    )
+    kafka_heap: str = Field("512m", description="Max heap of the local Kafka broker.")
+
+    @property
+    def kafka_port(self) -> int:
+        return _port(self.kafka_bootstrap.split(",")[0], 9092)
+
+    @property
+    def postgres_port(self) -> int:
+        return urlsplit(self.database_url).port or 5432
+
+    @property
+    def redis_port(self) -> int:
+        return urlsplit(self.redis_url).port or 6379
+
+
+def _port(hostport: str, default: int) -> int:
+    _, _, port = hostport.rpartition(":")
+    return int(port) if port.isdigit() else default
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this process; read once, at wiring time."""
+    return Settings()

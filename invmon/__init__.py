@@ -1,0 +1,1 @@
+"""inventory-monitor: Kafka commands applied exactly once to PostgreSQL, with live notifications."""

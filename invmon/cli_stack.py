@@ -1,0 +1,100 @@
+"""`invmon stack ...`: run the local Kafka, PostgreSQL and Redis stack (wired into `invmon` by invmon.cli)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from infra.settings import get_settings
+from invmon.stack import manager
+from invmon.stack.manager import StackError
+
+stack_app = typer.Typer(
+    name="stack",
+    help="Run the local stack (Kafka, PostgreSQL, Redis) on 127.0.0.1, all state under INVMON_STACK_DIR.",
+    no_args_is_help=True,
+)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(exc: StackError) -> typer.Exit:
+    # Messages quote logs and commands, whose brackets must not be read as rich markup.
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+    return typer.Exit(code=1)
+
+
+@stack_app.command()
+def up() -> None:
+    """Install what is missing, start every service, wait until ready, create topics/role/db. Idempotent."""
+    try:
+        manager.up(get_settings(), console)
+    except StackError as exc:
+        raise _fail(exc) from exc
+
+
+@stack_app.command()
+def down(
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also delete the stack dir (all data and logs).")
+    ] = False,
+) -> None:
+    """Stop exactly the processes this stack started (data is kept unless --purge)."""
+    try:
+        manager.down(get_settings(), purge=purge, console=console)
+    except StackError as exc:
+        raise _fail(exc) from exc
+
+
+@stack_app.command()
+def status() -> None:
+    """One line per service. Exit code 0 when every service is running and ready, 1 otherwise."""
+    try:
+        rows = manager.status(get_settings())
+    except StackError as exc:
+        raise _fail(exc) from exc
+    table = Table(box=None, pad_edge=False)
+    for column in ("service", "port", "state", "pid", "ready"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.name,
+            str(row.port),
+            "running" if row.running else "stopped",
+            str(row.pid) if row.pid is not None else "-",
+            "yes" if row.ready else "no",
+        )
+    console.print(table)
+    raise typer.Exit(code=0 if all(r.running and r.ready for r in rows) else 1)
+
+
+@stack_app.command()
+def logs(
+    service: Annotated[str | None, typer.Argument(help="kafka, postgres or redis (default: all).")] = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="Lines to show from the end.")] = 50,
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="Keep printing new lines (Ctrl-C stops).")
+    ] = False,
+) -> None:
+    """Show the end of a service's log file (or of all of them)."""
+    settings = get_settings()
+    try:
+        files = manager.log_files(settings, service)
+    except StackError as exc:
+        raise _fail(exc) from exc
+    if follow:
+        # tail -F already follows several files, survives truncation and waits for files not yet created.
+        sys.stdout.flush()
+        os.execvp("tail", ["tail", "-n", str(lines), "-F", *map(str, files)])
+    # Logs are raw text: printed as is, never parsed as rich markup.
+    sys.stdout.write(manager.tail(settings, service, lines) + "\n")
+
+
+if __name__ == "__main__":
+    stack_app()

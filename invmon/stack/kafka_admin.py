@@ -1,0 +1,120 @@
+"""Talking to the broker with aiokafka's admin client: readiness probe and topic creation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from contracts.topics import Topic
+
+TOPIC_ALREADY_EXISTS = 36
+_quiet_depth = 0
+_saved_level = logging.NOTSET
+
+
+@contextlib.contextmanager
+def _quiet_aiokafka() -> Iterator[None]:
+    """Silence aiokafka's connection-refused errors while we poll a broker that is still starting.
+
+    Counted rather than saved per call: concurrent probes must not restore each other's level.
+    """
+    global _quiet_depth, _saved_level
+    logger = logging.getLogger("aiokafka")
+    if _quiet_depth == 0:
+        _saved_level = logger.level
+        logger.setLevel(logging.CRITICAL)
+    _quiet_depth += 1
+    try:
+        yield
+    finally:
+        _quiet_depth -= 1
+        if _quiet_depth == 0:
+            logger.setLevel(_saved_level)
+
+
+@contextlib.asynccontextmanager
+async def admin_client(bootstrap: str, timeout_ms: int) -> AsyncIterator[AIOKafkaAdminClient]:
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        with _quiet_aiokafka():
+            await client.start()
+        yield client
+    finally:
+        await client.close()
+
+
+async def metadata_ok(bootstrap: str, timeout_ms: int = 3000) -> bool:
+    """Ready means a metadata request is answered, not merely that the port accepts connections."""
+    try:
+        async with admin_client(bootstrap, timeout_ms) as client:
+            with _quiet_aiokafka():
+                await client.list_topics()
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    return True
+
+
+async def coordinators_ready(bootstrap: str) -> bool:
+    """True once the group and transaction coordinators answer.
+
+    The first FindCoordinator request creates __consumer_offsets / __transaction_state; doing it here
+    keeps that one-off wait (and aiokafka's "coordinator not available" noise) out of the first consumer.
+    """
+    try:
+        async with admin_client(bootstrap, 5000) as client:
+            with _quiet_aiokafka():
+                await client.find_coordinator("invmon-stack-probe", coordinator_type=0)
+                await client.find_coordinator("invmon-stack-probe", coordinator_type=1)
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    partitions: int
+    all_have_leaders: bool
+
+
+async def describe(bootstrap: str, names: list[str]) -> dict[str, TopicInfo]:
+    """The named topics that exist (unknown names are simply absent from the result)."""
+    async with admin_client(bootstrap, 10_000) as client:
+        raw = await client.describe_topics(names)
+    found: dict[str, TopicInfo] = {}
+    for entry in raw:
+        if int(entry["error_code"]) != 0:
+            continue
+        partitions = entry["partitions"]
+        found[str(entry["topic"])] = TopicInfo(
+            name=str(entry["topic"]),
+            partitions=len(partitions),
+            all_have_leaders=all(int(p["leader"]) >= 0 for p in partitions),
+        )
+    return found
+
+
+async def create(bootstrap: str, topics: list[Topic], partitions: int, replication: int) -> None:
+    requests = [
+        NewTopic(
+            name=topic.name,
+            num_partitions=partitions,
+            replication_factor=replication,
+            topic_configs={"cleanup.policy": "compact"} if topic.compacted else {},
+        )
+        for topic in topics
+    ]
+    async with admin_client(bootstrap, 30_000) as client:
+        response = await client.create_topics(requests)
+    failures = [
+        f"{e['topic']}: error {e['error_code']} {e.get('error_message') or ''}".strip()
+        for e in response.to_object()["topic_errors"]
+        if int(e["error_code"]) not in (0, TOPIC_ALREADY_EXISTS)
+    ]
+    if failures:
+        raise KafkaError("create topics failed: " + "; ".join(failures))

@@ -1,0 +1,1 @@
+"""Worker processes: they apply commands to PostgreSQL and relay events."""

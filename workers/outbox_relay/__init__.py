@@ -1,0 +1,1 @@
+"""The outbox relay: publishes committed events to the Kafka event stream and Redis pub/sub."""

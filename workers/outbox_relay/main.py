@@ -1,0 +1,79 @@
+"""Entry module of the outbox relay: wires settings, Kafka, Redis and the relay loop in one lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import uvicorn
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from db.outbox_repo import asyncpg_dsn
+from infra.kafka import make_broker
+from infra.logging import configure_logging
+from infra.service import service_routes
+from infra.settings import Settings, get_settings
+from workers.outbox_relay.relay import OutboxRelay
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    broker = make_broker(settings, client_id="outbox-relay", description="inventory-monitor outbox relay")
+    redis = Redis.from_url(settings.redis_url)
+    dsn = asyncpg_dsn(settings.database_url)
+
+    async def send(body: bytes, topic: str, key: bytes, headers: dict[str, str]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await broker.publish(
+            body, topic, key=key, headers=headers, no_confirm=True
+        )
+        return future
+
+    async def database_ready() -> None:
+        conn = await asyncpg.connect(dsn)
+        await conn.close()
+
+    async def redis_ready() -> bool:
+        return bool(await redis.ping())
+
+    async def kafka_ready() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await broker.start()
+        relay = OutboxRelay(
+            dsn,
+            send,
+            redis,
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
+        )
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await broker.stop()
+            await redis.aclose()
+
+    checks = {"postgres": database_ready, "redis": redis_ready, "kafka": kafka_ready}
+    return Starlette(routes=service_routes(checks), lifespan=lifespan)
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("outbox-relay", settings.log_level, json=settings.log_json)
+    uvicorn.run(
+        create_app(settings), host=settings.edge_host, port=settings.outbox_relay_port, log_config=None
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The stock worker: applies stock commands from Kafka to PostgreSQL, one transaction per batch."""

@@ -1,0 +1,60 @@
+"""Entry module of the stock worker: wires settings, clients and the subscriber in one lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from sqlalchemy import text
+from starlette.applications import Starlette
+
+from db.engine import make_engine
+from infra.kafka import make_broker
+from infra.logging import configure_logging
+from infra.service import service_routes
+from infra.settings import Settings, get_settings
+from workers.stock_worker.handler import Deps, register
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    broker = make_broker(settings, client_id="stock-worker", description="inventory-monitor stock worker")
+    deps = Deps()
+    register(broker, settings, deps)
+
+    async def database_ready() -> None:
+        async with deps.require_engine().connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def kafka_ready() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        deps.engine = make_engine(settings.database_url)
+        try:
+            await broker.start()
+            yield
+        finally:
+            await broker.stop()
+            await deps.engine.dispose()
+
+    app = Starlette(
+        routes=service_routes({"postgres": database_ready, "kafka": kafka_ready}), lifespan=lifespan
+    )
+    app.state.broker = broker
+    app.state.deps = deps
+    return app
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("stock-worker", settings.log_level, json=settings.log_json)
+    uvicorn.run(
+        create_app(settings), host=settings.edge_host, port=settings.stock_worker_port, log_config=None
+    )
+
+
+if __name__ == "__main__":
+    main()
