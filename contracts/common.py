@@ -47,3 +47,14 @@ Money = Annotated[
 ]
 
 Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+ReservationId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="The sender's id of the reservation (e.g. an order line).",
+        examples=["order-1001"],
+    ),
+]

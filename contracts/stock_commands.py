@@ -1,27 +1,35 @@
-"""Stock commands (imperative names). One discriminated union per topic: `StockCommand`."""
+"""Stock commands (imperative names), published to the stock command topic with key = SKU.
+
+`StockCommand` is the discriminated union of every command on that topic (`type` selects the model).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from contracts.common import Money, PlainText, Quantity
+from contracts.common import Money, PlainText, Quantity, ReservationId
 from contracts.envelope import CommandEnvelope
 
-_EXAMPLE_ENVELOPE = {
-    "command_id": "6f1c2b9e-3d0a-4f5e-9b1a-2c3d4e5f6a7b",
-    "sku": "ABC-123",
-    "issued_at": "2026-11-27T09:30:00Z",
-    "actor": "wms-eu-1",
-    "source": "wms",
-}
+
+def _examples(type_: str, **fields: Any) -> ConfigDict:
+    envelope = {
+        "command_id": "6f1c2b9e-3d0a-4f5e-9b1a-2c3d4e5f6a7b",
+        "sku": "ABC-123",
+        "issued_at": "2026-11-27T09:30:00Z",
+        "actor": "wms-eu-1",
+        "source": "wms",
+    }
+    return ConfigDict(json_schema_extra={"examples": [{**envelope, "type": type_, **fields}]})
 
 
-class RegisterItemSpec(BaseModel):
-    """What a new item is."""
-
+class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RegisterItemSpec(_Spec):
+    """What a new item is."""
 
     name: PlainText = Field(min_length=1, max_length=200, description="Display name, no markup.")
     description: PlainText | None = Field(None, max_length=2000)
@@ -32,57 +40,178 @@ class RegisterItemSpec(BaseModel):
     cost_price: Money | None = Field(None, description="Unit cost as a decimal string.")
     weight_grams: Quantity | None = None
     dimensions: PlainText | None = Field(None, max_length=100, description="e.g. '20x10x5 cm'.")
-    is_trackable: bool = Field(True, description="Whether stock levels are tracked for this item.")
+    is_trackable: bool = Field(True, description="Untracked items never raise stock alerts.")
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> RegisterItemSpec:
+        if self.max_stock_level is not None and self.max_stock_level < self.min_stock_level:
+            raise ValueError("max_stock_level must not be below min_stock_level")
+        return self
 
 
-class ReceiveStockSpec(BaseModel):
+class UpdateItemDetailsSpec(_Spec):
+    """Fields to change; omitted fields keep their value."""
+
+    name: PlainText | None = Field(None, min_length=1, max_length=200)
+    description: PlainText | None = Field(None, max_length=2000)
+    category: PlainText | None = Field(None, max_length=100)
+    min_stock_level: Quantity | None = None
+    max_stock_level: Quantity | None = None
+    cost_price: Money | None = None
+    weight_grams: Quantity | None = None
+    dimensions: PlainText | None = Field(None, max_length=100)
+    is_trackable: bool | None = None
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> UpdateItemDetailsSpec:
+        changed = self.changes()
+        if not changed:
+            raise ValueError("give at least one field to change")
+        for required in ("name", "min_stock_level", "is_trackable"):
+            if required in changed and changed[required] is None:
+                raise ValueError(f"{required} cannot be cleared")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The detail fields the sender set (an explicit null clears an optional field)."""
+        return {f: getattr(self, f) for f in UpdateItemDetailsSpec.model_fields if f in self.model_fields_set}
+
+
+class ReasonSpec(_Spec):
+    reason: PlainText | None = Field(None, max_length=500, description="Why, for the audit ledger.")
+
+
+class ReceiveStockSpec(_Spec):
     """Goods arrived."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     quantity: int = Field(gt=0, le=1_000_000_000, description="Units received (added to on-hand).")
 
 
-class AdjustStockSpec(BaseModel):
+class AdjustStockSpec(_Spec):
     """A correction of on-hand stock with a reason code."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     delta: int = Field(ge=-1_000_000_000, le=1_000_000_000, description="Signed change of on-hand units.")
-    reason_code: Literal["damage", "loss", "found", "return", "correction", "other"] = Field(
+    reason_code: Literal["damage", "loss", "theft", "found", "return", "correction", "other"] = Field(
         description="Why the stock changed."
     )
     note: PlainText | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _nonzero(self) -> AdjustStockSpec:
+        if self.delta == 0:
+            raise ValueError("delta must not be zero")
+        return self
+
+
+class CountStockSpec(_Spec):
+    """The result of a cycle count: the absolute on-hand quantity."""
+
+    counted_quantity: Quantity = Field(description="Units physically counted.")
+    note: PlainText | None = Field(None, max_length=500)
+
+
+class ReserveStockSpec(_Spec):
+    """Hold units for an order; they stay on hand but are no longer available."""
+
+    reservation_id: ReservationId
+    quantity: int = Field(gt=0, le=1_000_000_000)
+    expires_at: AwareDatetime | None = Field(None, description="Released automatically at this time.")
+
+
+class ReservationRefSpec(_Spec):
+    reservation_id: ReservationId
 
 
 class RegisterItem(CommandEnvelope, RegisterItemSpec):
     """Register a new item (SKU) with its details and an optional initial quantity."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{**_EXAMPLE_ENVELOPE, "type": "register_item", "name": "Blue mug"}]}
-    )
+    model_config = _examples("register_item", name="Blue mug", initial_quantity=10, min_stock_level=5)
     type: Literal["register_item"] = "register_item"
+
+
+class UpdateItemDetails(CommandEnvelope, UpdateItemDetailsSpec):
+    """Change an item's details or stock levels."""
+
+    model_config = _examples("update_item_details", min_stock_level=8)
+    type: Literal["update_item_details"] = "update_item_details"
+
+
+class DeactivateItem(CommandEnvelope, ReasonSpec):
+    """Stop trading an item: no receipts, adjustments, counts or new reservations until reactivated."""
+
+    model_config = _examples("deactivate_item", reason="discontinued")
+    type: Literal["deactivate_item"] = "deactivate_item"
+
+
+class ReactivateItem(CommandEnvelope, ReasonSpec):
+    """Trade a deactivated item again."""
+
+    model_config = _examples("reactivate_item")
+    type: Literal["reactivate_item"] = "reactivate_item"
 
 
 class ReceiveStock(CommandEnvelope, ReceiveStockSpec):
     """Add received units to on-hand stock."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{**_EXAMPLE_ENVELOPE, "type": "receive_stock", "quantity": 24}]}
-    )
+    model_config = _examples("receive_stock", quantity=24)
     type: Literal["receive_stock"] = "receive_stock"
 
 
 class AdjustStock(CommandEnvelope, AdjustStockSpec):
     """Change on-hand stock by a signed delta, with a reason code."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{**_EXAMPLE_ENVELOPE, "type": "adjust_stock", "delta": -2, "reason_code": "damage"}]
-        }
-    )
+    model_config = _examples("adjust_stock", delta=-2, reason_code="damage")
     type: Literal["adjust_stock"] = "adjust_stock"
 
 
-StockCommand = Annotated[RegisterItem | ReceiveStock | AdjustStock, Field(discriminator="type")]
+class CountStock(CommandEnvelope, CountStockSpec):
+    """Set on-hand stock to a counted quantity (it may not fall below what is reserved)."""
+
+    model_config = _examples("count_stock", counted_quantity=31)
+    type: Literal["count_stock"] = "count_stock"
+
+
+class ReserveStock(CommandEnvelope, ReserveStockSpec):
+    """Reserve units; rejected (never clamped) when fewer are available."""
+
+    model_config = _examples("reserve_stock", reservation_id="order-1001", quantity=2)
+    type: Literal["reserve_stock"] = "reserve_stock"
+
+
+class ReleaseReservation(CommandEnvelope, ReservationRefSpec):
+    """Give reserved units back to available stock."""
+
+    model_config = _examples("release_reservation", reservation_id="order-1001")
+    type: Literal["release_reservation"] = "release_reservation"
+
+
+class FulfilReservation(CommandEnvelope, ReservationRefSpec):
+    """The reserved units shipped: they leave on-hand and reserved stock together."""
+
+    model_config = _examples("fulfil_reservation", reservation_id="order-1001")
+    type: Literal["fulfil_reservation"] = "fulfil_reservation"
+
+
+class ExpireReservation(CommandEnvelope, ReservationRefSpec):
+    """Issued by the worker's scheduler when a reservation's expiry has passed."""
+
+    model_config = _examples("expire_reservation", reservation_id="order-1001")
+    type: Literal["expire_reservation"] = "expire_reservation"
+
+
+StockCommand = Annotated[
+    RegisterItem
+    | UpdateItemDetails
+    | DeactivateItem
+    | ReactivateItem
+    | ReceiveStock
+    | AdjustStock
+    | CountStock
+    | ReserveStock
+    | ReleaseReservation
+    | FulfilReservation
+    | ExpireReservation,
+    Field(discriminator="type"),
+]
 STOCK_COMMAND_ADAPTER: TypeAdapter[StockCommand] = TypeAdapter(StockCommand)
+ReservationCommand = ReserveStock | ReleaseReservation | FulfilReservation | ExpireReservation

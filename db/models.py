@@ -47,6 +47,7 @@ class Item(Base):
         CheckConstraint("reserved_quantity <= stock_quantity", name="available_not_negative"),
         CheckConstraint("min_stock_level >= 0", name="min_level_not_negative"),
         CheckConstraint("cost_price IS NULL OR cost_price >= 0", name="cost_not_negative"),
+        CheckConstraint("alert_state IN ('ok', 'low', 'out', 'over')", name="alert_state_known"),
         Index("ix_items_category", "category"),
     )
 
@@ -64,6 +65,7 @@ class Item(Base):
     max_stock_level: Mapped[int | None] = mapped_column(BigInteger)
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
     is_trackable: Mapped[bool] = mapped_column(server_default=text("true"))
+    alert_state: Mapped[str] = mapped_column(String(8), server_default=text("'ok'"))
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
@@ -81,6 +83,25 @@ class ProcessedCommand(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     applied_at: Mapped[datetime] = _now()
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("status IN ('active', 'released', 'fulfilled', 'expired')", name="status_known"),
+        Index("ix_reservations_sku", "sku"),
+        Index("ix_reservations_expiry", "expires_at", postgresql_where=text("status = 'active'")),
+    )
+
+    reservation_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    command_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
 
 
 class StockLedger(Base):

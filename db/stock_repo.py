@@ -1,79 +1,181 @@
-"""Queries the stock worker runs inside its one transaction per batch. Plain rows in, plain rows out."""
+"""Queries the stock worker runs inside its one transaction per batch. Plain rows in, plain rows out.
+
+The hot path talks to the asyncpg connection under the SQLAlchemy transaction: set-based statements over
+arrays and binary COPY keep a batch of thousands of commands to a handful of round trips.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
 
-from sqlalchemy import RowMapping, func, select, text
-from sqlalchemy.dialects.postgresql import insert
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
-
-from db.models import Item, OutboxEvent, ProcessedCommand, StockLedger
 
 OUTBOX_CHANNEL = "invmon_outbox"
 
-_ITEM_COLUMNS = (
-    "sku",
-    "name",
-    "description",
-    "category",
-    "stock_quantity",
-    "reserved_quantity",
-    "weight_grams",
-    "dimensions",
-    "cost_price",
-    "min_stock_level",
-    "max_stock_level",
-    "is_active",
-    "is_trackable",
-    "version",
-)
+
+class ItemRow(NamedTuple):
+    sku: str
+    name: str
+    description: str | None
+    category: str | None
+    stock_quantity: int
+    reserved_quantity: int
+    weight_grams: int | None
+    dimensions: str | None
+    cost_price: Decimal | None
+    min_stock_level: int
+    max_stock_level: int | None
+    is_active: bool
+    is_trackable: bool
+    alert_state: str
+    version: int
 
 
-async def seen_command_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+class ReservationRow(NamedTuple):
+    reservation_id: str
+    sku: str
+    quantity: int
+    status: str
+    expires_at: datetime | None
+    command_id: uuid.UUID | None
+
+
+class ProcessedRow(NamedTuple):
+    command_id: uuid.UUID
+    command_type: str
+    sku: str
+    status: str
+    reason: str | None
+    applied_at: datetime
+
+
+class LedgerRow(NamedTuple):
+    command_id: uuid.UUID
+    sku: str
+    delta: int
+    reserved_delta: int
+    reason: str
+    actor: str
+    on_hand_after: int
+    reserved_after: int
+    created_at: datetime
+
+
+class OutboxRow(NamedTuple):
+    event_id: uuid.UUID
+    event_type: str
+    channel: str
+    sku: str
+    payload: str  # JSON text
+    created_at: datetime
+
+
+_ITEM_TYPES = (
+    "text", "text", "text", "text", "int8", "int8", "int8", "text", "numeric", "int8", "int8", "bool",
+    "bool", "text", "int8",
+)  # fmt: skip
+
+
+async def driver(conn: AsyncConnection) -> asyncpg.Connection:
+    raw = await conn.get_raw_connection()
+    connection: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+    return connection
+
+
+async def seen_command_ids(pg: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     if not ids:
         return set()
-    rows = await conn.execute(select(ProcessedCommand.command_id).where(ProcessedCommand.command_id.in_(ids)))
-    return set(rows.scalars())
+    rows = await pg.fetch("SELECT command_id FROM processed_commands WHERE command_id = ANY($1::uuid[])", ids)
+    return {r[0] for r in rows}
 
 
-async def lock_items(conn: AsyncConnection, skus: Iterable[str]) -> list[RowMapping]:
+async def lock_items(pg: asyncpg.Connection, skus: Iterable[str]) -> list[ItemRow]:
     """Current rows of these SKUs, locked until the transaction ends (sorted: no lock-order deadlocks)."""
     ordered = sorted(set(skus))
     if not ordered:
         return []
-    columns = [getattr(Item, c) for c in _ITEM_COLUMNS]
-    rows = await conn.execute(
-        select(*columns).where(Item.sku.in_(ordered)).order_by(Item.sku).with_for_update()
+    columns = ", ".join(ItemRow._fields)
+    rows = await pg.fetch(
+        f"SELECT {columns} FROM items WHERE sku = ANY($1::text[]) ORDER BY sku FOR UPDATE", ordered
     )
-    return [row._mapping for row in rows]
+    return [ItemRow(*r) for r in rows]
 
 
-async def upsert_items(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+async def lock_reservations(pg: asyncpg.Connection, ids: Iterable[str]) -> list[ReservationRow]:
+    ordered = sorted(set(ids))
+    if not ordered:
+        return []
+    columns = ", ".join(ReservationRow._fields)
+    rows = await pg.fetch(
+        f"SELECT {columns} FROM reservations WHERE reservation_id = ANY($1::text[])"
+        " ORDER BY reservation_id FOR UPDATE",
+        ordered,
+    )
+    return [ReservationRow(*r) for r in rows]
+
+
+def _unnest(fields: Sequence[str], types: Sequence[str]) -> str:
+    arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+    return f"SELECT * FROM unnest({arrays}) AS t({', '.join(fields)})"
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+async def upsert_items(pg: asyncpg.Connection, rows: Sequence[ItemRow]) -> None:
     if not rows:
         return
-    stmt = insert(Item)
-    updates: dict[str, Any] = {c: stmt.excluded[c] for c in _ITEM_COLUMNS if c != "sku"}
-    updates["updated_at"] = func.now()
-    await conn.execute(stmt.on_conflict_do_update(index_elements=[Item.sku], set_=updates), list(rows))
+    fields = ItemRow._fields
+    updates = ", ".join(f"{f} = excluded.{f}" for f in fields if f != "sku")
+    await pg.execute(
+        f"INSERT INTO items ({', '.join(fields)}) {_unnest(fields, _ITEM_TYPES)}"
+        f" ON CONFLICT (sku) DO UPDATE SET {updates}, updated_at = now()",
+        *_columns(rows, len(fields)),
+    )
 
 
-async def insert_ledger(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        await conn.execute(insert(StockLedger), list(rows))
+async def upsert_reservations(pg: asyncpg.Connection, rows: Sequence[ReservationRow]) -> None:
+    if not rows:
+        return
+    fields = ReservationRow._fields
+    types = ("text", "text", "int8", "text", "timestamptz", "uuid")
+    await pg.execute(
+        f"INSERT INTO reservations ({', '.join(fields)}) {_unnest(fields, types)}"
+        " ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = now()",
+        *_columns(rows, len(fields)),
+    )
 
 
-async def insert_processed(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Plain INSERT on purpose: a concurrent claim of the same id fails the transaction instead of
+async def insert_processed(pg: asyncpg.Connection, rows: Sequence[ProcessedRow]) -> None:
+    """No ON CONFLICT on purpose: a concurrent claim of the same id fails the transaction instead of
     applying twice; the batch is then retried and sees the id as already processed."""
     if rows:
-        await conn.execute(insert(ProcessedCommand), list(rows))
+        await pg.copy_records_to_table("processed_commands", records=rows, columns=ProcessedRow._fields)
 
 
-async def insert_outbox(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+async def insert_ledger(pg: asyncpg.Connection, rows: Sequence[LedgerRow]) -> None:
     if rows:
-        await conn.execute(insert(OutboxEvent), list(rows))
+        await pg.copy_records_to_table("stock_ledger", records=rows, columns=LedgerRow._fields)
+
+
+async def insert_outbox(pg: asyncpg.Connection, rows: Sequence[OutboxRow]) -> None:
+    if rows:
+        await pg.copy_records_to_table("outbox", records=rows, columns=OutboxRow._fields)
         # Delivered at commit, so the relay wakes exactly when the rows become visible.
-        await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+        await pg.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+
+
+async def due_reservations(pg: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:
+    """(reservation_id, sku) of active reservations whose expiry has passed, oldest first."""
+    rows = await pg.fetch(
+        "SELECT reservation_id, sku FROM reservations"
+        " WHERE status = 'active' AND expires_at <= now() ORDER BY expires_at LIMIT $1",
+        limit,
+    )
+    return [(r[0], r[1]) for r in rows]

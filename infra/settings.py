@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     )
     worker_max_records: int = Field(500, ge=1, description="Most records one worker batch takes from Kafka.")
     worker_batch_timeout_ms: int = Field(50, ge=0, description="How long a worker waits to fill a batch.")
+    alert_clear_margin_pct: int = Field(
+        10, ge=0, le=100, description="Stock alerts clear only this % of the level past the threshold."
+    )
+    reservation_expiry_interval_s: float = Field(
+        1.0, gt=0, description="How often the stock worker looks for expired reservations."
+    )
 
     # Process endpoints.
     edge_host: str = Field("127.0.0.1", description="Interface the HTTP edge listens on.")

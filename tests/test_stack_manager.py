@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 from contracts.topics import ALL_TOPICS
-from infra.settings import Settings, get_settings
+from infra.settings import Settings
 from invmon.stack import kafka_admin
 from invmon.stack.manager import status, up
 from invmon.stack.paths import StackPaths
@@ -27,15 +27,9 @@ from invmon.stack.redis import RedisService
 from invmon.stack.report import Reporter
 from invmon.stack.state import StackState
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
 
 
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    settings = get_settings()
-    if not any(s.running for s in status(settings)):
-        pytest.skip(f"no stack running in {settings.stack_dir}: run `invmon stack up` first")
-    return settings
 
 
 def _quiet() -> Console:

@@ -1,32 +1,64 @@
-"""What a stock command does to one item's state."""
+"""What a stock command does to one item (and the one reservation it names)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, Literal
 
-from contracts.stock_commands import AdjustStock, ReceiveStock, RegisterItem, StockCommand
-from contracts.stock_events import CommandRejected, ItemRegistered, RejectionCode, StockChanged, StockEvent
+from contracts.stock_commands import (
+    AdjustStock,
+    CountStock,
+    DeactivateItem,
+    ExpireReservation,
+    FulfilReservation,
+    ReactivateItem,
+    ReceiveStock,
+    RegisterItem,
+    ReleaseReservation,
+    ReserveStock,
+    StockCommand,
+    UpdateItemDetails,
+)
+from contracts.stock_events import (
+    AlertState,
+    CommandRejected,
+    ItemDeactivated,
+    ItemDetailsUpdated,
+    ItemReactivated,
+    ItemRegistered,
+    RejectionCode,
+    ReservationExpired,
+    ReservationFulfilled,
+    ReservationMade,
+    ReservationReleased,
+    StockChanged,
+    StockEvent,
+)
+from workers.rules.alerts import AlertPolicy, classify, transition_event_type
+
+ReservationStatus = Literal["active", "released", "fulfilled", "expired"]
 
 
 @dataclass(frozen=True, slots=True)
 class ItemState:
     sku: str
     name: str
-    description: str | None
-    category: str | None
     on_hand: int
-    reserved: int
-    min_stock_level: int
-    max_stock_level: int | None
-    cost_price: Decimal | None
-    weight_grams: int | None
-    dimensions: str | None
-    is_active: bool
-    is_trackable: bool
-    version: int
+    reserved: int = 0
+    description: str | None = None
+    category: str | None = None
+    min_stock_level: int = 0
+    max_stock_level: int | None = None
+    cost_price: Decimal | None = None
+    weight_grams: int | None = None
+    dimensions: str | None = None
+    is_active: bool = True
+    is_trackable: bool = True
+    alert_state: AlertState = "ok"
+    version: int = 1
 
     @property
     def available(self) -> int:
@@ -34,9 +66,20 @@ class ItemState:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    reservation_id: str
+    sku: str
+    quantity: int
+    status: ReservationStatus
+    expires_at: datetime | None = None
+    command_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     state: ItemState
     events: tuple[StockEvent, ...]
+    reservation: Reservation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,55 +92,103 @@ class Rejected:
 Outcome = Applied | Rejected
 
 
-def event_id(command_id: uuid.UUID, index: int) -> uuid.UUID:
-    """Event ids derive from the command id so a replayed command yields the same ids."""
-    return uuid.uuid5(command_id, str(index))
+class _Reject(Exception):
+    def __init__(self, code: RejectionCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
-def decide(state: ItemState | None, command: StockCommand, now: datetime) -> Outcome:
-    """Apply `command` to `state` (None: the SKU is unknown) at time `now`."""
+@dataclass(slots=True)
+class _Events:
+    """Builds a command's events with ids derived from the command id, so a replay yields the same ids."""
+
+    command: StockCommand
+    now: datetime
+    items: list[StockEvent] = field(default_factory=list)
+
+    def add(self, kind: type[StockEvent], **fields: Any) -> None:
+        event_id = uuid.uuid5(self.command.command_id, str(len(self.items)))
+        base = {"event_id": event_id, "sku": self.command.sku, "occurred_at": self.now}
+        self.items.append(kind(**base, command_id=self.command.command_id, **fields))
+
+
+def decide(
+    state: ItemState | None,
+    reservation: Reservation | None,
+    command: StockCommand,
+    now: datetime,
+    policy: AlertPolicy | None = None,
+) -> Outcome:
+    """Apply `command` to `state` (None: unknown SKU) and, for reservation commands, `reservation`
+    (None: unknown id). Never raises for a business reason: a rejection carries its reason."""
+    events = _Events(command, now)
+    try:
+        new_state, new_reservation = _apply(state, reservation, command, now, events)
+    except _Reject as rejection:
+        return _rejected(command, now, rejection.code, rejection.reason)
+    if state is not None:
+        new_state = _alerts(state, new_state, events, policy or AlertPolicy())
+    return Applied(new_state, tuple(events.items), new_reservation)
+
+
+def _apply(
+    state: ItemState | None,
+    reservation: Reservation | None,
+    command: StockCommand,
+    now: datetime,
+    events: _Events,
+) -> tuple[ItemState, Reservation | None]:
     if isinstance(command, RegisterItem):
         if state is not None:
-            return _reject(command, now, "already_exists", f"item {command.sku} is already registered")
-        return _register(command, now)
+            raise _Reject("already_exists", f"item {command.sku} is already registered")
+        return _register(command, events), None
     if state is None:
-        return _reject(command, now, "unknown_sku", f"item {command.sku} is not registered")
+        raise _Reject("unknown_sku", f"item {command.sku} is not registered")
     if command.expected_version is not None and command.expected_version != state.version:
-        return _reject(
-            command,
-            now,
-            "version_mismatch",
-            f"expected version {command.expected_version}, item is at version {state.version}",
+        raise _Reject(
+            "version_mismatch", f"expected version {command.expected_version}, item is at {state.version}"
         )
-    if not state.is_active:
-        return _reject(command, now, "inactive_item", f"item {command.sku} is deactivated")
-    if isinstance(command, ReceiveStock):
-        return _move(state, command, now, command.quantity, "receive_stock")
-    return _adjust(state, command, now)
+    match command:
+        case UpdateItemDetails():
+            return _update(state, command, events), None
+        case DeactivateItem() | ReactivateItem():
+            return _set_active(state, command, events), None
+        case ReceiveStock():
+            _require_active(state)
+            return _move(state, events, command.quantity, 0, "receive_stock"), None
+        case AdjustStock():
+            _require_active(state)
+            _require_on_hand(state, state.on_hand + command.delta, f"adjusting by {command.delta}")
+            return _move(state, events, command.delta, 0, command.reason_code), None
+        case CountStock():
+            _require_active(state)
+            _require_on_hand(state, command.counted_quantity, f"a count of {command.counted_quantity}")
+            return _move(state, events, command.counted_quantity - state.on_hand, 0, "count_stock"), None
+        case ReserveStock():
+            return _reserve(state, reservation, command, now, events)
+        case ReleaseReservation() | FulfilReservation() | ExpireReservation():
+            return _close(state, reservation, command, now, events)
+    raise AssertionError(f"unhandled command {command.type}")  # the union is exhaustive
 
 
-def _register(command: RegisterItem, now: datetime) -> Applied:
+def _register(command: RegisterItem, events: _Events) -> ItemState:
     state = ItemState(
         sku=command.sku,
         name=command.name,
         description=command.description,
         category=command.category,
         on_hand=command.initial_quantity,
-        reserved=0,
         min_stock_level=command.min_stock_level,
         max_stock_level=command.max_stock_level,
         cost_price=command.cost_price,
         weight_grams=command.weight_grams,
         dimensions=command.dimensions,
-        is_active=True,
         is_trackable=command.is_trackable,
-        version=1,
     )
-    event = ItemRegistered(
-        event_id=event_id(command.command_id, 0),
-        sku=state.sku,
-        occurred_at=now,
-        command_id=command.command_id,
+    state = replace(state, alert_state=_classify(state, "ok", AlertPolicy()))
+    events.add(
+        ItemRegistered,
         name=state.name,
         category=state.category,
         on_hand=state.on_hand,
@@ -106,41 +197,145 @@ def _register(command: RegisterItem, now: datetime) -> Applied:
         cost_price=state.cost_price,
         version=state.version,
     )
-    return Applied(state, (event,))
+    return state
 
 
-def _adjust(state: ItemState, command: AdjustStock, now: datetime) -> Outcome:
-    if state.on_hand + command.delta < state.reserved:
-        return _reject(
-            command,
-            now,
-            "insufficient_stock",
-            f"adjusting by {command.delta} would leave on-hand {state.on_hand + command.delta} "
-            f"below reserved {state.reserved}",
+def _update(state: ItemState, command: UpdateItemDetails, events: _Events) -> ItemState:
+    changes = command.changes()
+    new = replace(state, **changes, version=state.version + 1)
+    if new.max_stock_level is not None and new.max_stock_level < new.min_stock_level:
+        raise _Reject("invalid_state", "max_stock_level would fall below min_stock_level")
+    shown = {k: str(v) if isinstance(v, Decimal) else v for k, v in changes.items()}
+    events.add(ItemDetailsUpdated, changes=shown, version=new.version)
+    return new
+
+
+def _set_active(state: ItemState, command: DeactivateItem | ReactivateItem, events: _Events) -> ItemState:
+    active = isinstance(command, ReactivateItem)
+    if state.is_active == active:
+        raise _Reject("invalid_state", f"item {state.sku} is already {'active' if active else 'inactive'}")
+    new = replace(state, is_active=active, version=state.version + 1)
+    events.add(ItemReactivated if active else ItemDeactivated, reason=command.reason, version=new.version)
+    return new
+
+
+def _require_active(state: ItemState) -> None:
+    if not state.is_active:
+        raise _Reject("inactive_item", f"item {state.sku} is deactivated")
+
+
+def _require_on_hand(state: ItemState, on_hand: int, what: str) -> None:
+    if on_hand < state.reserved:
+        raise _Reject(
+            "insufficient_stock", f"{what} would leave on-hand {on_hand} below reserved {state.reserved}"
         )
-    return _move(state, command, now, command.delta, command.reason_code)
 
 
-def _move(state: ItemState, command: StockCommand, now: datetime, delta: int, reason: str) -> Applied:
-    new = replace(state, on_hand=state.on_hand + delta, version=state.version + 1)
-    event = StockChanged(
-        event_id=event_id(command.command_id, 0),
-        sku=new.sku,
-        occurred_at=now,
-        command_id=command.command_id,
+def _move(state: ItemState, events: _Events, delta: int, reserved_delta: int, reason: str) -> ItemState:
+    new = replace(
+        state,
+        on_hand=state.on_hand + delta,
+        reserved=state.reserved + reserved_delta,
+        version=state.version + 1,
+    )
+    events.add(
+        StockChanged,
         delta=delta,
+        reserved_delta=reserved_delta,
         reason=reason,
         on_hand=new.on_hand,
         reserved=new.reserved,
         available=new.available,
         version=new.version,
     )
-    return Applied(new, (event,))
+    return new
 
 
-def _reject(command: StockCommand, now: datetime, code: RejectionCode, reason: str) -> Rejected:
+def _reserve(
+    state: ItemState, existing: Reservation | None, command: ReserveStock, now: datetime, events: _Events
+) -> tuple[ItemState, Reservation]:
+    _require_active(state)
+    if existing is not None:
+        raise _Reject("reservation_exists", f"reservation {command.reservation_id} already exists")
+    if command.expires_at is not None and command.expires_at <= now:
+        raise _Reject("invalid_state", "expires_at is not in the future")
+    if command.quantity > state.available:
+        raise _Reject(
+            "insufficient_stock", f"cannot reserve {command.quantity}: only {state.available} available"
+        )
+    reservation = Reservation(
+        command.reservation_id, state.sku, command.quantity, "active", command.expires_at, command.command_id
+    )
+    events.add(
+        ReservationMade,
+        reservation_id=reservation.reservation_id,
+        quantity=reservation.quantity,
+        expires_at=reservation.expires_at,
+    )
+    return _move(state, events, 0, command.quantity, "reserve_stock"), reservation
+
+
+_CLOSING: dict[str, tuple[ReservationStatus, type[StockEvent]]] = {
+    "release_reservation": ("released", ReservationReleased),
+    "fulfil_reservation": ("fulfilled", ReservationFulfilled),
+    "expire_reservation": ("expired", ReservationExpired),
+}
+
+
+def _close(
+    state: ItemState,
+    reservation: Reservation | None,
+    command: ReleaseReservation | FulfilReservation | ExpireReservation,
+    now: datetime,
+    events: _Events,
+) -> tuple[ItemState, Reservation]:
+    if reservation is None or reservation.sku != state.sku:
+        raise _Reject("unknown_reservation", f"no reservation {command.reservation_id} for {state.sku}")
+    if reservation.status != "active":
+        raise _Reject(
+            "reservation_closed", f"reservation {reservation.reservation_id} is {reservation.status}"
+        )
+    if isinstance(command, ExpireReservation) and (
+        reservation.expires_at is None or now < reservation.expires_at
+    ):
+        raise _Reject("not_expired", f"reservation {reservation.reservation_id} has not expired")
+    status, event_type = _CLOSING[command.type]
+    closed = replace(reservation, status=status)
+    events.add(event_type, reservation_id=closed.reservation_id, quantity=closed.quantity)
+    shipped = -closed.quantity if isinstance(command, FulfilReservation) else 0
+    return _move(state, events, shipped, -closed.quantity, command.type), closed
+
+
+def _classify(state: ItemState, current: AlertState, policy: AlertPolicy) -> AlertState:
+    return classify(
+        current,
+        state.available,
+        state.min_stock_level,
+        state.max_stock_level,
+        trackable=state.is_trackable,
+        policy=policy,
+    )
+
+
+def _alerts(before: ItemState, after: ItemState, events: _Events, policy: AlertPolicy) -> ItemState:
+    current = _classify(after, before.alert_state, policy)
+    event_type = transition_event_type(before.alert_state, current)
+    if event_type is None:
+        return after
+    events.add(
+        event_type,
+        previous=before.alert_state,
+        current=current,
+        available=after.available,
+        min_stock_level=after.min_stock_level,
+        max_stock_level=after.max_stock_level,
+    )
+    return replace(after, alert_state=current)
+
+
+def _rejected(command: StockCommand, now: datetime, code: RejectionCode, reason: str) -> Rejected:
     event = CommandRejected(
-        event_id=event_id(command.command_id, 0),
+        event_id=uuid.uuid5(command.command_id, "0"),
         sku=command.sku,
         occurred_at=now,
         command_id=command.command_id,

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import cast
 
-from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.stock_commands import StockCommand
-from contracts.stock_events import ItemRegistered, StockChanged, StockEvent
+from contracts.stock_commands import ReservationCommand, StockCommand
+from contracts.stock_events import AlertState, ItemRegistered, StockChanged, StockEvent
 from db import stock_repo
-from workers.rules.stock import Applied, ItemState, decide
+from db.stock_repo import ItemRow, LedgerRow, OutboxRow, ProcessedRow, ReservationRow
+from workers.rules.alerts import AlertPolicy
+from workers.rules.stock import Applied, ItemState, Reservation, ReservationStatus, decide
 
 
 @dataclass(slots=True)
@@ -25,78 +26,76 @@ class BatchReport:
     events: list[StockEvent] = field(default_factory=list)
 
 
-def state_from_row(row: RowMapping | Mapping[str, Any]) -> ItemState:
+def state_from_row(row: ItemRow) -> ItemState:
     return ItemState(
-        sku=row["sku"],
-        name=row["name"],
-        description=row["description"],
-        category=row["category"],
-        on_hand=row["stock_quantity"],
-        reserved=row["reserved_quantity"],
-        min_stock_level=row["min_stock_level"],
-        max_stock_level=row["max_stock_level"],
-        cost_price=row["cost_price"],
-        weight_grams=row["weight_grams"],
-        dimensions=row["dimensions"],
-        is_active=row["is_active"],
-        is_trackable=row["is_trackable"],
-        version=row["version"],
+        sku=row.sku,
+        name=row.name,
+        description=row.description,
+        category=row.category,
+        on_hand=row.stock_quantity,
+        reserved=row.reserved_quantity,
+        min_stock_level=row.min_stock_level,
+        max_stock_level=row.max_stock_level,
+        cost_price=row.cost_price,
+        weight_grams=row.weight_grams,
+        dimensions=row.dimensions,
+        is_active=row.is_active,
+        is_trackable=row.is_trackable,
+        alert_state=cast(AlertState, row.alert_state),
+        version=row.version,
     )
 
 
-def row_from_state(state: ItemState) -> dict[str, Any]:
-    return {
-        "sku": state.sku,
-        "name": state.name,
-        "description": state.description,
-        "category": state.category,
-        "stock_quantity": state.on_hand,
-        "reserved_quantity": state.reserved,
-        "weight_grams": state.weight_grams,
-        "dimensions": state.dimensions,
-        "cost_price": state.cost_price,
-        "min_stock_level": state.min_stock_level,
-        "max_stock_level": state.max_stock_level,
-        "is_active": state.is_active,
-        "is_trackable": state.is_trackable,
-        "version": state.version,
-    }
+def row_from_state(s: ItemState) -> ItemRow:
+    return ItemRow(
+        s.sku, s.name, s.description, s.category, s.on_hand, s.reserved, s.weight_grams, s.dimensions,
+        s.cost_price, s.min_stock_level, s.max_stock_level, s.is_active, s.is_trackable, s.alert_state,
+        s.version,
+    )  # fmt: skip
 
 
-def ledger_rows(command: StockCommand, events: Sequence[StockEvent]) -> list[dict[str, Any]]:
-    """Every movement of stock becomes a ledger row, so the ledger always sums to on-hand."""
-    rows: list[dict[str, Any]] = []
+def reservation_from_row(row: ReservationRow) -> Reservation:
+    status = cast(ReservationStatus, row.status)
+    return Reservation(row.reservation_id, row.sku, row.quantity, status, row.expires_at, row.command_id)
+
+
+def ledger_rows(command: StockCommand, events: Sequence[StockEvent], now: datetime) -> list[LedgerRow]:
+    """Every movement of stock becomes a ledger row, so the ledger always sums to on-hand and reserved."""
+    rows: list[LedgerRow] = []
     for event in events:
         if isinstance(event, StockChanged):
-            delta, reason = event.delta, event.reason
-            on_hand, reserved = event.on_hand, event.reserved
+            rows.append(
+                LedgerRow(
+                    command.command_id,
+                    command.sku,
+                    event.delta,
+                    event.reserved_delta,
+                    event.reason,
+                    command.actor,
+                    event.on_hand,
+                    event.reserved,
+                    now,
+                )
+            )
         elif isinstance(event, ItemRegistered) and event.on_hand:
-            delta, reason, on_hand, reserved = event.on_hand, "initial_quantity", event.on_hand, 0
-        else:
-            continue
-        rows.append(
-            {
-                "command_id": command.command_id,
-                "sku": command.sku,
-                "delta": delta,
-                "reserved_delta": 0,
-                "reason": reason,
-                "actor": command.actor,
-                "on_hand_after": on_hand,
-                "reserved_after": reserved,
-            }
-        )
+            rows.append(
+                LedgerRow(
+                    command.command_id,
+                    command.sku,
+                    event.on_hand,
+                    0,
+                    "initial_quantity",
+                    command.actor,
+                    event.on_hand,
+                    0,
+                    now,
+                )
+            )
     return rows
 
 
-def outbox_row(event: StockEvent) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "event_type": event.type,
-        "channel": event.channel,
-        "sku": event.sku,
-        "payload": event.model_dump(mode="json"),
-    }
+def outbox_row(event: StockEvent, now: datetime) -> OutboxRow:
+    return OutboxRow(event.event_id, event.type, event.channel, event.sku, event.model_dump_json(), now)
 
 
 def _first_seen(
@@ -113,41 +112,61 @@ def _first_seen(
     return fresh, duplicates
 
 
-async def apply_batch(engine: AsyncEngine, commands: Sequence[StockCommand], now: datetime) -> BatchReport:
+def _reservation_id(command: StockCommand) -> str | None:
+    return command.reservation_id if isinstance(command, ReservationCommand) else None
+
+
+async def apply_batch(
+    engine: AsyncEngine, commands: Sequence[StockCommand], now: datetime, policy: AlertPolicy
+) -> BatchReport:
     """Apply `commands` (in partition order) in one transaction: claim ids, state, ledger, outbox."""
     report = BatchReport()
     async with engine.begin() as conn:
-        already = await stock_repo.seen_command_ids(conn, [c.command_id for c in commands])
-        fresh, report.duplicates = _first_seen(commands, set(already))
-        states = {
-            row["sku"]: state_from_row(row)
-            for row in await stock_repo.lock_items(conn, (c.sku for c in fresh))
+        pg = await stock_repo.driver(conn)
+        already = await stock_repo.seen_command_ids(pg, [c.command_id for c in commands])
+        fresh, report.duplicates = _first_seen(commands, already)
+        states = {r.sku: state_from_row(r) for r in await stock_repo.lock_items(pg, (c.sku for c in fresh))}
+        reservation_ids = (rid for c in fresh if (rid := _reservation_id(c)) is not None)
+        reservations = {
+            r.reservation_id: reservation_from_row(r)
+            for r in await stock_repo.lock_reservations(pg, reservation_ids)
         }
-        dirty: dict[str, ItemState] = {}
-        processed: list[dict[str, Any]] = []
-        ledger: list[dict[str, Any]] = []
+        dirty_items: dict[str, ItemState] = {}
+        dirty_reservations: dict[str, Reservation] = {}
+        processed: list[ProcessedRow] = []
+        ledger: list[LedgerRow] = []
         for command in fresh:
-            outcome = decide(states.get(command.sku), command, now)
-            base = {"command_id": command.command_id, "command_type": command.type, "sku": command.sku}
+            rid = _reservation_id(command)
+            outcome = decide(
+                states.get(command.sku), reservations.get(rid) if rid else None, command, now, policy
+            )
             if isinstance(outcome, Applied):
-                states[command.sku] = dirty[command.sku] = outcome.state
-                ledger.extend(ledger_rows(command, outcome.events))
+                states[command.sku] = dirty_items[command.sku] = outcome.state
+                if outcome.reservation is not None:
+                    key = outcome.reservation.reservation_id
+                    reservations[key] = dirty_reservations[key] = outcome.reservation
+                ledger.extend(ledger_rows(command, outcome.events, now))
                 report.applied.append(command)
                 report.events.extend(outcome.events)
-                processed.append({**base, "status": "applied", "reason": None, "applied_at": now})
+                processed.append(
+                    ProcessedRow(command.command_id, command.type, command.sku, "applied", None, now)
+                )
             else:
                 report.rejected.append((command, outcome.reason))
                 report.events.append(outcome.event)
+                reason = f"{outcome.code}: {outcome.reason}"
                 processed.append(
-                    {
-                        **base,
-                        "status": "rejected",
-                        "reason": f"{outcome.code}: {outcome.reason}",
-                        "applied_at": now,
-                    }
+                    ProcessedRow(command.command_id, command.type, command.sku, "rejected", reason, now)
                 )
-        await stock_repo.upsert_items(conn, [row_from_state(s) for s in dirty.values()])
-        await stock_repo.insert_ledger(conn, ledger)
-        await stock_repo.insert_processed(conn, processed)
-        await stock_repo.insert_outbox(conn, [outbox_row(e) for e in report.events])
+        await stock_repo.upsert_items(pg, [row_from_state(s) for s in dirty_items.values()])
+        await stock_repo.upsert_reservations(
+            pg,
+            [
+                ReservationRow(r.reservation_id, r.sku, r.quantity, r.status, r.expires_at, r.command_id)
+                for r in dirty_reservations.values()
+            ],
+        )
+        await stock_repo.insert_ledger(pg, ledger)
+        await stock_repo.insert_processed(pg, processed)
+        await stock_repo.insert_outbox(pg, [outbox_row(e, now) for e in report.events])
     return report

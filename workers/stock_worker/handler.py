@@ -19,6 +19,7 @@ from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra.kafka import CONSUMER_SAFETY
 from infra.settings import Settings
 from workers.intake import dead_letter, decode
+from workers.rules.alerts import AlertPolicy
 from workers.stock_worker import metrics
 from workers.stock_worker.apply import BatchReport, apply_batch
 
@@ -34,6 +35,7 @@ class Deps:
     """What the handler needs; filled in by the process lifespan (nothing connects at import)."""
 
     engine: AsyncEngine | None = None
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
     clock: Callable[[], datetime] = field(default=_utcnow)
 
     def require_engine(self) -> AsyncEngine:
@@ -56,7 +58,7 @@ async def _apply_with_retry(deps: Deps, commands: Sequence[StockCommand]) -> Bat
         with attempt:
             if attempt.num > 1:
                 metrics.BATCH_RETRIES.inc()
-            return await apply_batch(deps.require_engine(), commands, deps.clock())
+            return await apply_batch(deps.require_engine(), commands, deps.clock(), deps.policy)
     raise RuntimeError("retry loop ended without a result")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,19 +11,31 @@ import uvicorn
 from sqlalchemy import text
 from starlette.applications import Starlette
 
+from contracts.stock_commands import ExpireReservation
+from contracts.topics import STOCK_COMMANDS
 from db.engine import make_engine
 from infra.kafka import make_broker
 from infra.logging import configure_logging
 from infra.service import service_routes
 from infra.settings import Settings, get_settings
+from workers.rules.alerts import AlertPolicy
+from workers.stock_worker import expiry
 from workers.stock_worker.handler import Deps, register
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     broker = make_broker(settings, client_id="stock-worker", description="inventory-monitor stock worker")
-    deps = Deps()
+    deps = Deps(policy=AlertPolicy(settings.alert_clear_margin_pct))
     register(broker, settings, deps)
+
+    async def publish_expiry(command: ExpireReservation) -> None:
+        await broker.publish(
+            command.model_dump_json().encode(),
+            STOCK_COMMANDS.name,
+            key=command.sku.encode(),
+            headers={"content-type": "application/json"},
+        )
 
     async def database_ready() -> None:
         async with deps.require_engine().connect() as conn:
@@ -35,7 +49,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         deps.engine = make_engine(settings.database_url)
         try:
             await broker.start()
-            yield
+            scheduler = asyncio.create_task(
+                expiry.run(deps.engine, publish_expiry, deps.clock, settings.reservation_expiry_interval_s)
+            )
+            try:
+                yield
+            finally:
+                scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduler
         finally:
             await broker.stop()
             await deps.engine.dispose()
