@@ -6,19 +6,35 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Response, status
 
 from api_edge.publish import publish_command
 from api_edge.requests import (
     Accepted,
     AdjustStockRequest,
     CommandMeta,
+    CountStockRequest,
+    ReasonRequest,
     ReceiveStockRequest,
     RegisterItemRequest,
+    ReserveStockRequest,
+    UpdateItemDetailsRequest,
 )
 from api_edge.state import Clients, clients
-from contracts.common import Sku
-from contracts.stock_commands import AdjustStock, ReceiveStock, RegisterItem, StockCommand
+from contracts.common import ReservationId, Sku
+from contracts.stock_commands import (
+    AdjustStock,
+    CountStock,
+    DeactivateItem,
+    FulfilReservation,
+    ReactivateItem,
+    ReceiveStock,
+    RegisterItem,
+    ReleaseReservation,
+    ReserveStock,
+    StockCommand,
+    UpdateItemDetails,
+)
 
 router = APIRouter(prefix="/v1", tags=["commands"])
 
@@ -27,53 +43,108 @@ SOURCE = "http-edge"
 ANONYMOUS = "anonymous"
 
 SkuPath = Annotated[Sku, Path(description="The item's SKU.")]
+ReservationPath = Annotated[ReservationId, Path(description="The reservation's id.")]
 ClientsDep = Annotated[Clients, Depends(clients)]
+# Commands whose fields are all optional accept an empty body.
+OptionalMeta = Annotated[CommandMeta, Body(default_factory=CommandMeta)]
+OptionalReason = Annotated[ReasonRequest, Body(default_factory=ReasonRequest)]
+
+_POST: dict[str, Any] = {
+    "status_code": status.HTTP_202_ACCEPTED,
+    "responses": {503: {"description": "The broker did not acknowledge; nothing was accepted. Retry later."}},
+}
 
 
-def _envelope(meta: CommandMeta, sku: str) -> dict[str, Any]:
-    return {
-        "command_id": meta.command_id or uuid.uuid4(),
-        "sku": sku,
-        "issued_at": datetime.now(UTC),
-        "actor": ANONYMOUS,
-        "source": SOURCE,
-        "expected_version": meta.expected_version,
-    }
-
-
-async def _accept(c: Clients, command: StockCommand, response: Response) -> Accepted:
+async def _accept(
+    c: Clients,
+    response: Response,
+    kind: type[StockCommand],
+    sku: str,
+    body: CommandMeta,
+    **fields: Any,
+) -> Accepted:
+    command = kind(
+        command_id=body.command_id or uuid.uuid4(),
+        sku=sku,
+        issued_at=datetime.now(UTC),
+        actor=ANONYMOUS,
+        source=SOURCE,
+        expected_version=body.expected_version,
+        # exclude_unset keeps an explicit null (clear this field) apart from an omitted one.
+        **body.model_dump(exclude_unset=True, exclude={"command_id", "expected_version", "sku"}),
+        **fields,
+    )
     await publish_command(c, command)
     url = f"/v1/commands/{command.command_id}"
     response.headers["Location"] = url
     return Accepted(command_id=command.command_id, status_url=url)
 
 
-_ACCEPTED: dict[int | str, dict[str, Any]] = {
-    503: {"description": "The broker did not acknowledge; nothing was accepted. Retry later."}
-}
-
-
-@router.post("/items", status_code=status.HTTP_202_ACCEPTED, responses=_ACCEPTED)
+@router.post("/items", **_POST)
 async def register_item(body: RegisterItemRequest, c: ClientsDep, response: Response) -> Accepted:
     """Register a new item."""
-    fields = body.model_dump(exclude={"command_id", "expected_version", "sku"})
-    command = RegisterItem(**_envelope(body, body.sku), **fields)
-    return await _accept(c, command, response)
+    return await _accept(c, response, RegisterItem, body.sku, body)
 
 
-@router.post("/items/{sku}/receipts", status_code=status.HTTP_202_ACCEPTED, responses=_ACCEPTED)
+@router.patch("/items/{sku}", **_POST)
+async def update_item(
+    sku: SkuPath, body: UpdateItemDetailsRequest, c: ClientsDep, response: Response
+) -> Accepted:
+    """Change an item's details or stock levels (omitted fields keep their value)."""
+    return await _accept(c, response, UpdateItemDetails, sku, body)
+
+
+@router.post("/items/{sku}/deactivate", **_POST)
+async def deactivate_item(sku: SkuPath, body: OptionalReason, c: ClientsDep, response: Response) -> Accepted:
+    """Stop trading an item."""
+    return await _accept(c, response, DeactivateItem, sku, body)
+
+
+@router.post("/items/{sku}/reactivate", **_POST)
+async def reactivate_item(sku: SkuPath, body: OptionalReason, c: ClientsDep, response: Response) -> Accepted:
+    """Trade a deactivated item again."""
+    return await _accept(c, response, ReactivateItem, sku, body)
+
+
+@router.post("/items/{sku}/receipts", **_POST)
 async def receive_stock(
     sku: SkuPath, body: ReceiveStockRequest, c: ClientsDep, response: Response
 ) -> Accepted:
     """Add received units to an item's on-hand stock."""
-    command = ReceiveStock(**_envelope(body, sku), quantity=body.quantity)
-    return await _accept(c, command, response)
+    return await _accept(c, response, ReceiveStock, sku, body)
 
 
-@router.post("/items/{sku}/adjustments", status_code=status.HTTP_202_ACCEPTED, responses=_ACCEPTED)
+@router.post("/items/{sku}/adjustments", **_POST)
 async def adjust_stock(sku: SkuPath, body: AdjustStockRequest, c: ClientsDep, response: Response) -> Accepted:
     """Correct an item's on-hand stock by a signed delta with a reason code."""
-    command = AdjustStock(
-        **_envelope(body, sku), delta=body.delta, reason_code=body.reason_code, note=body.note
-    )
-    return await _accept(c, command, response)
+    return await _accept(c, response, AdjustStock, sku, body)
+
+
+@router.post("/items/{sku}/counts", **_POST)
+async def count_stock(sku: SkuPath, body: CountStockRequest, c: ClientsDep, response: Response) -> Accepted:
+    """Record a cycle count: set on-hand to the counted quantity."""
+    return await _accept(c, response, CountStock, sku, body)
+
+
+@router.post("/items/{sku}/reservations", **_POST)
+async def reserve_stock(
+    sku: SkuPath, body: ReserveStockRequest, c: ClientsDep, response: Response
+) -> Accepted:
+    """Reserve units for an order; rejected when fewer are available."""
+    return await _accept(c, response, ReserveStock, sku, body)
+
+
+@router.post("/items/{sku}/reservations/{reservation_id}/release", **_POST)
+async def release_reservation(
+    sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, c: ClientsDep, response: Response
+) -> Accepted:
+    """Give reserved units back to available stock."""
+    return await _accept(c, response, ReleaseReservation, sku, body, reservation_id=reservation_id)
+
+
+@router.post("/items/{sku}/reservations/{reservation_id}/fulfil", **_POST)
+async def fulfil_reservation(
+    sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, c: ClientsDep, response: Response
+) -> Accepted:
+    """The reserved units shipped."""
+    return await _accept(c, response, FulfilReservation, sku, body, reservation_id=reservation_id)

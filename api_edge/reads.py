@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 
 from api_edge.problems import Problem
 from api_edge.state import Clients, clients
-from api_edge.views import CommandStatusView, ItemView
+from api_edge.views import CommandStatusView, ItemView, LedgerEntryView, LedgerPage
 from contracts.common import Sku
 from db import read_repo
 
@@ -30,6 +30,21 @@ async def get_item(sku: Annotated[Sku, Path()], c: ClientsDep) -> ItemView:
         reserved=row["reserved_quantity"],
         available=row["stock_quantity"] - row["reserved_quantity"],
     )
+
+
+@router.get("/items/{sku}/ledger")
+async def get_ledger(
+    sku: Annotated[Sku, Path()],
+    c: ClientsDep,
+    after: Annotated[int, Query(ge=0, description="Return entries after this id.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LedgerPage:
+    """Every stock movement of an item, oldest first."""
+    async with c.engine.connect() as conn:
+        rows = await read_repo.get_ledger(conn, sku, after=after, limit=limit)
+    entries = [LedgerEntryView(**{k: r[k] for k in LedgerEntryView.model_fields}) for r in rows]
+    next_after = entries[-1].id if len(entries) == limit else None
+    return LedgerPage(sku=sku, entries=entries, next_after=next_after)
 
 
 @router.get("/commands/{command_id}")

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.common import Sku
-from contracts.stock_commands import AdjustStockSpec, ReceiveStockSpec, RegisterItemSpec
+from contracts.stock_commands import (
+    AdjustStockSpec,
+    CountStockSpec,
+    ReasonSpec,
+    ReceiveStockSpec,
+    RegisterItemSpec,
+    ReserveStockSpec,
+    UpdateItemDetailsSpec,
+)
 
 
 class CommandMeta(BaseModel):
@@ -19,19 +28,37 @@ class CommandMeta(BaseModel):
     expected_version: int | None = Field(None, ge=0, description="Apply only if the item is at this version.")
 
 
+def _example(**fields: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [fields]})
+
+
 class RegisterItemRequest(RegisterItemSpec, CommandMeta):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"sku": "ABC-123", "name": "Blue mug", "initial_quantity": 10}]}
-    )
+    model_config = _example(sku="ABC-123", name="Blue mug", initial_quantity=10, min_stock_level=5)
     sku: Sku
 
 
+class UpdateItemDetailsRequest(UpdateItemDetailsSpec, CommandMeta):
+    model_config = _example(min_stock_level=8, cost_price="2.40")
+
+
+class ReasonRequest(ReasonSpec, CommandMeta):
+    model_config = _example(reason="discontinued")
+
+
 class ReceiveStockRequest(ReceiveStockSpec, CommandMeta):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"quantity": 24}]})
+    model_config = _example(quantity=24)
 
 
 class AdjustStockRequest(AdjustStockSpec, CommandMeta):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"delta": -2, "reason_code": "damage"}]})
+    model_config = _example(delta=-2, reason_code="damage")
+
+
+class CountStockRequest(CountStockSpec, CommandMeta):
+    model_config = _example(counted_quantity=31)
+
+
+class ReserveStockRequest(ReserveStockSpec, CommandMeta):
+    model_config = _example(reservation_id="order-1001", quantity=2, expires_at="2026-11-27T10:00:00Z")
 
 
 class Accepted(BaseModel):

@@ -25,6 +25,7 @@ class ItemView(BaseModel):
     dimensions: str | None
     is_active: bool
     is_trackable: bool
+    alert_state: Literal["ok", "low", "out", "over"]
     version: int
     created_at: datetime
     updated_at: datetime
@@ -39,3 +40,21 @@ class CommandStatusView(BaseModel):
     sku: str | None = None
     command_type: str | None = None
     applied_at: datetime | None = None
+
+
+class LedgerEntryView(BaseModel):
+    id: int
+    command_id: UUID
+    delta: int = Field(description="Change of on-hand units.")
+    reserved_delta: int = Field(description="Change of reserved units.")
+    reason: str
+    actor: str
+    on_hand_after: int
+    reserved_after: int
+    created_at: datetime
+
+
+class LedgerPage(BaseModel):
+    sku: str
+    entries: list[LedgerEntryView]
+    next_after: int | None = Field(description="Pass as `after` for the next page; null on the last page.")

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 
 from contracts.common import Money, PlainText, Quantity, ReservationId
 from contracts.envelope import CommandEnvelope
@@ -134,6 +143,15 @@ class UpdateItemDetails(CommandEnvelope, UpdateItemDetailsSpec):
 
     model_config = _examples("update_item_details", min_stock_level=8)
     type: Literal["update_item_details"] = "update_item_details"
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_details(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An omitted detail means "keep", an explicit null means "clear": the wire must keep them apart.
+        data: dict[str, Any] = handler(self)
+        for name in UpdateItemDetailsSpec.model_fields:
+            if name not in self.model_fields_set:
+                data.pop(name, None)
+        return data
 
 
 class DeactivateItem(CommandEnvelope, ReasonSpec):

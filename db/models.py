@@ -90,12 +90,11 @@ class Reservation(Base):
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("status IN ('active', 'released', 'fulfilled', 'expired')", name="status_known"),
-        Index("ix_reservations_sku", "sku"),
         Index("ix_reservations_expiry", "expires_at", postgresql_where=text("status = 'active'")),
     )
 
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
     reservation_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    sku: Mapped[str] = mapped_column(String(64))
     quantity: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -106,15 +106,18 @@ async def lock_items(pg: asyncpg.Connection, skus: Iterable[str]) -> list[ItemRo
     return [ItemRow(*r) for r in rows]
 
 
-async def lock_reservations(pg: asyncpg.Connection, ids: Iterable[str]) -> list[ReservationRow]:
-    ordered = sorted(set(ids))
+async def lock_reservations(pg: asyncpg.Connection, keys: Iterable[tuple[str, str]]) -> list[ReservationRow]:
+    """Reservations by (sku, reservation_id); a reservation id is unique per SKU."""
+    ordered = sorted(set(keys))
     if not ordered:
         return []
     columns = ", ".join(ReservationRow._fields)
     rows = await pg.fetch(
-        f"SELECT {columns} FROM reservations WHERE reservation_id = ANY($1::text[])"
-        " ORDER BY reservation_id FOR UPDATE",
-        ordered,
+        f"SELECT {columns} FROM reservations"
+        " WHERE (sku, reservation_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+        " ORDER BY sku, reservation_id FOR UPDATE",
+        [k[0] for k in ordered],
+        [k[1] for k in ordered],
     )
     return [ReservationRow(*r) for r in rows]
 
@@ -147,7 +150,7 @@ async def upsert_reservations(pg: asyncpg.Connection, rows: Sequence[Reservation
     types = ("text", "text", "int8", "text", "timestamptz", "uuid")
     await pg.execute(
         f"INSERT INTO reservations ({', '.join(fields)}) {_unnest(fields, types)}"
-        " ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status, updated_at = now()",
+        " ON CONFLICT (sku, reservation_id) DO UPDATE SET status = excluded.status, updated_at = now()",
         *_columns(rows, len(fields)),
     )
 

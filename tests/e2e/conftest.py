@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from infra.settings import Settings
@@ -20,3 +21,9 @@ def pipeline(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     }
     with running(ports, log_dir) as processes:
         yield processes
+
+
+@pytest.fixture
+async def edge(pipeline: dict[str, Process], stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.edge_port}", timeout=10.0) as client:
+        yield client

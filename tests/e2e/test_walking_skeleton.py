@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,40 +13,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.topics import STOCK_COMMANDS
 from infra.settings import Settings
+from tests.e2e.support import new_sku, next_event, wait_for_status
 from tests.processes import Process
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
-
-
-def new_sku() -> str:
-    return f"E2E-{uuid.uuid4().hex[:10].upper()}"
-
-
-@pytest.fixture
-async def edge(pipeline: dict[str, Process], stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.edge_port}", timeout=10.0) as client:
-        yield client
-
-
-async def next_event(ws: Any, predicate: Any, within: float = 15.0) -> dict[str, Any]:
-    async def scan() -> dict[str, Any]:
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame.get("kind") == "event" and predicate(frame["event"]):
-                return dict(frame["event"])
-
-    return await asyncio.wait_for(scan(), within)
-
-
-async def wait_for_status(edge: httpx.AsyncClient, command_id: str, within: float = 15.0) -> dict[str, Any]:
-    async def poll() -> dict[str, Any]:
-        while True:
-            body = (await edge.get(f"/v1/commands/{command_id}")).json()
-            if body["status"] != "unknown":
-                return dict(body)
-            await asyncio.sleep(0.05)  # poll interval while waiting for a condition
-
-    return await asyncio.wait_for(poll(), within)
 
 
 async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:

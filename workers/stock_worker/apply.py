@@ -112,8 +112,8 @@ def _first_seen(
     return fresh, duplicates
 
 
-def _reservation_id(command: StockCommand) -> str | None:
-    return command.reservation_id if isinstance(command, ReservationCommand) else None
+def _reservation_key(command: StockCommand) -> tuple[str, str] | None:
+    return (command.sku, command.reservation_id) if isinstance(command, ReservationCommand) else None
 
 
 async def apply_batch(
@@ -126,24 +126,23 @@ async def apply_batch(
         already = await stock_repo.seen_command_ids(pg, [c.command_id for c in commands])
         fresh, report.duplicates = _first_seen(commands, already)
         states = {r.sku: state_from_row(r) for r in await stock_repo.lock_items(pg, (c.sku for c in fresh))}
-        reservation_ids = (rid for c in fresh if (rid := _reservation_id(c)) is not None)
+        keys = (key for c in fresh if (key := _reservation_key(c)) is not None)
         reservations = {
-            r.reservation_id: reservation_from_row(r)
-            for r in await stock_repo.lock_reservations(pg, reservation_ids)
+            (r.sku, r.reservation_id): reservation_from_row(r)
+            for r in await stock_repo.lock_reservations(pg, keys)
         }
         dirty_items: dict[str, ItemState] = {}
-        dirty_reservations: dict[str, Reservation] = {}
+        dirty_reservations: dict[tuple[str, str], Reservation] = {}
         processed: list[ProcessedRow] = []
         ledger: list[LedgerRow] = []
         for command in fresh:
-            rid = _reservation_id(command)
+            key = _reservation_key(command)
             outcome = decide(
-                states.get(command.sku), reservations.get(rid) if rid else None, command, now, policy
+                states.get(command.sku), reservations.get(key) if key else None, command, now, policy
             )
             if isinstance(outcome, Applied):
                 states[command.sku] = dirty_items[command.sku] = outcome.state
-                if outcome.reservation is not None:
-                    key = outcome.reservation.reservation_id
+                if outcome.reservation is not None and key is not None:
                     reservations[key] = dirty_reservations[key] = outcome.reservation
                 ledger.extend(ledger_rows(command, outcome.events, now))
                 report.applied.append(command)

@@ -29,7 +29,7 @@ Publish = Callable[[ExpireReservation], Awaitable[None]]
 
 def expire_command(reservation_id: str, sku: str, now: datetime) -> ExpireReservation:
     return ExpireReservation(
-        command_id=uuid.uuid5(EXPIRY_NAMESPACE, reservation_id),
+        command_id=uuid.uuid5(EXPIRY_NAMESPACE, f"{sku}/{reservation_id}"),
         sku=sku,
         issued_at=now,
         actor="reservation-expiry",

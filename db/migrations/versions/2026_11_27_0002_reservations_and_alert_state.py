@@ -19,8 +19,8 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "reservations",
-        sa.Column("reservation_id", sa.String(length=100), nullable=False),
         sa.Column("sku", sa.String(length=64), nullable=False),
+        sa.Column("reservation_id", sa.String(length=100), nullable=False),
         sa.Column("quantity", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
@@ -32,7 +32,7 @@ def upgrade() -> None:
             name=op.f("ck_reservations_status_known"),
         ),
         sa.CheckConstraint("quantity > 0", name=op.f("ck_reservations_quantity_positive")),
-        sa.PrimaryKeyConstraint("reservation_id", name=op.f("pk_reservations")),
+        sa.PrimaryKeyConstraint("sku", "reservation_id", name=op.f("pk_reservations")),
     )
     op.create_index(
         "ix_reservations_expiry",
@@ -41,7 +41,6 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status = 'active'"),
     )
-    op.create_index("ix_reservations_sku", "reservations", ["sku"], unique=False)
     op.add_column(
         "items", sa.Column("alert_state", sa.String(length=8), server_default=sa.text("'ok'"), nullable=False)
     )
@@ -53,7 +52,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_constraint(op.f("ck_items_alert_state_known"), "items", type_="check")
     op.drop_column("items", "alert_state")
-    op.drop_index("ix_reservations_sku", table_name="reservations")
     op.drop_index(
         "ix_reservations_expiry", table_name="reservations", postgresql_where=sa.text("status = 'active'")
     )

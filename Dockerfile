@@ -1,0 +1,34 @@
+# The inventory-monitor application image: every Procfile process and the `invmon` CLI.
+# Build: docker build -t inventory-monitor:local .   (compose.yaml does this for you)
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /app
+
+# Metadata first, then the packages that pyproject's [tool.setuptools.packages.find] includes.
+COPY pyproject.toml README.md Procfile ./
+COPY contracts/ contracts/
+COPY workers/ workers/
+COPY api_edge/ api_edge/
+COPY db/ db/
+COPY infra/ infra/
+COPY invmon/ invmon/
+
+RUN pip install . \
+    && rm -rf build ./*.egg-info \
+    && useradd --system --uid 10001 --user-group --no-create-home --home-dir /app invmon
+
+USER invmon
+
+# Edge (API, WebSocket, /metrics), stock worker and outbox relay (/metrics, /health).
+EXPOSE 8000 9101 9102
+
+# Inside a container every process must listen on all interfaces.
+ENV INVMON_EDGE_HOST=0.0.0.0
+
+CMD ["python", "-m", "api_edge.main"]

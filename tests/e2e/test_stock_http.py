@@ -1,0 +1,103 @@
+"""Every stock command through the HTTP edge, with alerts on the live feed and the ledger read back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+import websockets
+
+from infra.settings import Settings
+from tests.e2e.support import new_sku, next_event, wait_for_status
+
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
+
+
+async def applied(edge: httpx.AsyncClient, response: httpx.Response) -> None:
+    assert response.status_code == 202, response.text
+    status = await wait_for_status(edge, response.json()["command_id"])
+    assert status["status"] == "applied", status
+
+
+async def test_reservation_lifecycle_alerts_and_ledger(edge: httpx.AsyncClient, stack: Settings) -> None:
+    sku = new_sku()
+    async with websockets.connect(f"ws://127.0.0.1:{stack.edge_port}/v1/live") as ws:
+        await ws.recv()
+        await applied(
+            edge, await edge.post("/v1/items", json={"sku": sku, "name": "Lamp", "min_stock_level": 3})
+        )
+        # Registered with nothing on hand: out of stock from the start, no transition event yet.
+        assert (await edge.get(f"/v1/items/{sku}")).json()["alert_state"] == "out"
+
+        await applied(edge, await edge.post(f"/v1/items/{sku}/receipts", json={"quantity": 10}))
+        back = await next_event(ws, lambda e: e["sku"] == sku and e["type"] == "back_in_stock")
+        assert (back["previous"], back["current"], back["available"]) == ("out", "ok", 10)
+
+        await applied(
+            edge,
+            await edge.post(f"/v1/items/{sku}/reservations", json={"reservation_id": "o-1", "quantity": 8}),
+        )
+        low = await next_event(ws, lambda e: e["sku"] == sku and e["type"] == "low_stock_detected")
+        assert low["available"] == 2
+
+    rejected = await edge.post(f"/v1/items/{sku}/reservations", json={"reservation_id": "o-2", "quantity": 3})
+    status = await wait_for_status(edge, rejected.json()["command_id"])
+    assert status["status"] == "rejected"
+    assert status["reason"].startswith("insufficient_stock")
+
+    await applied(edge, await edge.post(f"/v1/items/{sku}/reservations/o-1/fulfil"))
+    await applied(edge, await edge.post(f"/v1/items/{sku}/counts", json={"counted_quantity": 1}))
+    await applied(edge, await edge.patch(f"/v1/items/{sku}", json={"min_stock_level": 0, "category": None}))
+    await applied(edge, await edge.post(f"/v1/items/{sku}/deactivate", json={"reason": "end of line"}))
+    inactive = await edge.post(f"/v1/items/{sku}/receipts", json={"quantity": 1})
+    assert (await wait_for_status(edge, inactive.json()["command_id"]))["reason"].startswith("inactive_item")
+
+    item = (await edge.get(f"/v1/items/{sku}")).json()
+    assert (item["on_hand"], item["reserved"], item["available"], item["is_active"]) == (1, 0, 1, False)
+    assert item["min_stock_level"] == 0
+
+    ledger = (await edge.get(f"/v1/items/{sku}/ledger", params={"limit": 2})).json()
+    entries = ledger["entries"]
+    while ledger["next_after"] is not None:
+        ledger = (await edge.get(f"/v1/items/{sku}/ledger", params={"after": ledger["next_after"]})).json()
+        entries += ledger["entries"]
+    assert [e["reason"] for e in entries] == [
+        "receive_stock",
+        "reserve_stock",
+        "fulfil_reservation",
+        "count_stock",
+    ]
+    assert sum(e["delta"] for e in entries) == item["on_hand"]
+    assert sum(e["reserved_delta"] for e in entries) == item["reserved"]
+
+
+async def test_release_of_unknown_reservation_is_rejected(edge: httpx.AsyncClient) -> None:
+    sku = new_sku()
+    await applied(edge, await edge.post("/v1/items", json={"sku": sku, "name": "Cup", "initial_quantity": 1}))
+    response = await edge.post(
+        f"/v1/items/{sku}/reservations/nope/release", json={"command_id": str(uuid.uuid4())}
+    )
+    status = await wait_for_status(edge, response.json()["command_id"])
+    assert (status["status"], status["reason"].split(":")[0]) == ("rejected", "unknown_reservation")
+
+
+async def test_openapi_lists_every_stock_command(edge: httpx.AsyncClient) -> None:
+    spec = (await edge.get("/openapi.json")).json()
+    paths = set(spec["paths"])
+    for path in (
+        "/v1/items",
+        "/v1/items/{sku}",
+        "/v1/items/{sku}/receipts",
+        "/v1/items/{sku}/adjustments",
+        "/v1/items/{sku}/counts",
+        "/v1/items/{sku}/reservations",
+        "/v1/items/{sku}/reservations/{reservation_id}/release",
+        "/v1/items/{sku}/reservations/{reservation_id}/fulfil",
+        "/v1/items/{sku}/deactivate",
+        "/v1/items/{sku}/reactivate",
+        "/v1/items/{sku}/ledger",
+    ):
+        assert path in paths, path
+    assert json.dumps(spec).count('"examples"') >= 8

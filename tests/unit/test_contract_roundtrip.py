@@ -1,0 +1,66 @@
+"""Every command survives the wire unchanged: what the edge validated is what the worker sees."""
+
+from __future__ import annotations
+
+import typing
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from contracts.stock_commands import STOCK_COMMAND_ADAPTER, StockCommand, UpdateItemDetails
+
+ENVELOPE = {
+    "command_id": uuid.uuid4(),
+    "sku": "RT-1",
+    "issued_at": datetime(2026, 11, 27, tzinfo=UTC),
+    "actor": "tester",
+    "source": "unit",
+}
+FIELDS: dict[str, dict[str, Any]] = {
+    "register_item": {
+        "name": "Mug",
+        "cost_price": Decimal("2.3500"),
+        "max_stock_level": 9,
+        "min_stock_level": 2,
+    },
+    "update_item_details": {"category": None, "cost_price": Decimal("1.10")},
+    "deactivate_item": {"reason": "gone"},
+    "reactivate_item": {},
+    "receive_stock": {"quantity": 3},
+    "adjust_stock": {"delta": -1, "reason_code": "damage", "note": "dropped"},
+    "count_stock": {"counted_quantity": 0},
+    "reserve_stock": {"reservation_id": "o-1", "quantity": 2, "expires_at": datetime.now(UTC) + timedelta(1)},
+    "release_reservation": {"reservation_id": "o-1"},
+    "fulfil_reservation": {"reservation_id": "o-1"},
+    "expire_reservation": {"reservation_id": "o-1"},
+}
+MEMBERS = typing.get_args(typing.get_args(StockCommand)[0])
+
+
+def test_every_command_type_is_covered() -> None:
+    assert {m.model_fields["type"].default for m in MEMBERS} == set(FIELDS)
+
+
+@pytest.mark.parametrize("kind", MEMBERS, ids=lambda m: m.__name__)
+def test_round_trip(kind: type[Any]) -> None:
+    command = kind(**ENVELOPE, **FIELDS[kind.model_fields["type"].default])
+    again = STOCK_COMMAND_ADAPTER.validate_json(command.model_dump_json())
+    assert again == command
+    assert (
+        again.model_fields_set == command.model_fields_set | {"type"}
+        or again.model_dump() == command.model_dump()
+    )
+
+
+def test_update_keeps_omitted_apart_from_cleared() -> None:
+    command = UpdateItemDetails(**ENVELOPE, category=None)
+    wire = command.model_dump(mode="json")
+    assert wire["category"] is None
+    assert "name" not in wire
+    assert "description" not in wire
+    again = STOCK_COMMAND_ADAPTER.validate_json(command.model_dump_json())
+    assert isinstance(again, UpdateItemDetails)
+    assert again.changes() == {"category": None}
