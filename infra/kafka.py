@@ -38,3 +38,37 @@ def make_broker(settings: Settings, *, client_id: str, description: str | None =
         logger=logging.getLogger(f"invmon.{client_id}"),
         description=description,
     )
+
+
+def unsafe_settings(broker: KafkaBroker) -> list[str]:
+    """What makes this started broker unsafe for a command log (empty: safe).
+
+    Reads the aiokafka objects FastStream built, so a changed default upstream shows up at start-up rather
+    than as lost commands. Private attributes are read on purpose: they are the only record of what the
+    clients were really configured with.
+    """
+    problems: list[str] = []
+    for subscriber in broker.subscribers:
+        args = getattr(subscriber, "_connection_args", {})
+        if args.get("enable_auto_commit") is not False:
+            problems.append(f"{subscriber}: auto-commit is on (offsets would move before processing)")
+        if args.get("auto_offset_reset") != CONSUMER_SAFETY.auto_offset_reset:
+            problems.append(f"{subscriber}: auto_offset_reset is {args.get('auto_offset_reset')!r}")
+        consumer = getattr(subscriber, "consumer", None)
+        if consumer is not None and getattr(consumer, "_enable_auto_commit", True):
+            problems.append(f"{subscriber}: the running consumer auto-commits")
+    producer = getattr(getattr(getattr(broker.config, "producer", None), "_producer", None), "producer", None)
+    if producer is None:
+        problems.append("no producer: the broker is not connected")
+    else:
+        if getattr(producer._sender, "_acks", None) != -1:
+            problems.append(f"producer acks={producer._sender._acks!r}, want all (-1)")
+        if producer._txn_manager is None:
+            problems.append("producer is not idempotent")
+    return problems
+
+
+def require_safe(broker: KafkaBroker) -> None:
+    problems = unsafe_settings(broker)
+    if problems:
+        raise RuntimeError("unsafe Kafka client settings: " + "; ".join(problems))

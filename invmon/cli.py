@@ -11,15 +11,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from contracts.topics import ALL_TOPICS
+from contracts.topics import ALL_TOPICS, PRICE_COMMANDS_DLQ, STOCK_COMMANDS_DLQ
 from infra.settings import get_settings
+from invmon import dlq
 from invmon.cli_stack import stack_app
+from invmon.dlq import DeadLetter
 
 app = typer.Typer(name="invmon", help="inventory-monitor: real-time inventory and price monitoring.")
 app.add_typer(stack_app, name="stack")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead-letter topics: list and replay.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 console = Console(highlight=False)
@@ -55,6 +60,62 @@ def topics_create() -> None:
         )
     )
     console.print(f"topics ready: {', '.join(t.name for t in ALL_TOPICS)}")
+
+
+_DLQ_TOPICS = {"stock": STOCK_COMMANDS_DLQ.name, "price": PRICE_COMMANDS_DLQ.name}
+TopicOption = Annotated[str, typer.Option("--topic", help="Which DLQ: stock or price.")]
+
+
+def _dlq_topic(name: str) -> str:
+    if name not in _DLQ_TOPICS:
+        raise typer.BadParameter(f"choose one of {', '.join(_DLQ_TOPICS)}")
+    return _DLQ_TOPICS[name]
+
+
+async def _letters(topic: str) -> list[DeadLetter]:
+    return [letter async for letter in dlq.read(get_settings().kafka_bootstrap, topic)]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: TopicOption = "stock",
+    last: Annotated[int, typer.Option("-n", "--last", min=1, help="Show the last N records.")] = 50,
+) -> None:
+    """Dead-lettered records with their reason and origin (topic:partition:offset)."""
+    letters = asyncio.run(_letters(_dlq_topic(topic)))
+    table = Table("at", "origin", "reason", "value", box=None, pad_edge=False)
+    for letter in sorted(letters, key=lambda x: (x.partition, x.offset))[-last:]:
+        preview = letter.value[:60].decode("utf-8", "replace")
+        table.add_row(f"{letter.partition}:{letter.offset}", letter.origin, letter.reason, preview)
+    console.print(table)
+    console.print(f"{len(letters)} record(s) in {_dlq_topic(topic)}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    at: Annotated[
+        list[str] | None, typer.Option("--at", help="PARTITION:OFFSET of a record to replay (repeatable).")
+    ] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every record in the DLQ.")] = False,
+    topic: TopicOption = "stock",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be replayed.")] = False,
+) -> None:
+    """Send dead-lettered records back to their origin topic (after the cause was fixed)."""
+    if bool(at) == replay_all:
+        raise typer.BadParameter("give either --at PARTITION:OFFSET (one or more) or --all")
+    dlq_topic = _dlq_topic(topic)
+    wanted = {tuple(int(n) for n in spec.split(":", 1)) for spec in at or ()}
+    letters = [x for x in asyncio.run(_letters(dlq_topic)) if replay_all or (x.partition, x.offset) in wanted]
+    missing = wanted - {(x.partition, x.offset) for x in letters}
+    if missing:
+        console.print(f"[red]not in {dlq_topic}: {sorted(missing)}[/red]")
+        raise typer.Exit(1)
+    if dry_run:
+        for letter in letters:
+            console.print(f"would replay {letter.partition}:{letter.offset} -> {letter.origin}")
+        return
+    count = asyncio.run(dlq.replay(get_settings().kafka_bootstrap, letters, dlq_topic=dlq_topic))
+    console.print(f"replayed {count} record(s) from {dlq_topic}")
 
 
 @app.command()

@@ -30,8 +30,6 @@ from invmon.stack.state import StackState
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
 
 
-
-
 def _quiet() -> Console:
     return Console(file=io.StringIO())
 

@@ -43,10 +43,12 @@ def classify(
         return "out"
     if available <= min_level:
         return "low"
-    if max_level is not None and available > max_level:
-        return "over"
+    # The current state holds until the level is past its clear margin; checked before the raw "over"
+    # test so that max == min cannot flap between low and over.
     if current in ("low", "out") and available <= min_level + policy.margin(min_level):
         return "low"
+    if max_level is not None and available > max_level:
+        return "over"
     if current == "over" and max_level is not None and available > max_level - policy.margin(max_level):
         return "over"
     return "ok"

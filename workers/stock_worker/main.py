@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from contracts.stock_commands import ExpireReservation
 from contracts.topics import STOCK_COMMANDS
 from db.engine import make_engine
-from infra.kafka import make_broker
+from infra.kafka import make_broker, require_safe
 from infra.logging import configure_logging
 from infra.service import service_routes
 from infra.settings import Settings, get_settings
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         deps.engine = make_engine(settings.database_url)
         try:
             await broker.start()
+            require_safe(broker)
             scheduler = asyncio.create_task(
                 expiry.run(deps.engine, publish_expiry, deps.clock, settings.reservation_expiry_interval_s)
             )

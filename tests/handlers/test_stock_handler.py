@@ -1,0 +1,159 @@
+"""The stock subscriber in memory (TestKafkaBroker) over the real PostgreSQL: routing, shapes, DLQ headers,
+idempotency. Delivery itself (offsets, rebalances, crashes) is proven against real Kafka elsewhere."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+from faststream.middlewares import AckPolicy
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ
+from db.engine import make_engine
+from infra.kafka import make_broker, unsafe_settings
+from infra.settings import Settings
+from workers.intake import ORIGIN_OFFSET_HEADER, ORIGIN_TOPIC_HEADER, REASON_HEADER
+from workers.stock_worker.handler import Deps, register
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+async def engine(stack: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(stack.database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def dead_letters() -> list[tuple[bytes, dict[str, str]]]:
+    return []
+
+
+@pytest.fixture
+async def broker(
+    stack: Settings, engine: AsyncEngine, dead_letters: list[tuple[bytes, dict[str, str]]]
+) -> AsyncIterator[KafkaBroker]:
+    broker = make_broker(stack, client_id="handler-test")
+    register(broker, stack, Deps(engine=engine))
+
+    @broker.subscriber(STOCK_COMMANDS_DLQ.name)
+    async def capture(body: Any, message: KafkaMessage) -> None:
+        dead_letters.append((message.body, dict(message.headers)))
+
+    async with TestKafkaBroker(broker) as test_broker:
+        yield test_broker
+
+
+def command(sku: str, type_: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "command_id": str(uuid.uuid4()),
+        "sku": sku,
+        "issued_at": datetime.now(UTC).isoformat(),
+        "actor": "handler-test",
+        "source": "test",
+        "type": type_,
+        **fields,
+    }
+
+
+async def send(broker: KafkaBroker, body: bytes | dict[str, Any], key: str) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    await broker.publish(raw, STOCK_COMMANDS.name, key=key.encode(), headers={"x-test": "handler"})
+
+
+async def fetch(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text(sql), params)).all())
+
+
+async def test_valid_commands_apply_and_bad_records_are_dead_lettered(
+    broker: KafkaBroker, engine: AsyncEngine, dead_letters: list[tuple[bytes, dict[str, str]]]
+) -> None:
+    sku = f"H-{uuid.uuid4().hex[:8].upper()}"
+    await send(broker, command(sku, "register_item", name="Handler mug", initial_quantity=4), sku)
+    await send(broker, b"{not json", sku)
+    await send(broker, command(sku, "receive_stock", quantity=-1), sku)
+    await send(broker, command(sku, "receive_stock", quantity=2), "OTHER-KEY")
+    await send(broker, command(sku, "receive_stock", quantity=2), sku)
+
+    rows = await fetch(engine, "SELECT stock_quantity, version FROM items WHERE sku = :sku", sku=sku)
+    assert rows == [(6, 2)]
+    reasons = [headers[REASON_HEADER] for _, headers in dead_letters[-3:]]
+    assert reasons[0].startswith("invalid command: body: Invalid JSON")
+    assert "quantity" in reasons[1]
+    assert "does not match sku" in reasons[2]
+    body, headers = dead_letters[-3]
+    assert body == b"{not json"
+    assert headers[ORIGIN_TOPIC_HEADER] == STOCK_COMMANDS.name
+    assert ORIGIN_OFFSET_HEADER in headers
+    assert headers["x-test"] == "handler"  # the original headers travel with the record
+
+
+async def test_a_command_id_applies_once(broker: KafkaBroker, engine: AsyncEngine) -> None:
+    sku = f"H-{uuid.uuid4().hex[:8].upper()}"
+    await send(broker, command(sku, "register_item", name="Once"), sku)
+    receive = command(sku, "receive_stock", quantity=5)
+    for _ in range(3):
+        await send(broker, receive, sku)
+    assert await fetch(engine, "SELECT stock_quantity FROM items WHERE sku = :sku", sku=sku) == [(5,)]
+    processed = await fetch(
+        engine, "SELECT status FROM processed_commands WHERE command_id = :id", id=receive["command_id"]
+    )
+    assert processed == [("applied",)]
+    ledger = await fetch(engine, "SELECT delta FROM stock_ledger WHERE sku = :sku", sku=sku)
+    assert ledger == [(5,)]
+
+
+async def test_rejection_is_recorded_with_its_reason_and_announced(
+    broker: KafkaBroker, engine: AsyncEngine
+) -> None:
+    sku = f"H-{uuid.uuid4().hex[:8].upper()}"
+    reserve = command(sku, "reserve_stock", reservation_id="r-1", quantity=1)
+    await send(broker, reserve, sku)
+    processed = await fetch(
+        engine,
+        "SELECT status, reason FROM processed_commands WHERE command_id = :id",
+        id=reserve["command_id"],
+    )
+    assert processed[0][0] == "rejected"
+    assert processed[0][1].startswith("unknown_sku")
+    outbox = await fetch(
+        engine,
+        "SELECT event_type, channel FROM outbox WHERE payload->>'command_id' = :id",
+        id=reserve["command_id"],
+    )
+    assert outbox == [("command_rejected", "alerts")]
+
+
+async def test_worker_clients_are_safe_for_a_command_log(stack: Settings) -> None:
+    broker = make_broker(stack, client_id="safety-test")
+    register(broker, stack, Deps())
+    await broker.start()
+    try:
+        assert unsafe_settings(broker) == []
+    finally:
+        await broker.stop()
+
+
+async def test_the_safety_check_catches_auto_commit(stack: Settings) -> None:
+    broker = make_broker(stack, client_id="unsafe-test")
+
+    @broker.subscriber(STOCK_COMMANDS.name, group_id=f"unsafe-{uuid.uuid4()}", ack_policy=AckPolicy.ACK_FIRST)
+    async def careless(body: bytes) -> None:
+        return None
+
+    await broker.start()
+    try:
+        problems = unsafe_settings(broker)
+    finally:
+        await broker.stop()
+    assert any("auto-commit" in p for p in problems)
+    assert any("auto_offset_reset" in p for p in problems)
