@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from db.stock_repo import OUTBOX_CHANNEL
+from db.command_log import OUTBOX_CHANNEL
 
 # One relay at a time publishes, so events of one SKU leave in the order they were written.
 RELAY_LOCK_KEY = 0x1A7E_0B0C

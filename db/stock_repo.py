@@ -1,7 +1,7 @@
-"""Queries the stock worker runs inside its one transaction per batch. Plain rows in, plain rows out.
+"""Stock queries the stock worker runs inside its one transaction per batch. Plain rows in, plain rows out.
 
-The hot path talks to the asyncpg connection under the SQLAlchemy transaction: set-based statements over
-arrays and binary COPY keep a batch of thousands of commands to a handful of round trips.
+Set-based statements over arrays and binary COPY keep a batch of thousands of commands to a handful of
+round trips.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-OUTBOX_CHANNEL = "invmon_outbox"
 
 
 class ItemRow(NamedTuple):
@@ -45,15 +42,6 @@ class ReservationRow(NamedTuple):
     command_id: uuid.UUID | None
 
 
-class ProcessedRow(NamedTuple):
-    command_id: uuid.UUID
-    command_type: str
-    sku: str
-    status: str
-    reason: str | None
-    applied_at: datetime
-
-
 class LedgerRow(NamedTuple):
     command_id: uuid.UUID
     sku: str
@@ -66,32 +54,10 @@ class LedgerRow(NamedTuple):
     created_at: datetime
 
 
-class OutboxRow(NamedTuple):
-    event_id: uuid.UUID
-    event_type: str
-    channel: str
-    sku: str
-    payload: str  # JSON text
-    created_at: datetime
-
-
 _ITEM_TYPES = (
     "text", "text", "text", "text", "int8", "int8", "int8", "text", "numeric", "int8", "int8", "bool",
     "bool", "text", "int8",
 )  # fmt: skip
-
-
-async def driver(conn: AsyncConnection) -> asyncpg.Connection:
-    raw = await conn.get_raw_connection()
-    connection: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
-    return connection
-
-
-async def seen_command_ids(pg: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    if not ids:
-        return set()
-    rows = await pg.fetch("SELECT command_id FROM processed_commands WHERE command_id = ANY($1::uuid[])", ids)
-    return {r[0] for r in rows}
 
 
 async def lock_items(pg: asyncpg.Connection, skus: Iterable[str]) -> list[ItemRow]:
@@ -155,23 +121,9 @@ async def upsert_reservations(pg: asyncpg.Connection, rows: Sequence[Reservation
     )
 
 
-async def insert_processed(pg: asyncpg.Connection, rows: Sequence[ProcessedRow]) -> None:
-    """No ON CONFLICT on purpose: a concurrent claim of the same id fails the transaction instead of
-    applying twice; the batch is then retried and sees the id as already processed."""
-    if rows:
-        await pg.copy_records_to_table("processed_commands", records=rows, columns=ProcessedRow._fields)
-
-
 async def insert_ledger(pg: asyncpg.Connection, rows: Sequence[LedgerRow]) -> None:
     if rows:
         await pg.copy_records_to_table("stock_ledger", records=rows, columns=LedgerRow._fields)
-
-
-async def insert_outbox(pg: asyncpg.Connection, rows: Sequence[OutboxRow]) -> None:
-    if rows:
-        await pg.copy_records_to_table("outbox", records=rows, columns=OutboxRow._fields)
-        # Delivered at commit, so the relay wakes exactly when the rows become visible.
-        await pg.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
 
 
 async def due_reservations(pg: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:

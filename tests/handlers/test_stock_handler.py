@@ -20,7 +20,8 @@ from db.engine import make_engine
 from infra.kafka import make_broker, unsafe_settings
 from infra.settings import Settings
 from workers.intake import ORIGIN_OFFSET_HEADER, ORIGIN_TOPIC_HEADER, REASON_HEADER
-from workers.stock_worker.handler import Deps, register
+from workers.pipeline.consumer import Runtime
+from workers.stock_worker.handler import register
 
 pytestmark = pytest.mark.stack
 
@@ -42,7 +43,7 @@ async def broker(
     stack: Settings, engine: AsyncEngine, dead_letters: list[tuple[bytes, dict[str, str]]]
 ) -> AsyncIterator[KafkaBroker]:
     broker = make_broker(stack, client_id="handler-test")
-    register(broker, stack, Deps(engine=engine))
+    register(broker, stack, Runtime(engine))
 
     @broker.subscriber(STOCK_COMMANDS_DLQ.name)
     async def capture(body: Any, message: KafkaMessage) -> None:
@@ -135,7 +136,7 @@ async def test_rejection_is_recorded_with_its_reason_and_announced(
 
 async def test_worker_clients_are_safe_for_a_command_log(stack: Settings) -> None:
     broker = make_broker(stack, client_id="safety-test")
-    register(broker, stack, Deps())
+    register(broker, stack, Runtime())
     await broker.start()
     try:
         assert unsafe_settings(broker) == []

@@ -240,6 +240,21 @@ def log_lines(paths: Iterable[Path], event: str) -> list[dict[str, Any]]:
     return found
 
 
+def log_lines_containing(paths: Iterable[Path], text: str) -> list[dict[str, Any]]:
+    """JSON log lines that mention `text` anywhere."""
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if text in line:
+                try:
+                    found.append(json.loads(line))
+                except ValueError:
+                    continue
+    return found
+
+
 # --- the oracle -----------------------------------------------------------------------------------------
 
 
@@ -265,7 +280,7 @@ class Oracle:
     a sequential model (per-SKU order is kept, so per SKU it is exact). `apply` returns (status, code)."""
 
     items: dict[str, OracleItem] = field(default_factory=dict)
-    reservations: dict[str, OracleReservation] = field(default_factory=dict)
+    reservations: dict[tuple[str, str], OracleReservation] = field(default_factory=dict)  # (sku, id)
     outcomes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     def apply(self, command: dict[str, Any]) -> tuple[str, str | None]:
@@ -309,16 +324,16 @@ class Oracle:
             if c["counted_quantity"] < item.reserved:
                 return "rejected", "insufficient_stock"
             return self._move(item, c["counted_quantity"] - item.on_hand, 0)
-        rid = c["reservation_id"]
-        reservation = self.reservations.get(rid)
+        key = (sku, c["reservation_id"])  # a reservation id is unique per SKU
+        reservation = self.reservations.get(key)
         if kind == "reserve_stock":
             if reservation is not None:
                 return "rejected", "reservation_exists"
             if c["quantity"] > item.on_hand - item.reserved:
                 return "rejected", "insufficient_stock"
-            self.reservations[rid] = OracleReservation(sku, c["quantity"])
+            self.reservations[key] = OracleReservation(sku, c["quantity"])
             return self._move(item, 0, c["quantity"])
-        if reservation is None or reservation.sku != sku:
+        if reservation is None:
             return "rejected", "unknown_reservation"
         if reservation.status != "active":
             return "rejected", "reservation_closed"

@@ -10,9 +10,9 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 from pydantic import BaseModel
 
 from contracts.stock_commands import (
@@ -239,7 +239,9 @@ def test_making_an_item_untracked_clears_its_alert() -> None:
         ({"min_stock_level": 0, "max_stock_level": None}, {"min_stock_level": 9, "max_stock_level": 8}),
     ],
 )
-def test_update_leaving_max_below_min_is_rejected(state_levels: dict[str, Any], change: dict[str, Any]) -> None:
+def test_update_leaving_max_below_min_is_rejected(
+    state_levels: dict[str, Any], change: dict[str, Any]
+) -> None:
     rejected(decide(item(**state_levels), None, make(UpdateItemDetails, **change), NOW), "invalid_state")
 
 
@@ -351,7 +353,9 @@ def test_reserving_everything_available_is_allowed_and_alerts() -> None:
 @pytest.mark.parametrize(("on_hand", "reserved", "quantity"), [(10, 0, 11), (10, 3, 8), (0, 0, 1)])
 def test_reserving_more_than_available_is_rejected(on_hand: int, reserved: int, quantity: int) -> None:
     command = make(ReserveStock, reservation_id="order-7", quantity=quantity)
-    outcome = rejected(decide(item(on_hand=on_hand, reserved=reserved), None, command, NOW), "insufficient_stock")
+    outcome = rejected(
+        decide(item(on_hand=on_hand, reserved=reserved), None, command, NOW), "insufficient_stock"
+    )
     assert outcome.event.command_type == "reserve_stock"
 
 
@@ -361,9 +365,9 @@ def test_reserving_more_than_available_is_rejected(on_hand: int, reserved: int, 
         reservation(reservation_id="order-7"),
         reservation(reservation_id="order-7", status="released"),
         reservation(reservation_id="order-7", status="fulfilled"),
-        reservation(reservation_id="order-7", sku=OTHER_SKU),
+        reservation(reservation_id="order-7", status="expired"),
     ],
-    ids=["active", "released", "fulfilled", "other-sku"],
+    ids=["active", "released", "fulfilled", "expired"],
 )
 def test_reserving_an_existing_reservation_id_is_rejected(existing: Reservation) -> None:
     command = make(ReserveStock, reservation_id="order-7", quantity=1)
@@ -380,7 +384,9 @@ def test_reserving_with_an_expiry_not_in_the_future_is_rejected(expires_at: date
 
 
 def test_release_gives_units_back() -> None:
-    outcome = applied(decide(item(on_hand=10, reserved=3), reservation(3), COMMAND_MAKERS["release_reservation"](), NOW))
+    outcome = applied(
+        decide(item(on_hand=10, reserved=3), reservation(3), COMMAND_MAKERS["release_reservation"](), NOW)
+    )
     assert (outcome.state.on_hand, outcome.state.reserved) == (10, 0)
     assert outcome.reservation == reservation(3, "released")
     assert kinds(outcome.events) == [ReservationReleased, StockChanged]
@@ -388,7 +394,9 @@ def test_release_gives_units_back() -> None:
 
 
 def test_fulfil_ships_units() -> None:
-    outcome = applied(decide(item(on_hand=10, reserved=3), reservation(3), COMMAND_MAKERS["fulfil_reservation"](), NOW))
+    outcome = applied(
+        decide(item(on_hand=10, reserved=3), reservation(3), COMMAND_MAKERS["fulfil_reservation"](), NOW)
+    )
     assert (outcome.state.on_hand, outcome.state.reserved) == (7, 0)
     assert outcome.reservation == reservation(3, "fulfilled")
     assert kinds(outcome.events) == [ReservationFulfilled, StockChanged]
@@ -472,9 +480,9 @@ def test_rejection_event_id_is_deterministic() -> None:
     again = rejected(decide(None, None, command, LATER), "unknown_sku")
     assert first.event.event_id == again.event.event_id
     assert first.event.command_id == command.command_id
-    assert rejected(decide(None, None, make(ReceiveStock, quantity=1), NOW), "unknown_sku").event.event_id != (
-        first.event.event_id
-    )
+    assert rejected(
+        decide(None, None, make(ReceiveStock, quantity=1), NOW), "unknown_sku"
+    ).event.event_id != (first.event.event_id)
 
 
 def test_versions_increment_by_one_per_applied_command() -> None:
@@ -530,7 +538,14 @@ def test_a_rejection_leaves_state_and_reservation_untouched(
 
 
 def test_out_of_stock_then_receive_is_back_in_stock() -> None:
-    out = applied(decide(item(on_hand=1, min_stock_level=5, alert_state="low"), None, make(AdjustStock, delta=-1, reason_code="loss"), NOW))
+    out = applied(
+        decide(
+            item(on_hand=1, min_stock_level=5, alert_state="low"),
+            None,
+            make(AdjustStock, delta=-1, reason_code="loss"),
+            NOW,
+        )
+    )
     assert kinds(out.events) == [StockChanged, OutOfStock]
     back = applied(decide(out.state, None, make(ReceiveStock, quantity=20), NOW))
     assert kinds(back.events) == [StockChanged, BackInStock]
@@ -546,9 +561,12 @@ def test_the_policy_margin_is_used() -> None:
 
 
 # === stateful model test ===========================================================================
+#
+# The worker (workers.stock_worker.apply) keys reservations by (sku, reservation_id) and hands `decide`
+# the one the command names; this machine does the same.
 
 SKUS = ("SKU-A", "SKU-B")
-RESERVATION_IDS = ("r1", "r2", "r3", "r4")
+RESERVATION_IDS = ("r1", "r2", "r3", "r4", "r5", "r6")
 POLICY = AlertPolicy(clear_margin_pct=25)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CLOSED_STATUS: dict[str, ReservationStatus] = {
@@ -556,7 +574,15 @@ CLOSED_STATUS: dict[str, ReservationStatus] = {
     "fulfil_reservation": "fulfilled",
     "expire_reservation": "expired",
 }
-VERSION_OFFSETS = st.sampled_from([None, None, None, 0, -1, 1])
+SKU_CHOICE = st.sampled_from([SKUS[0], SKUS[0], SKUS[0], SKUS[1]])  # mostly the item registered first
+OTHER_SKU_CHOICE = st.sampled_from([None, None, None, None, SKUS[0], SKUS[1]])
+VERSION_OFFSETS = st.sampled_from([None, None, None, None, None, 0, 0, -1, 1])
+# Expiries and clock ticks move in steps of 10 s so that "now == expires_at" happens often.
+EXPIRES_IN = st.integers(-3, 12).map(lambda n: None if n < -1 else n * 10)
+TICKS = st.integers(1, 15).map(lambda n: n * 10)
+ALERT_EVENTS = (LowStockDetected, OutOfStock, BackInStock, OverstockDetected, StockLevelNormal)
+
+Key = tuple[str, str]  # (sku, reservation_id)
 
 
 @dataclass
@@ -572,7 +598,6 @@ class ModelItem:
 
 @dataclass
 class ModelReservation:
-    sku: str
     quantity: int
     status: ReservationStatus
     expires_at: datetime | None
@@ -581,18 +606,20 @@ class ModelReservation:
 class StockMachine(RuleBasedStateMachine):
     """Random commands through `decide`, checked against plain ints and a dict of reservations."""
 
+    reservation_keys: Bundle[Key] = Bundle("reservation_keys")
+
     def __init__(self) -> None:
         super().__init__()
         self.now = START
         self.next_id = 0
-        # system under test
+        # what the rules return, kept as the worker keeps it
         self.states: dict[str, ItemState] = {}
-        self.reservations: dict[str, Reservation] = {}
+        self.reservations: dict[Key, Reservation] = {}
         self.ledger_delta: dict[str, int] = dict.fromkeys(SKUS, 0)
         self.ledger_reserved: dict[str, int] = dict.fromkeys(SKUS, 0)
-        # oracle
+        # the oracle
         self.items: dict[str, ModelItem] = {}
-        self.held: dict[str, ModelReservation] = {}
+        self.held: dict[Key, ModelReservation] = {}
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -612,11 +639,11 @@ class StockMachine(RuleBasedStateMachine):
         }
 
     def reserved(self, sku: str) -> int:
-        return sum(r.quantity for r in self.held.values() if r.sku == sku and r.status == "active")
+        return sum(r.quantity for (s, _), r in self.held.items() if s == sku and r.status == "active")
 
-    def gate(self, sku: str, command: StockCommand, *, needs_active: bool) -> RejectionCode | None:
+    def gate(self, command: StockCommand, *, needs_active: bool) -> RejectionCode | None:
         """The checks every command on an existing item goes through, in the rules' documented order."""
-        model = self.items.get(sku)
+        model = self.items.get(command.sku)
         if model is None:
             return "unknown_sku"
         if command.expected_version is not None and command.expected_version != model.version:
@@ -628,9 +655,11 @@ class StockMachine(RuleBasedStateMachine):
     def feed(self, command: StockCommand, expected: RejectionCode | None, change: Callable[[], None]) -> None:
         """Run `command` through the rules; `expected` is the oracle's verdict, `change` its effect."""
         sku = command.sku
-        rid = command.reservation_id if isinstance(command, ReservationCommand) else None
-        before = self.states.get(sku)
-        outcome = decide(before, self.reservations.get(rid) if rid else None, command, self.now, POLICY)
+        key = (sku, command.reservation_id) if isinstance(command, ReservationCommand) else None
+        outcome = decide(
+            self.states.get(sku), self.reservations.get(key) if key else None, command, self.now, POLICY
+        )
+        event(f"{command.type}: {expected or 'applied'}")
         if expected is not None:
             assert isinstance(outcome, Rejected), f"expected {expected}, got {outcome}"
             assert outcome.code == expected, outcome.reason
@@ -642,7 +671,7 @@ class StockMachine(RuleBasedStateMachine):
         change()
         model = self.items[sku]
         model.version = 1 if model_before is None else model.version + 1
-        alert_now = classify(
+        model.alert = classify(
             alert_before or "ok",
             model.on_hand - self.reserved(sku),
             model.min_level,
@@ -650,31 +679,36 @@ class StockMachine(RuleBasedStateMachine):
             trackable=model.trackable,
             policy=POLICY,
         )
-        model.alert = alert_now
         self.states[sku] = outcome.state
         if outcome.reservation is not None:
-            assert rid == outcome.reservation.reservation_id
-            self.reservations[rid] = outcome.reservation
+            assert key is not None
+            assert key == (outcome.reservation.sku, outcome.reservation.reservation_id)
+            self.reservations[key] = outcome.reservation
         for row in ledger_rows(command, outcome.events, self.now):
             self.ledger_delta[sku] += row.delta
             self.ledger_reserved[sku] += row.reserved_delta
         ids = [e.event_id for e in outcome.events]
         assert len(set(ids)) == len(ids)
         assert all(e.command_id == command.command_id and e.sku == sku for e in outcome.events)
-        alert_events = [
-            type(e)
-            for e in outcome.events
-            if isinstance(e, LowStockDetected | OutOfStock | BackInStock | OverstockDetected | StockLevelNormal)
-        ]
-        if alert_before is None or alert_before == alert_now:
-            assert alert_events == []
+        alerts = [type(e) for e in outcome.events if isinstance(e, ALERT_EVENTS)]
+        if alert_before is None or alert_before == model.alert:  # registering never alerts
+            assert alerts == []
         else:
-            assert alert_events == [transition_event_type(alert_before, alert_now)]
+            assert alerts == [transition_event_type(alert_before, model.alert)]
 
     # --- rules -------------------------------------------------------------------------------------
 
+    @initialize(
+        initial=st.integers(0, 30),
+        min_level=st.integers(0, 10),
+        headroom=st.none() | st.integers(0, 20),
+        trackable=st.booleans(),
+    )
+    def register_first(self, initial: int, min_level: int, headroom: int | None, trackable: bool) -> None:
+        self.register(SKUS[0], initial, min_level, headroom, trackable)
+
     @rule(
-        sku=st.sampled_from(SKUS),
+        sku=SKU_CHOICE,
         initial=st.integers(0, 30),
         min_level=st.integers(0, 10),
         headroom=st.none() | st.integers(0, 20),
@@ -699,7 +733,7 @@ class StockMachine(RuleBasedStateMachine):
         self.feed(command, "already_exists" if sku in self.items else None, change)
 
     @rule(
-        sku=st.sampled_from(SKUS),
+        sku=SKU_CHOICE,
         min_level=st.none() | st.integers(0, 12),
         max_level=st.sampled_from(["keep", "clear"]) | st.integers(0, 30),
         trackable=st.none() | st.booleans(),
@@ -723,27 +757,25 @@ class StockMachine(RuleBasedStateMachine):
         if not fields:
             fields["name"] = "Renamed"
         command = UpdateItemDetails.model_validate({**self.envelope(sku, offset), **fields})
-        code = self.gate(sku, command, needs_active=False)
-        if code is None:
-            model = self.items[sku]
-            new_min = model.min_level if min_level is None else min_level
-            new_max = fields.get("max_stock_level", model.max_level)
-            if new_max is not None and new_max < new_min:
-                code = "invalid_state"
+        code = self.gate(command, needs_active=False)
+        model = self.items.get(sku)
+        new_min = min_level if min_level is not None else model.min_level if model else 0
+        new_max = fields.get("max_stock_level", model.max_level if model else None)
+        if code is None and new_max is not None and new_max < new_min:
+            code = "invalid_state"
 
         def change() -> None:
-            model = self.items[sku]
-            model.min_level = new_min
-            model.max_level = new_max
+            assert model is not None
+            model.min_level, model.max_level = new_min, new_max
             model.trackable = model.trackable if trackable is None else trackable
 
         self.feed(command, code, change)
 
-    @rule(sku=st.sampled_from(SKUS), active=st.booleans(), offset=VERSION_OFFSETS)
+    @rule(sku=SKU_CHOICE, active=st.booleans(), offset=VERSION_OFFSETS)
     def set_active(self, sku: str, active: bool, offset: int | None) -> None:
         cls = ReactivateItem if active else DeactivateItem
         command = cls.model_validate(self.envelope(sku, offset))
-        code = self.gate(sku, command, needs_active=False)
+        code = self.gate(command, needs_active=False)
         if code is None and self.items[sku].active == active:
             code = "invalid_state"
 
@@ -752,18 +784,18 @@ class StockMachine(RuleBasedStateMachine):
 
         self.feed(command, code, change)
 
-    @rule(sku=st.sampled_from(SKUS), quantity=st.integers(1, 20), offset=VERSION_OFFSETS)
+    @rule(sku=SKU_CHOICE, quantity=st.integers(1, 20), offset=VERSION_OFFSETS)
     def receive(self, sku: str, quantity: int, offset: int | None) -> None:
         command = ReceiveStock.model_validate({**self.envelope(sku, offset), "quantity": quantity})
 
         def change() -> None:
             self.items[sku].on_hand += quantity
 
-        self.feed(command, self.gate(sku, command, needs_active=True), change)
+        self.feed(command, self.gate(command, needs_active=True), change)
 
     @rule(
-        sku=st.sampled_from(SKUS),
-        delta=st.integers(-20, 20).filter(bool),
+        sku=SKU_CHOICE,
+        delta=st.integers(-20, 19).map(lambda d: d if d < 0 else d + 1),
         reason=st.sampled_from(["damage", "loss", "found", "correction"]),
         offset=VERSION_OFFSETS,
     )
@@ -771,7 +803,7 @@ class StockMachine(RuleBasedStateMachine):
         command = AdjustStock.model_validate(
             {**self.envelope(sku, offset), "delta": delta, "reason_code": reason}
         )
-        code = self.gate(sku, command, needs_active=True)
+        code = self.gate(command, needs_active=True)
         if code is None and self.items[sku].on_hand + delta < self.reserved(sku):
             code = "insufficient_stock"
 
@@ -780,10 +812,10 @@ class StockMachine(RuleBasedStateMachine):
 
         self.feed(command, code, change)
 
-    @rule(sku=st.sampled_from(SKUS), counted=st.integers(0, 40), offset=VERSION_OFFSETS)
+    @rule(sku=SKU_CHOICE, counted=st.integers(0, 40), offset=VERSION_OFFSETS)
     def count(self, sku: str, counted: int, offset: int | None) -> None:
         command = CountStock.model_validate({**self.envelope(sku, offset), "counted_quantity": counted})
-        code = self.gate(sku, command, needs_active=True)
+        code = self.gate(command, needs_active=True)
         if code is None and counted < self.reserved(sku):
             code = "insufficient_stock"
 
@@ -793,20 +825,20 @@ class StockMachine(RuleBasedStateMachine):
         self.feed(command, code, change)
 
     @rule(
-        sku=st.sampled_from(SKUS),
+        target=reservation_keys,
+        sku=SKU_CHOICE,
         rid=st.sampled_from(RESERVATION_IDS),
-        quantity=st.integers(1, 15),
-        expires_in=st.none() | st.integers(-5, 120),
+        quantity=st.integers(1, 8),
+        expires_in=EXPIRES_IN,
         offset=VERSION_OFFSETS,
     )
-    def reserve(self, sku: str, rid: str, quantity: int, expires_in: int | None, offset: int | None) -> None:
+    def reserve(self, sku: str, rid: str, quantity: int, expires_in: int | None, offset: int | None) -> Key:
         expires_at = None if expires_in is None else self.now + timedelta(seconds=expires_in)
-        command = ReserveStock.model_validate(
-            {**self.envelope(sku, offset), "reservation_id": rid, "quantity": quantity, "expires_at": expires_at}
-        )
-        code = self.gate(sku, command, needs_active=True)
+        fields = {"reservation_id": rid, "quantity": quantity, "expires_at": expires_at}
+        command = ReserveStock.model_validate({**self.envelope(sku, offset), **fields})
+        code = self.gate(command, needs_active=True)
         if code is None:
-            if rid in self.held:
+            if (sku, rid) in self.held:
                 code = "reservation_exists"
             elif expires_at is not None and expires_at <= self.now:
                 code = "invalid_state"
@@ -814,73 +846,73 @@ class StockMachine(RuleBasedStateMachine):
                 code = "insufficient_stock"
 
         def change() -> None:
-            self.held[rid] = ModelReservation(sku, quantity, "active", expires_at)
+            self.held[sku, rid] = ModelReservation(quantity, "active", expires_at)
 
         self.feed(command, code, change)
+        return (sku, rid)
 
-    @rule(
-        sku=st.sampled_from(SKUS),
-        rid=st.sampled_from(RESERVATION_IDS),
-        kind=st.sampled_from(list(CLOSERS)),
-        offset=VERSION_OFFSETS,
-    )
-    def close(self, sku: str, rid: str, kind: str, offset: int | None) -> None:
+    @rule(key=reservation_keys, other_sku=OTHER_SKU_CHOICE, offset=VERSION_OFFSETS)
+    def release(self, key: Key, other_sku: str | None, offset: int | None) -> None:
+        self.close("release_reservation", key, other_sku, offset)
+
+    @rule(key=reservation_keys, other_sku=OTHER_SKU_CHOICE, offset=VERSION_OFFSETS)
+    def fulfil(self, key: Key, other_sku: str | None, offset: int | None) -> None:
+        self.close("fulfil_reservation", key, other_sku, offset)
+
+    @rule(key=reservation_keys, other_sku=OTHER_SKU_CHOICE, offset=VERSION_OFFSETS)
+    def expire(self, key: Key, other_sku: str | None, offset: int | None) -> None:
+        self.close("expire_reservation", key, other_sku, offset)
+
+    def close(self, kind: str, key: Key, other_sku: str | None, offset: int | None) -> None:
+        """Close a reservation id seen in a reserve command, on its own SKU or on `other_sku`."""
+        sku, rid = other_sku or key[0], key[1]
         command = CLOSERS[kind].model_validate({**self.envelope(sku, offset), "reservation_id": rid})
-        code = self.gate(sku, command, needs_active=False)
-        held = self.held.get(rid)
+        code = self.gate(command, needs_active=False)
+        held = self.held.get((sku, rid))
         if code is None:
-            if held is None or held.sku != sku:
+            if held is None:
                 code = "unknown_reservation"
             elif held.status != "active":
                 code = "reservation_closed"
             elif kind == "expire_reservation" and (held.expires_at is None or self.now < held.expires_at):
                 code = "not_expired"
-        status = CLOSED_STATUS[kind]
 
         def change() -> None:
             assert held is not None
             if kind == "fulfil_reservation":
                 self.items[sku].on_hand -= held.quantity
-            held.status = status
+            held.status = CLOSED_STATUS[kind]
 
         self.feed(command, code, change)
 
-    @rule(seconds=st.integers(1, 90))
+    @rule(seconds=TICKS)
     def tick(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
 
     # --- invariants --------------------------------------------------------------------------------
 
     @invariant()
-    def item_matches_the_model(self) -> None:
+    def items_match_the_model(self) -> None:
         assert self.states.keys() == self.items.keys()
         for sku, state in self.states.items():
             model = self.items[sku]
             assert state.on_hand >= 0
             assert state.reserved >= 0
             assert state.available >= 0
-            active = [r for r in self.reservations.values() if r.sku == sku and r.status == "active"]
+            active = [r for (s, _), r in self.reservations.items() if s == sku and r.status == "active"]
             assert state.reserved == sum(r.quantity for r in active)
-            got = (state.on_hand, state.reserved, state.min_stock_level, state.max_stock_level)
-            assert got == (model.on_hand, self.reserved(sku), model.min_level, model.max_level)
-            assert (state.is_active, state.is_trackable, state.version) == (
-                model.active,
-                model.trackable,
-                model.version,
-            )
+            levels = (state.on_hand, state.reserved, state.min_stock_level, state.max_stock_level)
+            assert levels == (model.on_hand, self.reserved(sku), model.min_level, model.max_level)
+            flags = (state.is_active, state.is_trackable, state.version)
+            assert flags == (model.active, model.trackable, model.version)
             assert state.alert_state == model.alert
 
     @invariant()
     def reservations_match_the_model(self) -> None:
         assert self.reservations.keys() == self.held.keys()
-        for rid, got in self.reservations.items():
-            want = self.held[rid]
-            assert (got.sku, got.quantity, got.status, got.expires_at) == (
-                want.sku,
-                want.quantity,
-                want.status,
-                want.expires_at,
-            )
+        for key, got in self.reservations.items():
+            want = self.held[key]
+            assert (got.quantity, got.status, got.expires_at) == (want.quantity, want.status, want.expires_at)
 
     @invariant()
     def ledger_sums_to_stock(self) -> None:
@@ -890,5 +922,5 @@ class StockMachine(RuleBasedStateMachine):
             assert self.ledger_reserved[sku] == (state.reserved if state else 0)
 
 
-StockMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
+StockMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
 TestStockMachine = StockMachine.TestCase

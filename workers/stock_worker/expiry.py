@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.stock_commands import ExpireReservation
-from db import stock_repo
+from db import command_log, stock_repo
 
 log = structlog.get_logger("invmon.stock_worker.expiry")
 
@@ -41,7 +41,7 @@ def expire_command(reservation_id: str, sku: str, now: datetime) -> ExpireReserv
 async def publish_due(engine: AsyncEngine, publish: Publish, now: datetime, limit: int = 1000) -> int:
     """One round: publish an expiry command for every due reservation (if no other worker holds the lock)."""
     async with engine.begin() as conn:
-        pg = await stock_repo.driver(conn)
+        pg = await command_log.driver(conn)
         if not await pg.fetchval("SELECT pg_try_advisory_xact_lock($1)", SCHEDULER_LOCK_KEY):
             return 0
         due = await stock_repo.due_reservations(pg, limit)

@@ -18,16 +18,16 @@ from infra.kafka import make_broker, require_safe
 from infra.logging import configure_logging
 from infra.service import service_routes
 from infra.settings import Settings, get_settings
-from workers.rules.alerts import AlertPolicy
+from workers.pipeline.consumer import Runtime
 from workers.stock_worker import expiry
-from workers.stock_worker.handler import Deps, register
+from workers.stock_worker.handler import register
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     broker = make_broker(settings, client_id="stock-worker", description="inventory-monitor stock worker")
-    deps = Deps(policy=AlertPolicy(settings.alert_clear_margin_pct))
-    register(broker, settings, deps)
+    runtime = Runtime()
+    register(broker, settings, runtime)
 
     async def publish_expiry(command: ExpireReservation) -> None:
         await broker.publish(
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     async def database_ready() -> None:
-        async with deps.require_engine().connect() as conn:
+        async with runtime.require_engine().connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def kafka_ready() -> bool:
@@ -46,12 +46,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        deps.engine = make_engine(settings.database_url)
+        runtime.engine = make_engine(settings.database_url)
         try:
             await broker.start()
             require_safe(broker)
             scheduler = asyncio.create_task(
-                expiry.run(deps.engine, publish_expiry, deps.clock, settings.reservation_expiry_interval_s)
+                expiry.run(
+                    runtime.engine, publish_expiry, runtime.clock, settings.reservation_expiry_interval_s
+                )
             )
             try:
                 yield
@@ -61,13 +63,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await scheduler
         finally:
             await broker.stop()
-            await deps.engine.dispose()
+            await runtime.engine.dispose()
 
     app = Starlette(
         routes=service_routes({"postgres": database_ready, "kafka": kafka_ready}), lifespan=lifespan
     )
     app.state.broker = broker
-    app.state.deps = deps
+    app.state.runtime = runtime
     return app
 
 

@@ -1,0 +1,113 @@
+"""One batch of commands -> one PostgreSQL transaction, whatever the domain.
+
+The domain session loads and locks the state the batch touches, decides each command with the pure rules
+and writes what changed; this module claims command ids, records outcomes and writes the outbox.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import command_log
+from db.command_log import OutboxRow, ProcessedRow
+
+
+class Command(Protocol):
+    @property
+    def command_id(self) -> uuid.UUID: ...
+    @property
+    def sku(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+
+
+class Event(Protocol):
+    @property
+    def event_id(self) -> uuid.UUID: ...
+    @property
+    def sku(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    def model_dump_json(self) -> str: ...
+
+
+C = TypeVar("C", bound=Command)
+C_contra = TypeVar("C_contra", bound=Command, contravariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the rules made of one command: its events, and the rejection (`code: reason`) if rejected."""
+
+    events: Sequence[Event]
+    rejection: str | None = None
+
+
+class Session(Protocol[C_contra]):
+    """A domain's view of one batch inside its transaction."""
+
+    async def load(self, pg: asyncpg.Connection, commands: Sequence[C_contra]) -> None: ...
+    def decide(self, command: C_contra, now: datetime) -> Verdict: ...
+    async def save(self, pg: asyncpg.Connection, now: datetime) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchReport(Generic[C]):
+    applied: list[C] = field(default_factory=list)
+    rejected: list[tuple[C, str]] = field(default_factory=list)
+    duplicates: list[C] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def first_seen(commands: Sequence[C], seen: set[uuid.UUID]) -> tuple[list[C], list[C]]:
+    """Split into commands to apply and duplicates (already processed, or repeated within the batch)."""
+    fresh: list[C] = []
+    duplicates: list[C] = []
+    for command in commands:
+        if command.command_id in seen:
+            duplicates.append(command)
+        else:
+            seen.add(command.command_id)
+            fresh.append(command)
+    return fresh, duplicates
+
+
+def outbox_row(event: Event, now: datetime) -> OutboxRow:
+    return OutboxRow(event.event_id, event.type, event.channel, event.sku, event.model_dump_json(), now)
+
+
+async def apply_batch(
+    engine: AsyncEngine, session: Session[C], commands: Sequence[C], now: datetime
+) -> BatchReport[C]:
+    """Apply `commands` (in partition order) in one transaction: claim ids, state, outcomes, outbox."""
+    report: BatchReport[C] = BatchReport()
+    async with engine.begin() as conn:
+        pg = await command_log.driver(conn)
+        already = await command_log.seen_command_ids(pg, [c.command_id for c in commands])
+        fresh, report.duplicates = first_seen(commands, already)
+        await session.load(pg, fresh)
+        processed: list[ProcessedRow] = []
+        for command in fresh:
+            verdict = session.decide(command, now)
+            report.events.extend(verdict.events)
+            if verdict.rejection is None:
+                report.applied.append(command)
+            else:
+                report.rejected.append((command, verdict.rejection))
+            status = "applied" if verdict.rejection is None else "rejected"
+            processed.append(
+                ProcessedRow(command.command_id, command.type, command.sku, status, verdict.rejection, now)
+            )
+        await session.save(pg, now)
+        await command_log.insert_processed(pg, processed)
+        await command_log.insert_outbox(pg, [outbox_row(e, now) for e in report.events])
+    return report

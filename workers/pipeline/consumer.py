@@ -1,0 +1,159 @@
+"""The Kafka side of a command worker: translate records into commands, apply them, and only then commit.
+
+Registered once per command topic; the stock and price workers differ only in their `Session`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic
+
+import stamina
+import structlog
+from faststream.kafka import KafkaBroker, KafkaMessage
+from prometheus_client import Counter, Histogram
+from pydantic import TypeAdapter
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.topics import Topic
+from infra.kafka import CONSUMER_SAFETY
+from workers.intake import Invalid, dead_letter, decode
+from workers.pipeline.batch import BatchReport, C, Session, apply_batch
+
+log = structlog.get_logger("invmon.worker")
+
+COMMANDS = Counter("invmon_commands_total", "Commands handled, by worker and outcome.", ["worker", "outcome"])
+DEAD_LETTERS = Counter("invmon_dead_letters_total", "Records sent to a dead-letter topic.", ["worker"])
+BATCH_SIZE = Histogram(
+    "invmon_batch_records",
+    "Records per batch.",
+    ["worker"],
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+APPLY_SECONDS = Histogram(
+    "invmon_batch_apply_seconds",
+    "Time to handle one batch: decode, dead letters, transaction, commit.",
+    ["worker"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BATCH_RETRIES = Counter(
+    "invmon_batch_retries_total", "Batch transactions retried after an error.", ["worker"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandWorker(Generic[C]):
+    """Everything that tells one command worker from another."""
+
+    name: str
+    topic: Topic
+    dlq: Topic
+    adapter: TypeAdapter[C]
+    group_id: str
+    session: Callable[[], Session[C]]
+    max_records: int
+    batch_timeout_ms: int
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Filled in by the process lifespan; nothing connects at import or registration."""
+
+    engine: AsyncEngine | None = None
+    clock: Callable[[], datetime] = utcnow
+
+    def require_engine(self) -> AsyncEngine:
+        if self.engine is None:
+            raise RuntimeError("worker used before its lifespan started")
+        return self.engine
+
+
+def _raw_batch(message: Any) -> Any:
+    # Keep the bytes: each record is validated on its own, so one bad record cannot fail the batch.
+    return message.body
+
+
+async def apply_with_retry(
+    worker: CommandWorker[C], runtime: Runtime, commands: Sequence[C]
+) -> BatchReport[C]:
+    """Transient database errors (and a lost race on a command id) are retried with back-off; when the
+    attempts run out the error propagates and the batch is rewound, never committed."""
+    async for attempt in stamina.retry_context(
+        on=(DBAPIError, OSError), attempts=8, wait_initial=0.05, wait_max=5.0
+    ):
+        with attempt:
+            if attempt.num > 1:
+                BATCH_RETRIES.labels(worker.name).inc()
+            return await apply_batch(runtime.require_engine(), worker.session(), commands, runtime.clock())
+    raise RuntimeError("retry loop ended without a result")
+
+
+def _log_outcomes(worker: str, report: BatchReport[Any], invalid: Sequence[Invalid]) -> None:
+    for bad in invalid:
+        r = bad.record
+        log.warning(
+            "dead_lettered",
+            worker=worker,
+            reason=bad.reason,
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+        )
+    for command, reason in report.rejected:
+        log.info(
+            "command_rejected",
+            worker=worker,
+            command_id=str(command.command_id),
+            sku=command.sku,
+            reason=reason,
+        )
+    for command in report.duplicates:
+        log.info("duplicate_command", worker=worker, command_id=str(command.command_id), sku=command.sku)
+
+
+def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) -> None:
+    @broker.subscriber(
+        worker.topic.name,
+        batch=True,
+        group_id=worker.group_id,
+        ack_policy=CONSUMER_SAFETY.ack_policy,
+        auto_offset_reset="earliest",
+        max_records=worker.max_records,
+        batch_timeout_ms=worker.batch_timeout_ms,
+        decoder=_raw_batch,
+        title=worker.name,
+        description=f"Applies {worker.topic.description} exactly once to PostgreSQL.",
+    )
+    async def on_commands(body: list[bytes], message: KafkaMessage) -> None:
+        raw = message.raw_message
+        # A real consumer hands a tuple of records; TestKafkaBroker hands a list.
+        records = tuple(raw) if isinstance(raw, tuple | list) else (raw,)
+        started = time.perf_counter()
+        try:
+            decoded = decode(records, worker.adapter)
+            if decoded.invalid:
+                await dead_letter(broker, worker.dlq.name, decoded.invalid)
+            report = await apply_with_retry(worker, runtime, decoded.valid)
+        except BaseException:
+            # Rewind every partition of the batch so nothing is committed past an unapplied record.
+            await message.nack()
+            raise
+        await message.ack()
+        BATCH_SIZE.labels(worker.name).observe(len(records))
+        APPLY_SECONDS.labels(worker.name).observe(time.perf_counter() - started)
+        DEAD_LETTERS.labels(worker.name).inc(len(decoded.invalid))
+        for outcome, count in (
+            ("applied", report.applied),
+            ("rejected", report.rejected),
+            ("duplicate", report.duplicates),
+        ):
+            COMMANDS.labels(worker.name, outcome).inc(len(count))
+        _log_outcomes(worker.name, report, decoded.invalid)
