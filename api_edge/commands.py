@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Response
 
-from api_edge.publish import publish_command
+from api_edge.intake import POST as _POST
+from api_edge.intake import accept
 from api_edge.requests import (
     Accepted,
     AdjustStockRequest,
@@ -32,15 +31,11 @@ from contracts.stock_commands import (
     RegisterItem,
     ReleaseReservation,
     ReserveStock,
-    StockCommand,
     UpdateItemDetails,
 )
+from contracts.topics import STOCK_COMMANDS
 
 router = APIRouter(prefix="/v1", tags=["commands"])
-
-SOURCE = "http-edge"
-# Until authentication lands (issue 5) every HTTP command is attributed to this actor.
-ANONYMOUS = "anonymous"
 
 SkuPath = Annotated[Sku, Path(description="The item's SKU.")]
 ReservationPath = Annotated[ReservationId, Path(description="The reservation's id.")]
@@ -49,41 +44,11 @@ ClientsDep = Annotated[Clients, Depends(clients)]
 OptionalMeta = Annotated[CommandMeta, Body(default_factory=CommandMeta)]
 OptionalReason = Annotated[ReasonRequest, Body(default_factory=ReasonRequest)]
 
-_POST: dict[str, Any] = {
-    "status_code": status.HTTP_202_ACCEPTED,
-    "responses": {503: {"description": "The broker did not acknowledge; nothing was accepted. Retry later."}},
-}
-
-
-async def _accept(
-    c: Clients,
-    response: Response,
-    kind: type[StockCommand],
-    sku: str,
-    body: CommandMeta,
-    **fields: Any,
-) -> Accepted:
-    command = kind(
-        command_id=body.command_id or uuid.uuid4(),
-        sku=sku,
-        issued_at=datetime.now(UTC),
-        actor=ANONYMOUS,
-        source=SOURCE,
-        expected_version=body.expected_version,
-        # exclude_unset keeps an explicit null (clear this field) apart from an omitted one.
-        **body.model_dump(exclude_unset=True, exclude={"command_id", "expected_version", "sku"}),
-        **fields,
-    )
-    await publish_command(c, command)
-    url = f"/v1/commands/{command.command_id}"
-    response.headers["Location"] = url
-    return Accepted(command_id=command.command_id, status_url=url)
-
 
 @router.post("/items", **_POST)
 async def register_item(body: RegisterItemRequest, c: ClientsDep, response: Response) -> Accepted:
     """Register a new item."""
-    return await _accept(c, response, RegisterItem, body.sku, body)
+    return await accept(c, response, STOCK_COMMANDS, RegisterItem, body.sku, body)
 
 
 @router.patch("/items/{sku}", **_POST)
@@ -91,19 +56,19 @@ async def update_item(
     sku: SkuPath, body: UpdateItemDetailsRequest, c: ClientsDep, response: Response
 ) -> Accepted:
     """Change an item's details or stock levels (omitted fields keep their value)."""
-    return await _accept(c, response, UpdateItemDetails, sku, body)
+    return await accept(c, response, STOCK_COMMANDS, UpdateItemDetails, sku, body)
 
 
 @router.post("/items/{sku}/deactivate", **_POST)
 async def deactivate_item(sku: SkuPath, body: OptionalReason, c: ClientsDep, response: Response) -> Accepted:
     """Stop trading an item."""
-    return await _accept(c, response, DeactivateItem, sku, body)
+    return await accept(c, response, STOCK_COMMANDS, DeactivateItem, sku, body)
 
 
 @router.post("/items/{sku}/reactivate", **_POST)
 async def reactivate_item(sku: SkuPath, body: OptionalReason, c: ClientsDep, response: Response) -> Accepted:
     """Trade a deactivated item again."""
-    return await _accept(c, response, ReactivateItem, sku, body)
+    return await accept(c, response, STOCK_COMMANDS, ReactivateItem, sku, body)
 
 
 @router.post("/items/{sku}/receipts", **_POST)
@@ -111,19 +76,19 @@ async def receive_stock(
     sku: SkuPath, body: ReceiveStockRequest, c: ClientsDep, response: Response
 ) -> Accepted:
     """Add received units to an item's on-hand stock."""
-    return await _accept(c, response, ReceiveStock, sku, body)
+    return await accept(c, response, STOCK_COMMANDS, ReceiveStock, sku, body)
 
 
 @router.post("/items/{sku}/adjustments", **_POST)
 async def adjust_stock(sku: SkuPath, body: AdjustStockRequest, c: ClientsDep, response: Response) -> Accepted:
     """Correct an item's on-hand stock by a signed delta with a reason code."""
-    return await _accept(c, response, AdjustStock, sku, body)
+    return await accept(c, response, STOCK_COMMANDS, AdjustStock, sku, body)
 
 
 @router.post("/items/{sku}/counts", **_POST)
 async def count_stock(sku: SkuPath, body: CountStockRequest, c: ClientsDep, response: Response) -> Accepted:
     """Record a cycle count: set on-hand to the counted quantity."""
-    return await _accept(c, response, CountStock, sku, body)
+    return await accept(c, response, STOCK_COMMANDS, CountStock, sku, body)
 
 
 @router.post("/items/{sku}/reservations", **_POST)
@@ -131,7 +96,7 @@ async def reserve_stock(
     sku: SkuPath, body: ReserveStockRequest, c: ClientsDep, response: Response
 ) -> Accepted:
     """Reserve units for an order; rejected when fewer are available."""
-    return await _accept(c, response, ReserveStock, sku, body)
+    return await accept(c, response, STOCK_COMMANDS, ReserveStock, sku, body)
 
 
 @router.post("/items/{sku}/reservations/{reservation_id}/release", **_POST)
@@ -139,7 +104,9 @@ async def release_reservation(
     sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, c: ClientsDep, response: Response
 ) -> Accepted:
     """Give reserved units back to available stock."""
-    return await _accept(c, response, ReleaseReservation, sku, body, reservation_id=reservation_id)
+    return await accept(
+        c, response, STOCK_COMMANDS, ReleaseReservation, sku, body, reservation_id=reservation_id
+    )
 
 
 @router.post("/items/{sku}/reservations/{reservation_id}/fulfil", **_POST)
@@ -147,4 +114,6 @@ async def fulfil_reservation(
     sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, c: ClientsDep, response: Response
 ) -> Accepted:
     """The reserved units shipped."""
-    return await _accept(c, response, FulfilReservation, sku, body, reservation_id=reservation_id)
+    return await accept(
+        c, response, STOCK_COMMANDS, FulfilReservation, sku, body, reservation_id=reservation_id
+    )

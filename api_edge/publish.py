@@ -10,20 +10,21 @@ from prometheus_client import Counter
 
 from api_edge.problems import Problem
 from api_edge.state import Clients
+from contracts.price_commands import PriceCommand
 from contracts.stock_commands import StockCommand
-from contracts.topics import STOCK_COMMANDS
+from contracts.topics import Topic
 
 log = structlog.get_logger("invmon.edge")
 
 PUBLISHES = Counter("invmon_edge_publishes_total", "Commands published by the edge, by outcome.", ["outcome"])
 
 
-async def publish_command(clients: Clients, command: StockCommand) -> None:
+async def publish_command(clients: Clients, command: StockCommand | PriceCommand, topic: Topic) -> None:
     body = command.model_dump_json().encode()
     headers = {"content-type": "application/json", "command-type": command.type}
     try:
         await asyncio.wait_for(
-            clients.broker.publish(body, STOCK_COMMANDS.name, key=command.sku.encode(), headers=headers),
+            clients.broker.publish(body, topic.name, key=command.sku.encode(), headers=headers),
             clients.settings.edge_publish_timeout_s,
         )
     except (KafkaError, OSError, TimeoutError) as error:

@@ -7,7 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.common import Sku
+from contracts.common import PlainText, Sku
+from contracts.price_commands import SetPriceSpec
 from contracts.stock_commands import (
     AdjustStockSpec,
     CountStockSpec,
@@ -67,3 +68,13 @@ class Accepted(BaseModel):
     command_id: UUID
     status: str = Field("accepted", examples=["accepted"])
     status_url: str = Field(description="Where to read the command's outcome.")
+
+
+class SetPriceRequest(SetPriceSpec, CommandMeta):
+    model_config = _example(
+        currency="EUR", selling_price="12.90", cost_price="7.10", reason="supplier increase"
+    )
+
+
+class DecisionRequest(CommandMeta):
+    comment: PlainText | None = Field(None, max_length=1000)

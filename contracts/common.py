@@ -39,9 +39,16 @@ Sku = Annotated[
 
 PlainText = Annotated[str, AfterValidator(_check_plain_text)]
 
+def _no_float(value: object) -> object:
+    if isinstance(value, float):
+        raise ValueError("money must be a decimal string such as \"12.90\", not a JSON number")
+    return value
+
+
 # Money travels as a JSON string so no consumer ever parses it into a float.
 Money = Annotated[
     Decimal,
+    BeforeValidator(_no_float),
     Field(ge=0, max_digits=14, decimal_places=4),
     PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
 ]

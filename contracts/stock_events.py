@@ -21,6 +21,10 @@ RejectionCode = Literal[
     "reservation_exists",
     "reservation_closed",
     "not_expired",
+    "unknown_change",
+    "change_closed",
+    "window_overlap",
+    "not_due",
 ]
 AlertState = Literal["ok", "low", "out", "over"]
 

@@ -10,9 +10,11 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import asyncpg
+
+from db import bulk
 
 
 class ItemRow(NamedTuple):
@@ -88,37 +90,13 @@ async def lock_reservations(pg: asyncpg.Connection, keys: Iterable[tuple[str, st
     return [ReservationRow(*r) for r in rows]
 
 
-def _unnest(fields: Sequence[str], types: Sequence[str]) -> str:
-    arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    return f"SELECT * FROM unnest({arrays}) AS t({', '.join(fields)})"
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    return [[row[i] for row in rows] for i in range(width)]
-
-
 async def upsert_items(pg: asyncpg.Connection, rows: Sequence[ItemRow]) -> None:
-    if not rows:
-        return
-    fields = ItemRow._fields
-    updates = ", ".join(f"{f} = excluded.{f}" for f in fields if f != "sku")
-    await pg.execute(
-        f"INSERT INTO items ({', '.join(fields)}) {_unnest(fields, _ITEM_TYPES)}"
-        f" ON CONFLICT (sku) DO UPDATE SET {updates}, updated_at = now()",
-        *_columns(rows, len(fields)),
-    )
+    await bulk.upsert(pg, "items", ItemRow._fields, _ITEM_TYPES, ("sku",), rows)
 
 
 async def upsert_reservations(pg: asyncpg.Connection, rows: Sequence[ReservationRow]) -> None:
-    if not rows:
-        return
-    fields = ReservationRow._fields
     types = ("text", "text", "int8", "text", "timestamptz", "uuid")
-    await pg.execute(
-        f"INSERT INTO reservations ({', '.join(fields)}) {_unnest(fields, types)}"
-        " ON CONFLICT (sku, reservation_id) DO UPDATE SET status = excluded.status, updated_at = now()",
-        *_columns(rows, len(fields)),
-    )
+    await bulk.upsert(pg, "reservations", ReservationRow._fields, types, ("sku", "reservation_id"), rows)
 
 
 async def insert_ledger(pg: asyncpg.Connection, rows: Sequence[LedgerRow]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,6 +38,24 @@ class Settings(BaseSettings):
     alert_clear_margin_pct: int = Field(
         10, ge=0, le=100, description="Stock alerts clear only this % of the level past the threshold."
     )
+    price_consumer_group: str = Field(
+        "invmon-price-worker", description="Consumer group of the price worker."
+    )
+    price_approval_threshold_pct: Decimal = Field(
+        Decimal(20),
+        ge=0,
+        description="A price change moving the price by more than this % waits for approval.",
+    )
+    margin_floor_pct: Decimal = Field(
+        Decimal(10),
+        description="Margin floor in %: changes below it wait for approval; crossing it raises an alert.",
+    )
+    margin_clear_pts: Decimal = Field(
+        Decimal(2), ge=0, description="Margin alerts clear only this many points above the floor."
+    )
+    price_schedule_interval_s: float = Field(
+        0.25, gt=0, description="How often the price worker looks for price windows to start or end."
+    )
     reservation_expiry_interval_s: float = Field(
         1.0, gt=0, description="How often the stock worker looks for expired reservations."
     )
@@ -46,6 +65,7 @@ class Settings(BaseSettings):
     edge_port: int = Field(8000, description="Port of the HTTP edge (API, WebSocket, /metrics).")
     edge_publish_timeout_s: float = Field(5.0, gt=0, description="How long the edge waits for a broker ack.")
     stock_worker_port: int = Field(9101, description="Port of the stock worker's /metrics and /health.")
+    price_worker_port: int = Field(9103, description="Port of the price worker's /metrics and /health.")
     outbox_relay_port: int = Field(9102, description="Port of the outbox relay's /metrics and /health.")
     outbox_poll_interval_s: float = Field(
         0.5, gt=0, description="Outbox relay fallback poll interval; NOTIFY wakes it sooner."

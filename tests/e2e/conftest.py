@@ -18,6 +18,7 @@ def pipeline(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "edge": stack.edge_port,
         "stock_worker": stack.stock_worker_port,
         "outbox_relay": stack.outbox_relay_port,
+        "price_worker": stack.price_worker_port,
     }
     with running(ports, log_dir) as processes:
         yield processes

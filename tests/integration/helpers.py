@@ -78,6 +78,59 @@ async def processed_count_for_skus(conn: asyncpg.Connection, skus: Sequence[str]
     return count
 
 
+class RivalClaim:
+    """Another session, standing in for a second consumer of the same records, claims `command`'s id in
+    processed_commands inside an open transaction. A worker batch that holds the same command then waits
+    on its own insert into processed_commands, inside its batch transaction, until the claim commits (the
+    worker lost the race) or rolls back. This stops a batch at a known point before its commit."""
+
+    def __init__(
+        self, settings: Settings, command: dict[str, Any], status: str = "applied", reason: str | None = None
+    ) -> None:
+        self.settings, self.command, self.status, self.reason = settings, command, status, reason
+        self.pid = 0
+        self.open = False
+
+    async def __aenter__(self) -> RivalClaim:
+        self.conn = await asyncpg.connect(pg_dsn(self.settings))
+        self.tx = self.conn.transaction()
+        await self.tx.start()
+        self.open = True
+        await self.conn.execute(
+            "INSERT INTO processed_commands (command_id, command_type, sku, status, reason)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            uuid.UUID(self.command["command_id"]),
+            self.command["type"],
+            self.command["sku"],
+            self.status,
+            self.reason,
+        )
+        self.pid = self.conn.get_server_pid()
+        return self
+
+    async def end(self, *, commit: bool) -> None:
+        if not self.open:
+            return
+        self.open = False
+        try:
+            await (self.tx.commit() if commit else self.tx.rollback())
+        finally:
+            await self.conn.close()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.end(commit=False)
+
+
+async def blocking(conn: asyncpg.Connection, pids: Iterable[int]) -> set[int]:
+    """Which of `pids` (claim sessions) some other backend is waiting on right now."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT b FROM pg_stat_activity, unnest(pg_blocking_pids(pid)) AS b"
+        " WHERE b = ANY($1::int[])",
+        list(pids),
+    )
+    return {r[0] for r in rows}
+
+
 # --- producing ---------------------------------------------------------------------------------------
 
 

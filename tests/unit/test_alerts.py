@@ -172,7 +172,8 @@ quantities = st.integers(min_value=0, max_value=300)
 @st.composite
 def any_levels(draw: st.DrawFn) -> Levels:
     min_level = draw(st.integers(min_value=0, max_value=100))
-    max_level = draw(st.none() | st.integers(min_value=min_level, max_value=250))
+    # often close to min, where the low and over bands overlap
+    max_level = draw(st.none() | st.integers(min_level, min_level + 3) | st.integers(min_level, 250))
     return Levels(
         min_level,
         max_level,
@@ -181,10 +182,25 @@ def any_levels(draw: st.DrawFn) -> Levels:
     )
 
 
-@given(levels=any_levels(), start=st.sampled_from(STATES), availables=st.lists(quantities, max_size=40))
+@st.composite
+def histories(draw: st.DrawFn, max_size: int = 60) -> tuple[Levels, AlertState, list[int]]:
+    """Levels, a start state and available quantities that often land on and around the thresholds
+    and their clear margins."""
+    levels = draw(any_levels())
+    low, margin = levels.min_level, levels.policy.margin(levels.min_level)
+    near = [st.integers(max(low - 2, 0), low + margin + 2)]
+    if levels.max_level is not None:
+        high, high_margin = levels.max_level, levels.policy.margin(levels.max_level)
+        near.append(st.integers(max(high - high_margin - 2, 0), high + 2))
+    availables = draw(st.lists(st.one_of(quantities, *near), max_size=max_size))
+    return levels, draw(st.sampled_from(STATES)), availables
+
+
+@given(history=histories(max_size=40))
 def test_one_event_per_state_change_and_none_while_it_holds(
-    levels: Levels, start: AlertState, availables: list[int]
+    history: tuple[Levels, AlertState, list[int]],
 ) -> None:
+    levels, start, availables = history
     states = run(levels, availables, start)
     changes = sum(1 for a, b in zip([start, *states], states, strict=False) if a != b)
     assert len(events(start, states)) == changes
@@ -207,10 +223,9 @@ def test_out_exactly_when_nothing_is_available(levels: Levels, start: AlertState
         assert state == "ok"
 
 
-@given(levels=any_levels(), start=st.sampled_from(STATES), availables=st.lists(quantities, max_size=40))
-def test_event_types_match_the_state_entered(
-    levels: Levels, start: AlertState, availables: list[int]
-) -> None:
+@given(history=histories(max_size=40))
+def test_event_types_match_the_state_entered(history: tuple[Levels, AlertState, list[int]]) -> None:
+    levels, start, availables = history
     states = run(levels, availables, start)
     for previous, current in zip([start, *states], states, strict=False):
         event = transition_event_type(previous, current)
@@ -232,13 +247,14 @@ def test_event_types_match_the_state_entered(
             assert previous == current
 
 
-@given(levels=any_levels(), start=st.sampled_from(STATES), availables=st.lists(quantities, max_size=60))
+@given(history=histories(max_size=60))
 def test_low_is_left_upwards_only_past_the_clear_margin(
-    levels: Levels, start: AlertState, availables: list[int]
+    history: tuple[Levels, AlertState, list[int]],
 ) -> None:
     """Module contract: leaving `low`/`out` upwards (to ok or over) needs available > min + margin(min).
     Hence between two LowStockDetected events the level rose above min + margin(min) at some point,
     for every min/max/margin, including max == min."""
+    levels, start, availables = history
     levels = replace(levels, trackable=True)
     low_clear = levels.min_level + levels.policy.margin(levels.min_level)
     previous = start
@@ -253,12 +269,13 @@ def test_low_is_left_upwards_only_past_the_clear_margin(
         previous = current
 
 
-@given(levels=any_levels(), start=st.sampled_from(STATES), availables=st.lists(quantities, max_size=60))
+@given(history=histories(max_size=60))
 def test_over_is_left_only_past_its_clear_margin_or_into_low(
-    levels: Levels, start: AlertState, availables: list[int]
+    history: tuple[Levels, AlertState, list[int]],
 ) -> None:
     """Leaving `over` needs available <= max - margin(max), unless the level fell to min or below
     (then it is low or out whatever the over margin says: only possible when the bands overlap)."""
+    levels, start, availables = history
     levels = replace(levels, trackable=True)
     previous = start
     for available, current in zip(availables, run(levels, availables, start), strict=True):

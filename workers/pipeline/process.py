@@ -1,0 +1,82 @@
+"""The one wiring point of a command-worker process: settings, engine, broker, subscriber and schedules
+are built and closed in a lifespan; /health and /metrics are served beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from faststream.kafka import KafkaBroker
+from sqlalchemy import text
+from starlette.applications import Starlette
+
+from contracts.topics import Topic
+from db.engine import make_engine
+from infra.kafka import make_broker, require_safe
+from infra.logging import configure_logging
+from infra.service import service_routes
+from infra.settings import Settings
+from workers.pipeline import scheduler
+from workers.pipeline.consumer import Runtime
+from workers.pipeline.scheduler import Schedule
+
+
+def create_worker_app(
+    settings: Settings,
+    *,
+    name: str,
+    command_topic: Topic,
+    register: Callable[[KafkaBroker, Runtime], None],
+    schedules: Sequence[Schedule] = (),
+) -> Starlette:
+    broker = make_broker(settings, client_id=name, description=f"inventory-monitor {name}")
+    runtime = Runtime()
+    register(broker, runtime)
+
+    async def publish(command: Any) -> None:
+        await broker.publish(
+            command.model_dump_json().encode(),
+            command_topic.name,
+            key=command.sku.encode(),
+            headers={"content-type": "application/json"},
+        )
+
+    async def database_ready() -> None:
+        async with runtime.require_engine().connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def kafka_ready() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        engine = runtime.engine = make_engine(settings.database_url)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await broker.start()
+            require_safe(broker)
+            tasks = [asyncio.create_task(scheduler.run(engine, s, publish, runtime.clock)) for s in schedules]
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await broker.stop()
+            await engine.dispose()
+
+    app = Starlette(
+        routes=service_routes({"postgres": database_ready, "kafka": kafka_ready}), lifespan=lifespan
+    )
+    app.state.broker = broker
+    app.state.runtime = runtime
+    return app
+
+
+def serve(app_factory: Callable[[Settings], Starlette], name: str, settings: Settings, port: int) -> None:
+    configure_logging(name, settings.log_level, json=settings.log_json)
+    uvicorn.run(app_factory(settings), host=settings.edge_host, port=port, log_config=None)
