@@ -106,7 +106,7 @@ async def test_scheduled_window_activates_expires_and_overlap_is_refused(edge: h
     assert status["reason"].startswith("window_overlap")
 
     async def effective(value: str) -> datetime:
-        while (await eur(edge, sku))["effective_price"] != value:
+        while (await eur(edge, sku))["effective_price"] != value:  # noqa: ASYNC110  # polls over HTTP
             await asyncio.sleep(0.05)  # poll interval while waiting for a condition
         return datetime.now(UTC)
 
