@@ -26,7 +26,7 @@ RUN pip install . \
 USER invmon
 
 # Edge (API, WebSocket, /metrics), stock worker and outbox relay (/metrics, /health).
-EXPOSE 8000 9101 9102
+EXPOSE 8000 9101 9102 9103
 
 # Inside a container every process must listen on all interfaces.
 ENV INVMON_EDGE_HOST=0.0.0.0

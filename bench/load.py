@@ -1,0 +1,259 @@
+"""Load and clean slate for the stock benchmarks: generated commands, topic and table resets, registration.
+
+Only ever point this at your own stack: it deletes the stock command topics and truncates the stock tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contracts.stock_commands import (
+    AdjustStock,
+    ReceiveStock,
+    RegisterItem,
+    ReleaseReservation,
+    ReserveStock,
+    StockCommand,
+)
+from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ, Topic
+from db.engine import make_engine
+from invmon.stack import kafka_admin
+from workers.pipeline.batch import apply_batch
+from workers.rules.alerts import AlertPolicy
+from workers.stock_worker.apply import StockSession
+
+STOCK_TABLES = ("items", "reservations", "processed_commands", "stock_ledger", "outbox")
+BENCH_TOPICS = (STOCK_COMMANDS, STOCK_COMMANDS_DLQ)
+HEADERS = [("content-type", b"application/json")]
+INITIAL_ON_HAND = 100
+ADJUST_REASONS = ("damage", "loss", "theft", "found", "return", "correction", "other")
+
+
+def sku_name(index: int) -> str:
+    return f"BENCH-{index:05d}"
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@dataclass(slots=True)
+class _SkuSim:
+    """What the rules will make of this SKU's commands, so the load stays mostly valid."""
+
+    on_hand: int = INITIAL_ON_HAND
+    reserved: int = 0
+    active: dict[str, int] = field(default_factory=dict)
+    next_reservation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    records: list[tuple[bytes, bytes]]  # (key, value), in publish order
+    valid: int  # records that decode: each ends as one processed_commands row
+    bad: int  # records that must go to the dead-letter topic
+    expected_rejections: int
+    mix: dict[str, int]
+
+
+def registrations(skus: int, now: datetime) -> list[RegisterItem]:
+    return [
+        RegisterItem(
+            command_id=uuid.uuid4(),
+            sku=sku_name(i),
+            issued_at=now,
+            actor="bench",
+            source="bench",
+            name=f"Bench item {i}",
+            category="bench",
+            initial_quantity=INITIAL_ON_HAND,
+            min_stock_level=10,
+            cost_price=Decimal("1.25"),
+        )
+        for i in range(skus)
+    ]
+
+
+def generate(count: int, skus: int, *, seed: int, bad_per_mille: float) -> Load:
+    """`count` records over `skus` registered SKUs: receive 35 %, adjust 20 %, reserve 30 %, release 15 %,
+    plus about `bad_per_mille` / 1000 records that must be dead-lettered (not JSON, schema, key mismatch)."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    sims = [_SkuSim() for _ in range(skus)]
+    records: list[tuple[bytes, bytes]] = []
+    mix: Counter[str] = Counter()
+    rejections = bad = 0
+    for _ in range(count):
+        index = rng.randrange(skus)
+        sku = sku_name(index)
+        envelope = {
+            "command_id": uuid.uuid4(), "sku": sku, "issued_at": now, "actor": "bench", "source": "bench",
+        }  # fmt: skip
+        if rng.random() * 1000 < bad_per_mille:
+            bad += 1
+            kind = rng.randrange(3)
+            if kind == 0:
+                records.append((sku.encode(), b"{not json"))
+            elif kind == 1:
+                records.append((sku.encode(), b'{"type": "receive_stock", "sku": "' + sku.encode() + b'"}'))
+            else:
+                body = ReceiveStock(**envelope, quantity=1).model_dump_json().encode()
+                records.append((b"WRONG-KEY", body))
+            mix["dead_letter"] += 1
+            continue
+        sim = sims[index]
+        roll = rng.random()
+        command: StockCommand
+        if roll < 0.35:
+            quantity = rng.randint(1, 20)
+            command = ReceiveStock(**envelope, quantity=quantity)
+            sim.on_hand += quantity
+        elif roll < 0.55:
+            delta = rng.choice((-5, -4, -3, -2, -1, 1, 2, 3))
+            command = AdjustStock(**envelope, delta=delta, reason_code=rng.choice(ADJUST_REASONS))
+            if sim.on_hand + delta < sim.reserved:
+                rejections += 1
+            else:
+                sim.on_hand += delta
+        elif roll < 0.85 or not sim.active:
+            quantity = rng.randint(1, 5)
+            reservation_id = f"r-{sim.next_reservation}"
+            sim.next_reservation += 1
+            command = ReserveStock(**envelope, reservation_id=reservation_id, quantity=quantity)
+            if quantity > sim.on_hand - sim.reserved:
+                rejections += 1
+            else:
+                sim.reserved += quantity
+                sim.active[reservation_id] = quantity
+        else:
+            reservation_id = next(iter(sim.active))
+            sim.reserved -= sim.active.pop(reservation_id)
+            command = ReleaseReservation(**envelope, reservation_id=reservation_id)
+        mix[command.type] += 1
+        records.append((sku.encode(), command.model_dump_json().encode()))
+    return Load(records, count - bad, bad, rejections, dict(mix))
+
+
+async def publish(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> float:
+    """Publish like the edge does (acks=all, idempotent, key = SKU), many sends in flight. Returns seconds."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=60_000,
+    )
+    started = time.perf_counter()
+    await producer.start()
+    try:
+        pending: list[asyncio.Future[object]] = []
+        for key, value in records:
+            pending.append(await producer.send(topic, value, key=key, headers=HEADERS))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def reset_topics(bootstrap: str, partitions: int, replication: int, topics: Sequence[Topic] = BENCH_TOPICS) -> None:
+    """Delete and recreate the topics, so a fresh consumer group reads exactly this run's records."""
+    names = {t.name for t in topics}
+    async with kafka_admin.admin_client(bootstrap, 30_000) as client:
+        doomed = sorted(names & set(await client.list_topics()))
+        if doomed:
+            await client.delete_topics(doomed)
+        await _wait(client, lambda present: not (names & present), "topic deletion")
+    for _ in range(50):
+        # create() ignores "already exists", which a topic still being deleted also answers: check, retry.
+        await kafka_admin.create(bootstrap, list(topics), partitions, replication)
+        info = await kafka_admin.describe(bootstrap, sorted(names))
+        if all(n in info and info[n].partitions == partitions and info[n].all_have_leaders for n in names):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("topics did not come back")
+
+
+async def _wait(client: AIOKafkaAdminClient, done: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done(set(await client.list_topics())):  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(what)
+
+
+async def reset_tables(database_url: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(STOCK_TABLES)}")
+    finally:
+        await conn.close()
+
+
+async def register_directly(database_url: str, skus: int, clear_margin_pct: int) -> float:
+    """Register the SKUs with the worker's own apply path (one transaction), then ANALYZE. Returns seconds."""
+    started = time.perf_counter()
+    engine = make_engine(database_url)
+    try:
+        now = datetime.now(UTC)
+        report = await apply_batch(engine, StockSession(AlertPolicy(clear_margin_pct)), registrations(skus, now), now)
+        if len(report.applied) != skus:
+            raise RuntimeError(f"registration: {len(report.applied)} of {skus} applied, {report.rejected[:3]}")
+    finally:
+        await engine.dispose()
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute(f"ANALYZE {', '.join(STOCK_TABLES)}")
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+async def topic_end_total(bootstrap: str, topic: str) -> int:
+    """Sum of end offsets: the number of records on a freshly created topic."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Records of `topic` not yet covered by `group`'s committed offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async with kafka_admin.admin_client(bootstrap, 10_000) as client:
+        committed = await client.list_consumer_group_offsets(group)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
