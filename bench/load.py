@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.stock_commands import (
@@ -86,9 +86,10 @@ def registrations(skus: int, now: datetime) -> list[RegisterItem]:
     ]
 
 
-def generate(count: int, skus: int, *, seed: int, bad_per_mille: float) -> Load:
+def generate(count: int, skus: int, *, seed: int, bad_per_mille: float, reject_per_mille: float = 10.0) -> Load:
     """`count` records over `skus` registered SKUs: receive 35 %, adjust 20 %, reserve 30 %, release 15 %,
-    plus about `bad_per_mille` / 1000 records that must be dead-lettered (not JSON, schema, key mismatch)."""
+    plus about `reject_per_mille` / 1000 reservations of more than is available (rejected by the rules) and
+    `bad_per_mille` / 1000 records that must be dead-lettered (not JSON, schema, key mismatch)."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     sims = [_SkuSim() for _ in range(skus)]
@@ -116,7 +117,13 @@ def generate(count: int, skus: int, *, seed: int, bad_per_mille: float) -> Load:
         sim = sims[index]
         roll = rng.random()
         command: StockCommand
-        if roll < 0.35:
+        if rng.random() * 1000 < reject_per_mille:
+            quantity = sim.on_hand - sim.reserved + rng.randint(1, 10)
+            reservation_id = f"r-{sim.next_reservation}"
+            sim.next_reservation += 1
+            command = ReserveStock(**envelope, reservation_id=reservation_id, quantity=quantity)
+            rejections += 1
+        elif roll < 0.35:
             quantity = rng.randint(1, 20)
             command = ReceiveStock(**envelope, quantity=quantity)
             sim.on_hand += quantity
@@ -225,35 +232,28 @@ async def register_directly(database_url: str, skus: int, clear_margin_pct: int)
     return time.perf_counter() - started
 
 
-async def topic_end_total(bootstrap: str, topic: str) -> int:
-    """Sum of end offsets: the number of records on a freshly created topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    info = await kafka_admin.describe(bootstrap, [topic])
+    return [TopicPartition(topic, p) for p in range(info[topic].partitions)] if topic in info else []
 
+
+async def _end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return sum(ends.values())
+        return dict(await consumer.end_offsets(partitions)) if partitions else {}
     finally:
         await consumer.stop()
+
+
+async def topic_end_total(bootstrap: str, topic: str) -> int:
+    """Sum of end offsets: the number of records on a freshly created topic."""
+    return sum((await _end_offsets(bootstrap, await _partitions(bootstrap, topic))).values())
 
 
 async def group_lag(bootstrap: str, group: str, topic: str) -> int:
     """Records of `topic` not yet covered by `group`'s committed offsets."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     async with kafka_admin.admin_client(bootstrap, 10_000) as client:
         committed = await client.list_consumer_group_offsets(group)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
+    ends = await _end_offsets(bootstrap, await _partitions(bootstrap, topic))
     return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())

@@ -7,12 +7,13 @@ parameters), which SQLAlchemy's own statement layer cannot do.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 OUTBOX_CHANNEL = "invmon_outbox"
 
@@ -39,6 +40,19 @@ async def driver(conn: AsyncConnection) -> asyncpg.Connection:
     raw = await conn.get_raw_connection()
     connection: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
     return connection
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """One real PostgreSQL transaction on a pooled connection's asyncpg driver.
+
+    Not `engine.begin()`: SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement that
+    goes through SQLAlchemy, so statements sent straight to the driver would each autocommit.
+    """
+    async with engine.connect() as conn:
+        pg = await driver(conn)
+        async with pg.transaction():
+            yield pg
 
 
 async def seen_command_ids(pg: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:

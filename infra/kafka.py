@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 
@@ -37,6 +38,18 @@ def make_broker(settings: Settings, *, client_id: str, description: str | None =
         linger_ms=2,
         logger=logging.getLogger(f"invmon.{client_id}"),
         description=description,
+    )
+
+
+def raw_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+    """A plain aiokafka producer with the same safe settings, for records whose header bytes must pass
+    through untouched (FastStream's publish takes headers as a str dict). Started by its lifespan."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks=PRODUCER_ACKS,
+        enable_idempotence=PRODUCER_IDEMPOTENT,
+        linger_ms=2,
     )
 
 

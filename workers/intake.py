@@ -7,7 +7,7 @@ dead-letter topic with its original bytes, key and headers, plus the reason and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -38,10 +38,18 @@ class Record(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
-class Publisher(Protocol):
-    async def publish(
-        self, message: Any, topic: str, *, key: bytes | None, headers: dict[str, str]
-    ) -> Any: ...
+class RawSender(Protocol):
+    """An aiokafka producer: `send` enqueues in order and returns the future of the broker's ack."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,20 +102,18 @@ def decode(records: Sequence[Record], adapter: TypeAdapter[S]) -> Decoded[S]:
     return Decoded(valid, invalid)
 
 
-async def dead_letter(publisher: Publisher, dlq_topic: str, invalid: Sequence[Invalid]) -> None:
-    """Publish every invalid record and wait for all acks; raises if any publish fails."""
-
-    async def send(item: Invalid) -> None:
+async def dead_letter(sender: RawSender, dlq_topic: str, invalid: Sequence[Invalid]) -> None:
+    """Publish every invalid record with its original key, value and header bytes (repeated keys too),
+    plus the reason and origin; returns once the broker acknowledged all of them, raises otherwise."""
+    acks = []
+    for item in invalid:
         record = item.record
-        headers = {k: v.decode("utf-8", "replace") for k, v in record.headers}
-        headers.update(
-            {
-                REASON_HEADER: item.reason[:2000],
-                ORIGIN_TOPIC_HEADER: record.topic,
-                ORIGIN_PARTITION_HEADER: str(record.partition),
-                ORIGIN_OFFSET_HEADER: str(record.offset),
-            }
-        )
-        await publisher.publish(record.value or b"", dlq_topic, key=record.key, headers=headers)
-
-    await asyncio.gather(*(send(item) for item in invalid))
+        headers = [
+            *record.headers,
+            (REASON_HEADER, item.reason[:2000].encode()),
+            (ORIGIN_TOPIC_HEADER, record.topic.encode()),
+            (ORIGIN_PARTITION_HEADER, str(record.partition).encode()),
+            (ORIGIN_OFFSET_HEADER, str(record.offset).encode()),
+        ]
+        acks.append(await sender.send(dlq_topic, record.value, record.key, headers=headers))
+    await asyncio.gather(*acks)

@@ -3,6 +3,7 @@ idempotency. Delivery itself (offsets, rebalances, crashes) is proven against re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.middlewares import AckPolicy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,22 +34,39 @@ async def engine(stack: Settings) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+class RecordingSender:
+    """Stands in for the worker's raw dead-letter producer: records what would be sent, acks at once.
+    (The real producer and DLQ topic are exercised end to end in tests/e2e/test_dlq.py.)"""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[None]:
+        self.sent.append((topic, value, key, list(headers or [])))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
 @pytest.fixture
-def dead_letters() -> list[tuple[bytes, dict[str, str]]]:
-    return []
+def dead_letters() -> RecordingSender:
+    return RecordingSender()
 
 
 @pytest.fixture
 async def broker(
-    stack: Settings, engine: AsyncEngine, dead_letters: list[tuple[bytes, dict[str, str]]]
+    stack: Settings, engine: AsyncEngine, dead_letters: RecordingSender
 ) -> AsyncIterator[KafkaBroker]:
     broker = make_broker(stack, client_id="handler-test")
-    register(broker, stack, Runtime(engine))
-
-    @broker.subscriber(STOCK_COMMANDS_DLQ.name)
-    async def capture(body: Any, message: KafkaMessage) -> None:
-        dead_letters.append((message.body, dict(message.headers)))
-
+    register(broker, stack, Runtime(engine, dead_letters))
     async with TestKafkaBroker(broker) as test_broker:
         yield test_broker
 
@@ -76,7 +94,7 @@ async def fetch(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
 
 
 async def test_valid_commands_apply_and_bad_records_are_dead_lettered(
-    broker: KafkaBroker, engine: AsyncEngine, dead_letters: list[tuple[bytes, dict[str, str]]]
+    broker: KafkaBroker, engine: AsyncEngine, dead_letters: RecordingSender
 ) -> None:
     sku = f"H-{uuid.uuid4().hex[:8].upper()}"
     await send(broker, command(sku, "register_item", name="Handler mug", initial_quantity=4), sku)
@@ -87,15 +105,17 @@ async def test_valid_commands_apply_and_bad_records_are_dead_lettered(
 
     rows = await fetch(engine, "SELECT stock_quantity, version FROM items WHERE sku = :sku", sku=sku)
     assert rows == [(6, 2)]
-    reasons = [headers[REASON_HEADER] for _, headers in dead_letters[-3:]]
+    letters = dead_letters.sent[-3:]
+    assert {topic for topic, *_ in letters} == {STOCK_COMMANDS_DLQ.name}
+    reasons = [dict(headers)[REASON_HEADER].decode() for *_, headers in letters]
     assert reasons[0].startswith("invalid command: body: Invalid JSON")
     assert "quantity" in reasons[1]
     assert "does not match sku" in reasons[2]
-    body, headers = dead_letters[-3]
-    assert body == b"{not json"
-    assert headers[ORIGIN_TOPIC_HEADER] == STOCK_COMMANDS.name
-    assert ORIGIN_OFFSET_HEADER in headers
-    assert headers["x-test"] == "handler"  # the original headers travel with the record
+    _, body, key, headers = letters[0]
+    assert (body, key) == (b"{not json", sku.encode())
+    assert dict(headers)[ORIGIN_TOPIC_HEADER] == STOCK_COMMANDS.name.encode()
+    assert ORIGIN_OFFSET_HEADER in dict(headers)
+    assert ("x-test", b"handler") in headers  # the original headers travel with the record
 
 
 async def test_a_command_id_applies_once(broker: KafkaBroker, engine: AsyncEngine) -> None:

@@ -418,8 +418,9 @@ async def batch_retries(settings: Settings) -> float:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="handler._apply_with_retry retries only sqlalchemy DBAPIError/OSError, but apply_batch runs every"
-    " statement on the raw asyncpg connection (db/stock_repo.driver), whose asyncpg.PostgresError subclasses"
+    reason="apply_with_retry (workers/pipeline/consumer.py) retries only sqlalchemy DBAPIError/OSError, but"
+    " apply_batch runs every statement on the raw asyncpg connection (db/command_log.driver), whose"
+    " asyncpg.PostgresError subclasses"
     " (UniqueViolationError on a lost command-id race, DeadlockDetectedError, ConnectionDoesNotExistError)"
     " are never wrapped: they escape the handler, which nacks and gets the batch again at once, no back-off",
 )
@@ -428,29 +429,20 @@ async def test_lost_race_on_a_command_id_is_retried_with_backoff(
 ) -> None:
     sku = f"IT7-{h.run_id()}"
     registered = h.register(sku, 5)
-    command_id = uuid.UUID(registered["command_id"])
     with h.workers(stack, tmp_path, count=1) as (worker,):
         retries_before = await batch_retries(stack)
-        async with h.database(stack) as rival, h.CommandProducer(stack) as producer:
-            # Another transaction claims the command id first and keeps it uncommitted while the worker
-            # applies the same command: the worker's COPY into processed_commands waits on it.
-            async with rival.transaction():
-                await rival.execute(
-                    "INSERT INTO processed_commands (command_id, command_type, sku, status)"
-                    " VALUES ($1, 'register_item', $2, 'applied')",
-                    command_id,
-                    sku,
-                )
+        async with h.CommandProducer(stack) as producer:
+            # Another consumer claims the command id first: the worker's batch waits on the claim, then
+            # loses the race when the claim commits. Its transaction should be retried in place.
+            async with h.RivalClaim(stack, registered) as rival:
                 await producer.command(registered)
                 await h.wait_until(
-                    lambda: db.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND query ILIKE '%processed_commands%' AND pid <> pg_backend_pid()"
-                    ),
-                    lambda n: n >= 1,
+                    lambda: h.blocking(db, [rival.pid]),
+                    bool,
                     within=20,
-                    what="the worker waiting on the rival's claim",
+                    what="the worker's batch to wait on the rival claim",
                 )
+                await rival.end(commit=True)
             marker = h.receive(sku, 1)
             await producer.command(marker)
             await h.wait_until(
@@ -465,8 +457,6 @@ async def test_lost_race_on_a_command_id_is_retried_with_backoff(
         for entry in h.log_lines_containing([worker.log], "UniqueViolationError")
         if entry.get("level") == "error"
     ]
-    # Exactly-once still holds: the redelivered command is dropped as a duplicate.
-    assert await db.fetchval("SELECT status FROM processed_commands WHERE command_id = $1", command_id)
     assert not escaped, f"the error escaped the handler: {escaped[0]['event'][:200]}"
     assert retries >= 1
 
@@ -592,6 +582,13 @@ def generate_mix(
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
+@pytest.mark.xfail(
+    strict=True,
+    reason="a SIGKILL inside a batch leaves the statements that ran before it committed, because the batch"
+    " runs in autocommit (see test_a_batch_is_one_transaction): items, reservations and ledger rows of the"
+    " killed batch persist without their processed_commands rows, and the redelivered batch applies them"
+    " again (hundreds of outcomes and states then differ from the oracle)",
+)
 async def test_exactly_once_under_sigkill(stack: Settings, db: asyncpg.Connection, tmp_path: Path) -> None:
     run, rng = h.run_id(), random.Random()
     skus, commands, oracle = generate_mix(run, rng)

@@ -90,8 +90,7 @@ async def apply_batch(
 ) -> BatchReport[C]:
     """Apply `commands` (in partition order) in one transaction: claim ids, state, outcomes, outbox."""
     report: BatchReport[C] = BatchReport()
-    async with engine.begin() as conn:
-        pg = await command_log.driver(conn)
+    async with command_log.transaction(engine) as pg:
         already = await command_log.seen_command_ids(pg, [c.command_id for c in commands])
         fresh, report.duplicates = first_seen(commands, already)
         await session.load(pg, fresh)

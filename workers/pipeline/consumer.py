@@ -5,14 +5,17 @@ Registered once per command topic; the stock and price workers differ only in th
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic
 
+import asyncpg
 import stamina
 import structlog
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage
 from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter
@@ -21,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import Topic
 from infra.kafka import CONSUMER_SAFETY
-from workers.intake import Invalid, dead_letter, decode
+from workers.intake import Invalid, RawSender, dead_letter, decode
 from workers.pipeline.batch import BatchReport, C, Session, apply_batch
 
 log = structlog.get_logger("invmon.worker")
@@ -68,6 +71,7 @@ class Runtime:
     """Filled in by the process lifespan; nothing connects at import or registration."""
 
     engine: AsyncEngine | None = None
+    dead_letters: RawSender | None = None
     clock: Callable[[], datetime] = utcnow
 
     def require_engine(self) -> AsyncEngine:
@@ -75,10 +79,43 @@ class Runtime:
             raise RuntimeError("worker used before its lifespan started")
         return self.engine
 
+    def require_dead_letters(self) -> RawSender:
+        if self.dead_letters is None:
+            raise RuntimeError("worker used before its lifespan started")
+        return self.dead_letters
+
+
+# Lost races on a command id (unique violation), deadlocks, serialization failures and dropped connections
+# all end the transaction; trying the batch again is the cure. asyncpg's errors arrive unwrapped because the
+# batch runs on the driver connection.
+RETRYABLE: tuple[type[Exception], ...] = (
+    DBAPIError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
 
 def _raw_batch(message: Any) -> Any:
     # Keep the bytes: each record is validated on its own, so one bad record cannot fail the batch.
     return message.body
+
+
+def _text_headers(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
+    headers = [(k, v.decode("utf-8", "replace").encode()) for k, v in record.headers]
+    return dataclasses.replace(record, headers=headers)
+
+
+async def _tolerant_batch_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's batch parser decodes every header value as UTF-8; one binary header would fail the
+    whole batch before our handler runs, with nobody left to rewind it. Parse a copy with readable headers
+    instead, and keep the original records so dead letters carry the original bytes."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        message = await original(tuple(_text_headers(r) for r in records))
+        message.raw_message = records
+        return message
 
 
 async def apply_with_retry(
@@ -86,9 +123,7 @@ async def apply_with_retry(
 ) -> BatchReport[C]:
     """Transient database errors (and a lost race on a command id) are retried with back-off; when the
     attempts run out the error propagates and the batch is rewound, never committed."""
-    async for attempt in stamina.retry_context(
-        on=(DBAPIError, OSError), attempts=8, wait_initial=0.05, wait_max=5.0
-    ):
+    async for attempt in stamina.retry_context(on=RETRYABLE, attempts=8, wait_initial=0.05, wait_max=5.0):
         with attempt:
             if attempt.num > 1:
                 BATCH_RETRIES.labels(worker.name).inc()
@@ -129,6 +164,7 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
         max_records=worker.max_records,
         batch_timeout_ms=worker.batch_timeout_ms,
         decoder=_raw_batch,
+        parser=_tolerant_batch_parser,
         title=worker.name,
         description=f"Applies {worker.topic.description} exactly once to PostgreSQL.",
     )
@@ -140,7 +176,7 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
         try:
             decoded = decode(records, worker.adapter)
             if decoded.invalid:
-                await dead_letter(broker, worker.dlq.name, decoded.invalid)
+                await dead_letter(runtime.require_dead_letters(), worker.dlq.name, decoded.invalid)
             report = await apply_with_retry(worker, runtime, decoded.valid)
         except BaseException:
             # Rewind every partition of the batch so nothing is committed past an unapplied record.

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from contracts.topics import Topic
 from db.engine import make_engine
-from infra.kafka import make_broker, require_safe
+from infra.kafka import make_broker, raw_producer, require_safe
 from infra.logging import configure_logging
 from infra.service import service_routes
 from infra.settings import Settings
@@ -55,8 +55,11 @@ def create_worker_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         engine = runtime.engine = make_engine(settings.database_url)
+        dead_letters = raw_producer(settings, client_id=f"{name}-dlq")
+        runtime.dead_letters = dead_letters
         tasks: list[asyncio.Task[None]] = []
         try:
+            await dead_letters.start()
             await broker.start()
             require_safe(broker)
             tasks = [asyncio.create_task(scheduler.run(engine, s, publish, runtime.clock)) for s in schedules]
@@ -67,6 +70,7 @@ def create_worker_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await broker.stop()
+            await dead_letters.stop()
             await engine.dispose()
 
     app = Starlette(

@@ -34,8 +34,7 @@ class Schedule:
 
 
 async def publish_due(engine: AsyncEngine, schedule: Schedule, publish: Publish, now: datetime) -> int:
-    async with engine.begin() as conn:
-        pg = await command_log.driver(conn)
+    async with command_log.transaction(engine) as pg:
         if not await pg.fetchval("SELECT pg_try_advisory_xact_lock($1)", schedule.lock_key):
             return 0
         commands = await schedule.due(pg, now)

@@ -143,7 +143,9 @@ def _apply(
         if state is not None:
             raise _Reject("already_exists", f"item {command.sku} is already registered")
         if command.expected_version not in (None, 0):
-            raise _Reject("version_mismatch", f"expected version {command.expected_version}, item does not exist")
+            raise _Reject(
+                "version_mismatch", f"expected version {command.expected_version}, item does not exist"
+            )
         return _register(command, events), None
     if state is None:
         raise _Reject("unknown_sku", f"item {command.sku} is not registered")
