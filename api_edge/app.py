@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from api_edge import asyncapi, commands, health, live, price_commands, price_reads, problems, reads
+from api_edge import asyncapi, auth, commands, health, live, price_commands, price_reads, problems, reads
 from api_edge.live import LiveHub
 from api_edge.state import Clients
 from db.engine import make_engine
@@ -44,6 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     health.install_request_metrics(app)
-    for module in (commands, price_commands, reads, price_reads, live, health, asyncapi):
+    for module in (auth, commands, price_commands, reads, price_reads, live, health, asyncapi):
         app.include_router(module.router)
     return app

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Request, Response
 
+from api_edge.auth import require
 from api_edge.intake import POST as _POST
 from api_edge.intake import accept
 from api_edge.requests import (
@@ -19,7 +20,6 @@ from api_edge.requests import (
     ReserveStockRequest,
     UpdateItemDetailsRequest,
 )
-from api_edge.state import Clients, clients
 from contracts.common import ReservationId, Sku
 from contracts.stock_commands import (
     AdjustStock,
@@ -35,85 +35,92 @@ from contracts.stock_commands import (
 )
 from contracts.topics import STOCK_COMMANDS
 
-router = APIRouter(prefix="/v1", tags=["commands"])
+router = APIRouter(prefix="/v1", tags=["commands"], dependencies=[Depends(require("operator"))])
 
 SkuPath = Annotated[Sku, Path(description="The item's SKU.")]
 ReservationPath = Annotated[ReservationId, Path(description="The reservation's id.")]
-ClientsDep = Annotated[Clients, Depends(clients)]
 # Commands whose fields are all optional accept an empty body.
 OptionalMeta = Annotated[CommandMeta, Body(default_factory=CommandMeta)]
 OptionalReason = Annotated[ReasonRequest, Body(default_factory=ReasonRequest)]
 
 
 @router.post("/items", **_POST)
-async def register_item(body: RegisterItemRequest, c: ClientsDep, response: Response) -> Accepted:
+async def register_item(body: RegisterItemRequest, request: Request, response: Response) -> Accepted:
     """Register a new item."""
-    return await accept(c, response, STOCK_COMMANDS, RegisterItem, body.sku, body)
+    return await accept(request, response, STOCK_COMMANDS, RegisterItem, body.sku, body)
 
 
 @router.patch("/items/{sku}", **_POST)
 async def update_item(
-    sku: SkuPath, body: UpdateItemDetailsRequest, c: ClientsDep, response: Response
+    sku: SkuPath, body: UpdateItemDetailsRequest, request: Request, response: Response
 ) -> Accepted:
     """Change an item's details or stock levels (omitted fields keep their value)."""
-    return await accept(c, response, STOCK_COMMANDS, UpdateItemDetails, sku, body)
+    return await accept(request, response, STOCK_COMMANDS, UpdateItemDetails, sku, body)
 
 
 @router.post("/items/{sku}/deactivate", **_POST)
-async def deactivate_item(sku: SkuPath, body: OptionalReason, c: ClientsDep, response: Response) -> Accepted:
+async def deactivate_item(
+    sku: SkuPath, body: OptionalReason, request: Request, response: Response
+) -> Accepted:
     """Stop trading an item."""
-    return await accept(c, response, STOCK_COMMANDS, DeactivateItem, sku, body)
+    return await accept(request, response, STOCK_COMMANDS, DeactivateItem, sku, body)
 
 
 @router.post("/items/{sku}/reactivate", **_POST)
-async def reactivate_item(sku: SkuPath, body: OptionalReason, c: ClientsDep, response: Response) -> Accepted:
+async def reactivate_item(
+    sku: SkuPath, body: OptionalReason, request: Request, response: Response
+) -> Accepted:
     """Trade a deactivated item again."""
-    return await accept(c, response, STOCK_COMMANDS, ReactivateItem, sku, body)
+    return await accept(request, response, STOCK_COMMANDS, ReactivateItem, sku, body)
 
 
 @router.post("/items/{sku}/receipts", **_POST)
 async def receive_stock(
-    sku: SkuPath, body: ReceiveStockRequest, c: ClientsDep, response: Response
+    sku: SkuPath, body: ReceiveStockRequest, request: Request, response: Response
 ) -> Accepted:
     """Add received units to an item's on-hand stock."""
-    return await accept(c, response, STOCK_COMMANDS, ReceiveStock, sku, body)
+    return await accept(request, response, STOCK_COMMANDS, ReceiveStock, sku, body)
 
 
 @router.post("/items/{sku}/adjustments", **_POST)
-async def adjust_stock(sku: SkuPath, body: AdjustStockRequest, c: ClientsDep, response: Response) -> Accepted:
+async def adjust_stock(
+    sku: SkuPath, body: AdjustStockRequest, request: Request, response: Response
+) -> Accepted:
     """Correct an item's on-hand stock by a signed delta with a reason code."""
-    return await accept(c, response, STOCK_COMMANDS, AdjustStock, sku, body)
+    return await accept(request, response, STOCK_COMMANDS, AdjustStock, sku, body)
 
 
 @router.post("/items/{sku}/counts", **_POST)
-async def count_stock(sku: SkuPath, body: CountStockRequest, c: ClientsDep, response: Response) -> Accepted:
+async def count_stock(
+    sku: SkuPath, body: CountStockRequest, request: Request, response: Response
+) -> Accepted:
     """Record a cycle count: set on-hand to the counted quantity."""
-    return await accept(c, response, STOCK_COMMANDS, CountStock, sku, body)
+    return await accept(request, response, STOCK_COMMANDS, CountStock, sku, body)
 
 
 @router.post("/items/{sku}/reservations", **_POST)
 async def reserve_stock(
-    sku: SkuPath, body: ReserveStockRequest, c: ClientsDep, response: Response
+    sku: SkuPath, body: ReserveStockRequest, request: Request, response: Response
 ) -> Accepted:
     """Reserve units for an order; rejected when fewer are available."""
-    return await accept(c, response, STOCK_COMMANDS, ReserveStock, sku, body)
+    return await accept(request, response, STOCK_COMMANDS, ReserveStock, sku, body)
 
 
 @router.post("/items/{sku}/reservations/{reservation_id}/release", **_POST)
 async def release_reservation(
-    sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, c: ClientsDep, response: Response
+    sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, request: Request, response: Response
 ) -> Accepted:
     """Give reserved units back to available stock."""
     return await accept(
-        c, response, STOCK_COMMANDS, ReleaseReservation, sku, body, reservation_id=reservation_id
+        request, response, STOCK_COMMANDS, ReleaseReservation, sku, body, reservation_id=reservation_id
     )
 
 
 @router.post("/items/{sku}/reservations/{reservation_id}/fulfil", **_POST)
 async def fulfil_reservation(
-    sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, c: ClientsDep, response: Response
+    sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, request: Request, response: Response
 ) -> Accepted:
     """The reserved units shipped."""
     return await accept(
-        c, response, STOCK_COMMANDS, FulfilReservation, sku, body, reservation_id=reservation_id
+        request, response, STOCK_COMMANDS, FulfilReservation, sku, body, reservation_id=reservation_id
     )

@@ -17,6 +17,9 @@ from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from api_edge.auth import decode_token
+from api_edge.problems import Problem
+
 log = structlog.get_logger("invmon.edge.live")
 
 CLIENTS = Gauge("invmon_live_clients", "Connected WebSocket clients.")
@@ -26,6 +29,7 @@ DROPPED = Counter("invmon_live_slow_clients_total", "Clients disconnected becaus
 EVENTS_PATTERN = "invmon:events:*"
 QUEUE_LIMIT = 1000
 SLOW_CLIENT_CLOSE = 1013  # "try again later": the client fell too far behind
+POLICY_VIOLATION = 1008
 
 
 class LiveHub:
@@ -101,7 +105,16 @@ router = APIRouter(tags=["live"])
 
 @router.websocket("/v1/live")
 async def live(websocket: WebSocket) -> None:
-    """Every event the pipeline publishes, as JSON frames `{"kind": "event", "event": {...}}`."""
+    """Every event the pipeline publishes, as JSON frames `{"kind": "event", "event": {...}}`.
+    Authenticate with `?token=<access token>` (viewer role)."""
+    try:
+        principal = decode_token(websocket, websocket.query_params.get("token", ""))
+    except Problem:
+        await websocket.close(POLICY_VIOLATION, "authentication required")
+        return
+    if not principal.has("viewer"):
+        await websocket.close(POLICY_VIOLATION, "viewer role required")
+        return
     hub: LiveHub = websocket.app.state.clients.hub
     await websocket.accept()
     queue = hub.attach()

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from api_edge.auth import require
 from api_edge.price_views import (
     ChangeView,
     HistoryEntryView,
@@ -21,7 +22,7 @@ from contracts.common import Sku
 from contracts.money import Currency, margin_pct, markup_pct
 from db import price_reads
 
-router = APIRouter(prefix="/v1", tags=["price reads"])
+router = APIRouter(prefix="/v1", tags=["price reads"], dependencies=[Depends(require("viewer"))])
 ClientsDep = Annotated[Clients, Depends(clients)]
 SkuPath = Annotated[Sku, Path()]
 CurrencyPath = Annotated[Currency, Path()]

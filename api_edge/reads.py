@@ -7,13 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from api_edge.auth import require
 from api_edge.problems import Problem
 from api_edge.state import Clients, clients
 from api_edge.views import CommandStatusView, ItemView, LedgerEntryView, LedgerPage
 from contracts.common import Sku
 from db import read_repo
 
-router = APIRouter(prefix="/v1", tags=["reads"])
+router = APIRouter(prefix="/v1", tags=["reads"], dependencies=[Depends(require("viewer"))])
 ClientsDep = Annotated[Clients, Depends(clients)]
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
-from api_edge.live import LiveHub
 from infra.settings import Settings
+
+if TYPE_CHECKING:  # the hub's module needs this one: import only for the annotation
+    from api_edge.live import LiveHub
 
 
 @dataclass(slots=True)

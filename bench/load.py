@@ -86,7 +86,9 @@ def registrations(skus: int, now: datetime) -> list[RegisterItem]:
     ]
 
 
-def generate(count: int, skus: int, *, seed: int, bad_per_mille: float, reject_per_mille: float = 10.0) -> Load:
+def generate(
+    count: int, skus: int, *, seed: int, bad_per_mille: float, reject_per_mille: float = 10.0
+) -> Load:
     """`count` records over `skus` registered SKUs: receive 35 %, adjust 20 %, reserve 30 %, release 15 %,
     plus about `reject_per_mille` / 1000 reservations of more than is available (rejected by the rules) and
     `bad_per_mille` / 1000 records that must be dead-lettered (not JSON, schema, key mismatch)."""
@@ -178,7 +180,9 @@ async def publish(bootstrap: str, topic: str, records: Sequence[tuple[bytes, byt
     return time.perf_counter() - started
 
 
-async def reset_topics(bootstrap: str, partitions: int, replication: int, topics: Sequence[Topic] = BENCH_TOPICS) -> None:
+async def reset_topics(
+    bootstrap: str, partitions: int, replication: int, topics: Sequence[Topic] = BENCH_TOPICS
+) -> None:
     """Delete and recreate the topics, so a fresh consumer group reads exactly this run's records."""
     names = {t.name for t in topics}
     async with kafka_admin.admin_client(bootstrap, 30_000) as client:
@@ -196,8 +200,8 @@ async def reset_topics(bootstrap: str, partitions: int, replication: int, topics
     raise TimeoutError("topics did not come back")
 
 
-async def _wait(client: AIOKafkaAdminClient, done: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait(client: AIOKafkaAdminClient, done: object, what: str, limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if done(set(await client.list_topics())):  # type: ignore[operator]
             return
@@ -219,9 +223,13 @@ async def register_directly(database_url: str, skus: int, clear_margin_pct: int)
     engine = make_engine(database_url)
     try:
         now = datetime.now(UTC)
-        report = await apply_batch(engine, StockSession(AlertPolicy(clear_margin_pct)), registrations(skus, now), now)
+        report = await apply_batch(
+            engine, StockSession(AlertPolicy(clear_margin_pct)), registrations(skus, now), now
+        )
         if len(report.applied) != skus:
-            raise RuntimeError(f"registration: {len(report.applied)} of {skus} applied, {report.rejected[:3]}")
+            raise RuntimeError(
+                f"registration: {len(report.applied)} of {skus} applied, {report.rejected[:3]}"
+            )
     finally:
         await engine.dispose()
     conn = await asyncpg.connect(asyncpg_dsn(database_url))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -27,22 +28,10 @@ from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from db.engine import make_engine
 from infra.settings import get_settings
-from workers.intake import decode, dead_letter
+from workers.intake import dead_letter, decode
 from workers.pipeline.batch import apply_batch
 from workers.rules.alerts import AlertPolicy
 from workers.stock_worker.apply import StockSession
-
-
-class _DlqPublisher:
-    """`workers.intake.Publisher` over a plain idempotent aiokafka producer."""
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self._producer = producer
-
-    async def publish(self, message: bytes, topic: str, *, key: bytes | None, headers: dict[str, str]) -> None:
-        await self._producer.send_and_wait(
-            topic, message, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
-        )
 
 
 async def run(group: str, stats_path: Path | None) -> None:
@@ -56,7 +45,9 @@ async def run(group: str, stats_path: Path | None) -> None:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -66,7 +57,6 @@ async def run(group: str, stats_path: Path | None) -> None:
     counts = {"applied": 0, "rejected": 0, "duplicate": 0, "dead_letter": 0}
     await producer.start()
     await consumer.start()
-    dlq = _DlqPublisher(producer)
 
     async def consume() -> None:
         while True:
@@ -74,7 +64,7 @@ async def run(group: str, stats_path: Path | None) -> None:
             started = time.perf_counter()
             decoded = decode([record], STOCK_COMMAND_ADAPTER)
             if decoded.invalid:
-                await dead_letter(dlq, STOCK_COMMANDS_DLQ.name, decoded.invalid)
+                await dead_letter(producer, STOCK_COMMANDS_DLQ.name, decoded.invalid)
                 counts["dead_letter"] += 1
             else:
                 t0 = time.perf_counter()
@@ -91,19 +81,23 @@ async def run(group: str, stats_path: Path | None) -> None:
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     await consumer.stop()
     await producer.stop()
     await engine.dispose()
     if stats_path is not None:
-        stats_path.write_text(json.dumps({"counts": counts, "apply_s": apply_s, "message_s": message_s}))
+        _write(stats_path, {"counts": counts, "apply_s": apply_s, "message_s": message_s})
+
+
+def _write(path: Path, stats: dict[str, object]) -> None:
+    path.write_text(json.dumps(stats))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--group", required=True, help="consumer group (use a fresh one per run)")
     parser.add_argument("--stats", type=Path, help="write per-message timings here on exit")
     args = parser.parse_args()

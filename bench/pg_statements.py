@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,7 @@ from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from db import bulk
 from db.stock_repo import _ITEM_TYPES, ItemRow
 from infra.settings import get_settings
-from workers.pipeline.batch import outbox_row
+from workers.pipeline.batch import Event, outbox_row
 from workers.rules.alerts import AlertPolicy
 from workers.rules.stock import ItemState
 from workers.stock_worker.apply import StockSession, row_from_state
@@ -70,10 +71,13 @@ async def main_async(args: argparse.Namespace) -> None:
     commands = [STOCK_COMMAND_ADAPTER.validate_json(v) for _, v in generated.records]
     session = StockSession(AlertPolicy(settings.alert_clear_margin_pct))
     session.items = {
-        load.sku_name(i): ItemState(sku=load.sku_name(i), name=f"Bench item {i}", on_hand=100, min_stock_level=10)
+        load.sku_name(i): ItemState(
+            sku=load.sku_name(i), name=f"Bench item {i}", on_hand=100, min_stock_level=10
+        )
         for i in range(2000)
     }
-    events, processed = [], []
+    events: list[Event] = []
+    processed: list[tuple[object, ...]] = []
     for command in commands:
         verdict = session.decide(command, now)
         events.extend(verdict.events)
@@ -91,8 +95,11 @@ async def main_async(args: argparse.Namespace) -> None:
             "json", encoder=str.encode, decoder=bytes.decode, schema="pg_catalog", format="binary"
         )
         await conn.set_type_codec(
-            "jsonb", encoder=lambda s: b"\x01" + s.encode(), decoder=lambda b: b[1:].decode(),
-            schema="pg_catalog", format="binary",
+            "jsonb",
+            encoder=lambda s: b"\x01" + s.encode(),
+            decoder=lambda b: b[1:].decode(),
+            schema="pg_catalog",
+            format="binary",
         )
 
         async def measure(label: str, rows: int, make: Callable[[int], Awaitable[object]]) -> None:
@@ -108,17 +115,23 @@ async def main_async(args: argparse.Namespace) -> None:
             return rows[r * size : (r + 1) * size]
 
         ob = int(n * per)
+
+        def copy_outbox(table: str, r: int) -> Awaitable[str]:
+            return conn.copy_records_to_table(
+                table, schema_name=SCHEMA, records=chunk(outbox, r, ob), columns=fields
+            )
+
         fields = ("event_id", "event_type", "channel", "sku", "payload", "created_at")
         for table in ("outbox_jsonb", "outbox_json", "outbox_text", "outbox_jsonb_noidx"):
             await measure(
-                {"outbox_jsonb": "COPY outbox (payload jsonb, as now)",
-                 "outbox_json": "COPY outbox, payload json",
-                 "outbox_text": "COPY outbox, payload text",
-                 "outbox_jsonb_noidx": "COPY outbox jsonb, no indexes (index share)"}[table],
+                {
+                    "outbox_jsonb": "COPY outbox (payload jsonb, as now)",
+                    "outbox_json": "COPY outbox, payload json",
+                    "outbox_text": "COPY outbox, payload text",
+                    "outbox_jsonb_noidx": "COPY outbox jsonb, no indexes (index share)",
+                }[table],
                 ob,
-                lambda r, t=table: conn.copy_records_to_table(
-                    t, schema_name=SCHEMA, records=chunk(outbox, r, ob), columns=fields
-                ),
+                functools.partial(copy_outbox, table),
             )
         await measure(
             "COPY stock_ledger",
@@ -131,21 +144,27 @@ async def main_async(args: argparse.Namespace) -> None:
             "COPY processed_commands",
             n,
             lambda r: conn.copy_records_to_table(
-                "processed_commands", schema_name=SCHEMA, records=chunk(processed, r, n),
+                "processed_commands",
+                schema_name=SCHEMA,
+                records=chunk(processed, r, n),
                 columns=("command_id", "command_type", "sku", "status", "reason", "applied_at"),
             ),
         )
         # Items: insert once, then the upsert the worker runs vs a narrow UPDATE of the stock columns.
         await bulk.upsert(conn, f"{SCHEMA}.items", ItemRow._fields, _ITEM_TYPES, ("sku",), items)
+
+        def upsert_items(rows: list[ItemRow]) -> Awaitable[None]:
+            return bulk.upsert(conn, f"{SCHEMA}.items", ItemRow._fields, _ITEM_TYPES, ("sku",), rows)
+
         k = min(len(items), int(n * 0.8))  # distinct SKUs in a batch of n over 2000 SKUs is about this
         await measure(
             "items upsert: INSERT..ON CONFLICT DO UPDATE all cols",
             k,
-            lambda r: bulk.upsert(conn, f"{SCHEMA}.items", ItemRow._fields, _ITEM_TYPES, ("sku",), items[:k]),
+            lambda r: upsert_items(items[:k]),
         )
         narrow = (
-            f"UPDATE {SCHEMA}.items AS i SET stock_quantity = t.q, reserved_quantity = t.r, alert_state = t.a,"
-            " version = t.v, updated_at = now()"
+            f"UPDATE {SCHEMA}.items AS i SET stock_quantity = t.q, reserved_quantity = t.r,"
+            " alert_state = t.a, version = t.v, updated_at = now()"
             " FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[]) AS t(sku, q, r, a, v)"
             " WHERE i.sku = t.sku"
         )
@@ -154,8 +173,10 @@ async def main_async(args: argparse.Namespace) -> None:
             k,
             lambda r: conn.execute(
                 narrow,
-                [x.sku for x in items[:k]], [x.stock_quantity for x in items[:k]],
-                [x.reserved_quantity for x in items[:k]], [x.alert_state for x in items[:k]],
+                [x.sku for x in items[:k]],
+                [x.stock_quantity for x in items[:k]],
+                [x.reserved_quantity for x in items[:k]],
+                [x.alert_state for x in items[:k]],
                 [x.version + r for x in items[:k]],
             ),
         )
@@ -170,7 +191,10 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         await conn.close()
-    print(f"PostgreSQL backend CPU per row ({args.rounds} rounds of {n} commands; {per:.2f} outbox events per command)")
+    print(
+        f"PostgreSQL backend CPU per row ({args.rounds} rounds of {n} commands;"
+        f" {per:.2f} outbox events per command)"
+    )
     print(f"  {'statement':<55} {'us CPU/row':>10} {'us wall/row':>11} {'us CPU/command':>14}")
     for label, cpu, wall, rows in results:
         per_cmd = 1e6 * cpu / (n * args.rounds)
@@ -178,7 +202,9 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=2000, help="commands per batch")
     parser.add_argument("--rounds", type=int, default=40)
     asyncio.run(main_async(parser.parse_args()))

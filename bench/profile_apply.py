@@ -24,17 +24,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bench import load
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from contracts.topics import STOCK_COMMANDS
 from db import command_log, stock_repo
 from db.command_log import ProcessedRow
 from db.engine import make_engine
 from infra.settings import get_settings
-from bench import load
 from workers.intake import decode
-from workers.pipeline.batch import apply_batch, first_seen, outbox_row
+from workers.pipeline.batch import Event, apply_batch, first_seen, outbox_row
 from workers.rules.alerts import AlertPolicy
-from workers.stock_worker.apply import StockSession, reservation_from_row, row_from_reservation, row_from_state, state_from_row
+from workers.stock_worker.apply import (
+    StockSession,
+    reservation_from_row,
+    row_from_reservation,
+    row_from_state,
+    state_from_row,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +95,8 @@ async def staged_batch(engine, policy: AlertPolicy, records: list[FakeRecord], t
     commands = decoded.valid
     session = StockSession(policy)
     with timer("BEGIN (pool checkout, pre-ping, begin)"):
-        ctx = engine.begin()
-        conn = await ctx.__aenter__()
-        pg = await command_log.driver(conn)
+        ctx = command_log.transaction(engine)
+        pg = await ctx.__aenter__()
     try:
         with timer("SQL seen_command_ids"):
             already = await command_log.seen_command_ids(pg, [c.command_id for c in commands])
@@ -105,14 +110,16 @@ async def staged_batch(engine, policy: AlertPolicy, records: list[FakeRecord], t
             res = await stock_repo.lock_reservations(pg, keys)
         session.reservations = {(r.sku, r.reservation_id): reservation_from_row(r) for r in res}
         processed: list[ProcessedRow] = []
-        events = []
+        events: list[Event] = []
         with timer("rules: decide (incl. event models, ledger rows)"):
             for command in fresh:
                 verdict = session.decide(command, now)
                 events.extend(verdict.events)
                 status = "applied" if verdict.rejection is None else "rejected"
                 processed.append(
-                    ProcessedRow(command.command_id, command.type, command.sku, status, verdict.rejection, now)
+                    ProcessedRow(
+                        command.command_id, command.type, command.sku, status, verdict.rejection, now
+                    )
                 )
         with timer("row_from_state/reservation"):
             item_rows = [row_from_state(s) for s in session.dirty_items.values()]
@@ -170,8 +177,11 @@ async def kafka_drain(settings, count: int, skus: int) -> None:  # type: ignore[
             got += sum(len(v) for v in batch.values())
     finally:
         await consumer.stop()
-    print(f"\naiokafka getmany(max_records=500) drain of {count:,} records: {1e6 * c / count:.1f} us CPU/record,"
-          f" {count / w:,.0f} records/s wall (no DB, no decode)")
+    print(
+        f"\naiokafka getmany(max_records=500) drain of {count:,} records:"
+        f" {1e6 * c / count:.1f} us CPU/record,"
+        f" {count / w:,.0f} records/s wall (no DB, no decode)"
+    )
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -199,19 +209,27 @@ async def main_async(args: argparse.Namespace) -> None:
             n += await staged_batch(engine, policy, chunk, timer)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         gc.callbacks.remove(gc_clock)
-        print(f"staged apply: {len(measured)} batches of {args.batch} records ({n:,} valid commands),"
-              f" {args.skus} SKUs")
-        print(f"  total {wall:.3f}s wall, {cpu:.3f}s CPU in this process -> {n / wall:,.0f} commands/s"
-              f" single-threaded, {1e6 * cpu / n:.1f} us CPU/command here")
+        print(
+            f"staged apply: {len(measured)} batches of {args.batch} records ({n:,} valid commands),"
+            f" {args.skus} SKUs"
+        )
+        print(
+            f"  total {wall:.3f}s wall, {cpu:.3f}s CPU in this process -> {n / wall:,.0f} commands/s"
+            f" single-threaded, {1e6 * cpu / n:.1f} us CPU/command here"
+        )
         print(f"  {'step':<52} {'wall ms/batch':>13} {'CPU ms/batch':>13} {'us/cmd wall':>11} {'share':>6}")
         for name in timer.order:
             wms = 1e3 * timer.wall[name] / len(measured)
             cms = 1e3 * timer.cpu[name] / len(measured)
-            print(f"  {name:<52} {wms:>13.2f} {cms:>13.2f} {1e6 * timer.wall[name] / n:>11.1f}"
-                  f" {100 * timer.wall[name] / wall:>5.1f}%")
-        print(f"  (inside the steps above) cyclic GC: {1e3 * sum(gc_clock.seconds):.0f} ms in total"
-              f" ({100 * sum(gc_clock.seconds) / wall:.1f}% of wall), runs per generation {gc_clock.runs},"
-              f" ms per generation {[round(1e3 * x) for x in gc_clock.seconds]}")
+            print(
+                f"  {name:<52} {wms:>13.2f} {cms:>13.2f} {1e6 * timer.wall[name] / n:>11.1f}"
+                f" {100 * timer.wall[name] / wall:>5.1f}%"
+            )
+        print(
+            f"  (inside the steps above) cyclic GC: {1e3 * sum(gc_clock.seconds):.0f} ms in total"
+            f" ({100 * sum(gc_clock.seconds) / wall:.1f}% of wall), runs per generation {gc_clock.runs},"
+            f" ms per generation {[round(1e3 * x) for x in gc_clock.seconds]}"
+        )
         if args.cprofile:
             profiled = chunks[args.warmup + args.batches :]
             profiler = cProfile.Profile()
@@ -233,14 +251,18 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--skus", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--cprofile", type=int, default=0, help="batches to run under cProfile")
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--kafka", type=int, default=0, help="also time a raw aiokafka drain of this many records")
+    parser.add_argument(
+        "--kafka", type=int, default=0, help="also time a raw aiokafka drain of this many records"
+    )
     args = parser.parse_args()
     try:
         import uvloop

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -32,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +61,7 @@ TARGET_RATIO = 10.0
 
 def _cpu_s(proc: psutil.Process) -> float:
     t = proc.cpu_times()
-    return t.user + t.system
+    return float(t.user + t.system)
 
 
 def _tree_cpu(root: psutil.Process | None) -> dict[int, float]:
@@ -67,10 +70,8 @@ def _tree_cpu(root: psutil.Process | None) -> dict[int, float]:
         return {}
     out: dict[int, float] = {}
     for proc in [root, *root.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             out[proc.pid] = _cpu_s(proc)
-        except psutil.Error:
-            pass
     return out
 
 
@@ -80,7 +81,7 @@ def _tree_delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 def _system_busy_s() -> float:
     t = psutil.cpu_times()
-    return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+    return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
 
 
 @dataclass(slots=True)
@@ -93,6 +94,8 @@ class Snapshot:
     pg: dict[int, float] = field(default_factory=dict)
     kafka: dict[int, float] = field(default_factory=dict)
     system_busy_s: float = 0.0
+    relay_cpu_s: float = 0.0  # the outbox relay, when --with-relay
+    relay_rss: int = 0
 
 
 @dataclass(slots=True)
@@ -102,7 +105,9 @@ class StackProcs:
 
     @classmethod
     def load(cls, settings: Settings) -> StackProcs:
-        path = (ROOT / settings.stack_dir if not settings.stack_dir.is_absolute() else settings.stack_dir) / "state.json"
+        path = (
+            ROOT / settings.stack_dir if not settings.stack_dir.is_absolute() else settings.stack_dir
+        ) / "state.json"
         procs = json.loads(path.read_text()).get("procs", {}) if path.exists() else {}
 
         def one(name: str) -> psutil.Process | None:
@@ -172,7 +177,9 @@ class Histogram:
 
 def histogram(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], suffix: str) -> Histogram | None:
     """The stock worker's histogram whose name ends with `suffix` (names moved between versions)."""
-    names = {n[: -len("_bucket")] for (n, labels) in metrics if n.endswith(f"{suffix}_bucket") and _stock(labels)}
+    names = {
+        n[: -len("_bucket")] for (n, labels) in metrics if n.endswith(f"{suffix}_bucket") and _stock(labels)
+    }
     if not names:
         return None
     name = sorted(names)[0]
@@ -248,6 +255,7 @@ class PhaseResult:
     pg_cpu_s: float = 0.0
     kafka_cpu_s: float = 0.0
     system_busy_s: float = 0.0
+    relay_cpu_s: float = 0.0
     rss_mb: dict[str, float] = field(default_factory=dict)
     rss_trace_mb: list[tuple[float, float]] = field(default_factory=list)  # (fraction done, MB)
     batch: dict[str, float] = field(default_factory=dict)
@@ -267,8 +275,14 @@ class PhaseResult:
 
 
 async def prepare(
-    settings: Settings, commands: int, skus: int, seed: int, bad_per_mille: float, reject_per_mille: float, name: str
-) -> tuple[PhaseResult, load.Load]:
+    settings: Settings,
+    commands: int,
+    skus: int,
+    seed: int,
+    bad_per_mille: float,
+    reject_per_mille: float,
+    name: str,
+) -> PhaseResult:
     await load.reset_topics(settings.kafka_bootstrap, settings.kafka_partitions, settings.kafka_replication)
     await load.reset_tables(settings.database_url)
     register_s = await load.register_directly(settings.database_url, skus, settings.alert_clear_margin_pct)
@@ -277,9 +291,15 @@ async def prepare(
     )
     publish_s = await load.publish(settings.kafka_bootstrap, STOCK_COMMANDS.name, generated.records)
     result = PhaseResult(
-        name, generated.valid, generated.bad, generated.expected_rejections, generated.mix, publish_s, register_s
+        name,
+        generated.valid,
+        generated.bad,
+        generated.expected_rejections,
+        generated.mix,
+        publish_s,
+        register_s,
     )
-    return result, generated
+    return result
 
 
 async def sample_until(
@@ -289,17 +309,19 @@ async def sample_until(
     target: int,
     bad: int,
     timeout_s: float,
+    relay: processes.Process | None = None,
 ) -> tuple[list[Snapshot], Snapshot, Snapshot]:
     """Sample every 100 ms until `progress()` reports all commands (and dead letters) handled.
 
     CPU is summed over the worker processes; RSS is the largest single process (the limit is per process).
     """
     watched = [psutil.Process(p.popen.pid) for p in procs]
+    relay_ps = psutil.Process(relay.popen.pid) if relay is not None else None
     samples: list[Snapshot] = []
     first: Snapshot | None = None
     deadline = time.monotonic() + timeout_s
     while True:
-        for proc in procs:
+        for proc in [*procs, *([relay] if relay else [])]:
             if proc.popen.poll() is not None:
                 raise RuntimeError(f"{proc.name} exited: {proc.log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
@@ -310,6 +332,8 @@ async def sample_until(
             cpu = sum(_cpu_s(ps) for ps in watched)
             rss = max(ps.memory_info().rss for ps in watched)
             snap = Snapshot(time.perf_counter(), done, dead, cpu, rss)
+            if relay_ps is not None:
+                snap.relay_cpu_s, snap.relay_rss = _cpu_s(relay_ps), relay_ps.memory_info().rss
             samples.append(snap)
             if first is None and done > 0:
                 first = stack.snapshot(snap)
@@ -325,6 +349,7 @@ def _fill_window(result: PhaseResult, samples: list[Snapshot], first: Snapshot, 
     result.pg_cpu_s = _tree_delta(first.pg, last.pg)
     result.kafka_cpu_s = _tree_delta(first.kafka, last.kafka)
     result.system_busy_s = last.system_busy_s - first.system_busy_s
+    result.relay_cpu_s = last.relay_cpu_s - first.relay_cpu_s
     loaded = [s for s in samples if first.t <= s.t <= last.t]
     total = max(1.0, last.done)
     result.rss_trace_mb = [(s.done / total, s.rss / 2**20) for s in loaded]
@@ -337,22 +362,60 @@ def _fill_window(result: PhaseResult, samples: list[Snapshot], first: Snapshot, 
         "median_2nd_quarter": statistics.median(mb[quarter : 2 * quarter] or mb),
         "median_4th_quarter": statistics.median(mb[-quarter:]),
     }
+    if last.relay_rss:
+        relay_mb = [s.relay_rss / 2**20 for s in loaded]
+        result.rss_mb.update(relay_start=relay_mb[0], relay_peak=max(relay_mb), relay_end=relay_mb[-1])
 
 
-def start_worker(args: argparse.Namespace, port: int, log_dir: Path, env: dict[str, str]) -> processes.Process:
+# uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the profile gets written.
+_PROFILED_WORKER = """
+import cProfile, signal, sys
+def _exit(*_):
+    raise SystemExit(0)
+signal.signal(signal.SIGTERM, _exit)
+from workers.stock_worker.main import main
+profiler = cProfile.Profile()
+try:
+    profiler.runcall(main)
+except SystemExit:
+    pass
+finally:
+    profiler.dump_stats(sys.argv[1])
+"""
+
+
+def start_worker(
+    args: argparse.Namespace, port: int, log_dir: Path, env: dict[str, str]
+) -> processes.Process:
     """The Procfile's stock_worker; with --profile-worker the same module under cProfile (slower)."""
     if not args.profile_worker:
         return processes.start("stock_worker", port, log_dir, env)
     out = f"{args.profile_worker}.{port}"
     log = log_dir / "stock_worker.log"
     popen = subprocess.Popen(
-        [sys.executable, "-m", "cProfile", "-o", out, "-m", "workers.stock_worker.main"],
+        [sys.executable, "-c", _PROFILED_WORKER, out],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
     return processes.Process("stock_worker", port, popen, log)
+
+
+def start_naive(group: str, stats_path: Path, log_dir: Path) -> processes.Process:
+    log = log_dir / "naive_worker.log"
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "bench.naive_worker", "--group", group, "--stats", str(stats_path)],
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    return processes.Process("naive_worker", 0, popen, log)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    return json.loads(text) if text else {}
 
 
 def merge_metrics(
@@ -370,7 +433,7 @@ async def batched_phase(
     args: argparse.Namespace, settings: Settings, stack: StackProcs, log_dir: Path
 ) -> PhaseResult:
     name = "stock_worker (batched)" if args.workers == 1 else f"{args.workers} x stock_worker (batched)"
-    result, generated = await prepare(
+    result = await prepare(
         settings, args.commands, args.skus, args.seed, args.bad_per_mille, args.reject_per_mille, name
     )
     group = f"bench-{uuid.uuid4().hex[:12]}"
@@ -384,7 +447,10 @@ async def batched_phase(
     result.checks["workers"] = args.workers
     result.load_before = os.getloadavg()
     ports = [settings.stock_worker_port + i for i in range(args.workers)]
-    procs = [start_worker(args, port, log_dir, {**env, "INVMON_STOCK_WORKER_PORT": str(port)}) for port in ports]
+    relay = processes.start("outbox_relay", settings.outbox_relay_port, log_dir) if args.with_relay else None
+    procs = [
+        start_worker(args, port, log_dir, {**env, "INVMON_STOCK_WORKER_PORT": str(port)}) for port in ports
+    ]
     last_metrics: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     try:
         async with httpx.AsyncClient(timeout=5.0) as client:
@@ -405,11 +471,13 @@ async def batched_phase(
                     return None
                 last_metrics = metrics
                 # Duplicates are not progress (a rebalance can redeliver): applied + rejected only.
-                done = sum(counter(metrics, "invmon_commands_total", outcome=o) for o in ("applied", "rejected"))
+                done = sum(
+                    counter(metrics, "invmon_commands_total", outcome=o) for o in ("applied", "rejected")
+                )
                 return done, counter(metrics, "invmon_dead_letters_total")
 
             samples, first, last = await sample_until(
-                procs, stack, progress, result.commands, result.bad, args.timeout
+                procs, stack, progress, result.commands, result.bad, args.timeout, relay
             )
             _fill_window(result, samples, first, last)
             # Idle a little: does the memory come back, does it keep growing?
@@ -421,6 +489,8 @@ async def batched_phase(
         result.load_after = os.getloadavg()
     finally:
         result.checks["worker_exit_codes"] = [p.stop() for p in procs]
+        if relay is not None:
+            result.checks["relay_exit_code"] = relay.stop()
     dsn = load.asyncpg_dsn(settings.database_url)
     sizes = histogram(last_metrics, "batch_records")
     apply = histogram(last_metrics, "batch_apply_seconds")
@@ -441,7 +511,7 @@ async def batched_phase(
     batches = await db_batches(dsn)
     rows = [n for _, n in batches]
     # With one worker consecutive transactions are consecutive batches; with more they interleave.
-    gaps = [b[0] - a[0] for a, b in zip(batches, batches[1:], strict=False)] if args.workers == 1 else []
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(batches)] if args.workers == 1 else []
     if rows:
         result.batch.update(
             db_transactions=len(rows),
@@ -459,29 +529,39 @@ async def batched_phase(
         span = batches[-1][0] - batches[0][0]
         result.db_rate = (sum(rows) - rows[-1]) / span if span > 0 else float("nan")
     result.checks.update(await db_check(dsn))
-    result.checks["dlq_records"] = await load.topic_end_total(settings.kafka_bootstrap, STOCK_COMMANDS_DLQ.name)
-    result.checks["consumer_lag_after_stop"] = await load.group_lag(settings.kafka_bootstrap, group, STOCK_COMMANDS.name)
+    result.checks["dlq_records"] = await load.topic_end_total(
+        settings.kafka_bootstrap, STOCK_COMMANDS_DLQ.name
+    )
+    result.checks["consumer_lag_after_stop"] = await load.group_lag(
+        settings.kafka_bootstrap, group, STOCK_COMMANDS.name
+    )
     result.checks["metric_outcomes"] = {
-        o: counter(last_metrics, "invmon_commands_total", outcome=o) for o in ("applied", "rejected", "duplicate")
+        o: counter(last_metrics, "invmon_commands_total", outcome=o)
+        for o in ("applied", "rejected", "duplicate")
     }
     result.checks["batch_retries"] = counter(last_metrics, "invmon_batch_retries_total")
     return result
 
 
-async def naive_phase(args: argparse.Namespace, settings: Settings, stack: StackProcs, log_dir: Path) -> PhaseResult:
-    result, generated = await prepare(settings, args.naive_commands, args.skus, args.seed + 1, args.bad_per_mille, args.reject_per_mille, "naive (1 txn/message)")
+async def naive_phase(
+    args: argparse.Namespace, settings: Settings, stack: StackProcs, log_dir: Path
+) -> PhaseResult:
+    result = await prepare(
+        settings,
+        args.naive_commands,
+        args.skus,
+        args.seed + 1,
+        args.bad_per_mille,
+        args.reject_per_mille,
+        "naive (1 txn/message)",
+    )
     group = f"bench-naive-{uuid.uuid4().hex[:12]}"
     stats_path = Path(tempfile.mkstemp(prefix="naive-", suffix=".json", dir=log_dir)[1])
     result.checks["consumer_group"] = group
     result.load_before = os.getloadavg()
-    log = log_dir / "naive_worker.log"
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "bench.naive_worker", "--group", group, "--stats", str(stats_path)],
-        cwd=ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    proc = processes.Process("naive_worker", 0, popen, log)
+    proc = start_naive(group, stats_path, log_dir)
+    popen = proc.popen
+    relay = processes.start("outbox_relay", settings.outbox_relay_port, log_dir) if args.with_relay else None
     dsn = load.asyncpg_dsn(settings.database_url)
     conn = await asyncpg.connect(dsn)
     try:
@@ -491,7 +571,7 @@ async def naive_phase(args: argparse.Namespace, settings: Settings, stack: Stack
             return float(await db_progress(conn)), float(result.bad)
 
         samples, first, last = await sample_until(
-            [proc], stack, progress, result.commands, result.bad, args.timeout
+            [proc], stack, progress, result.commands, result.bad, args.timeout, relay
         )
         _fill_window(result, samples, first, last)
         await asyncio.sleep(3.0)
@@ -500,7 +580,9 @@ async def naive_phase(args: argparse.Namespace, settings: Settings, stack: Stack
     finally:
         await conn.close()
         result.checks["worker_exit_codes"] = [proc.stop()]
-    stats = json.loads(stats_path.read_text()) if stats_path.stat().st_size else {}
+        if relay is not None:
+            result.checks["relay_exit_code"] = relay.stop()
+    stats = _read_json(stats_path)
     if stats:
         result.latency_ms.update(
             message_p50=1e3 * percentile(stats["message_s"], 0.5),
@@ -511,8 +593,12 @@ async def naive_phase(args: argparse.Namespace, settings: Settings, stack: Stack
         result.checks["naive_counts"] = stats["counts"]
     result.batch = {"mean_records_per_batch": 1.0}
     result.checks.update(await db_check(dsn))
-    result.checks["dlq_records"] = await load.topic_end_total(settings.kafka_bootstrap, STOCK_COMMANDS_DLQ.name)
-    result.checks["consumer_lag_after_stop"] = await load.group_lag(settings.kafka_bootstrap, group, STOCK_COMMANDS.name)
+    result.checks["dlq_records"] = await load.topic_end_total(
+        settings.kafka_bootstrap, STOCK_COMMANDS_DLQ.name
+    )
+    result.checks["consumer_lag_after_stop"] = await load.group_lag(
+        settings.kafka_bootstrap, group, STOCK_COMMANDS.name
+    )
     return result
 
 
@@ -525,97 +611,119 @@ def _f(value: Any, fmt: str = "{:,.0f}") -> str:
     return fmt.format(value)
 
 
-def _table(rows: Iterable[tuple[str, str, str]]) -> str:
-    rows = list(rows)
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    return "\n".join(f"  {a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows)
+def _ms(value: Any) -> str:
+    return _f(value, "{:.1f}")
 
 
-def report(args: argparse.Namespace, batched: PhaseResult | None, naive: PhaseResult | None, meta: dict[str, Any]) -> str:
-    lines = [
-        "stock command throughput: Kafka -> stock worker -> PostgreSQL",
-        f"  host: {meta['cpus']} CPUs, {meta['python']}; stack {meta['stack_dir']} (profile {meta['stack_profile']});"
-        f" {meta['partitions']} partitions",
-        f"  load average before/after: {meta['load_before']} / {meta['load_after']}",
-        f"  command: {meta['command']}",
-        "",
+def _share(p: PhaseResult, cpu_s: float) -> str:
+    """'cores busy, us CPU per command' over the measured window."""
+    if not p.window_s:
+        return "-"
+    return f"{cpu_s / p.window_s:.2f}, {1e6 * cpu_s / max(1.0, p.window_commands):,.1f}"
+
+
+def _db_txns(p: PhaseResult) -> str:
+    if "db_transactions" not in p.batch:
+        return "1 per command"
+    b = p.batch
+    return (
+        f"{_f(b.get('db_transactions'))} / {_f(b.get('db_rows_per_txn_mean'))},"
+        f" {_f(b.get('db_rows_per_txn_p50'))}, {_f(b.get('db_rows_per_txn_max'))}"
+    )
+
+
+def _apply_latency(p: PhaseResult) -> str:
+    lat = p.latency_ms
+    if "batch_apply_p50" in lat:
+        beyond = " (p99 beyond last bucket)" if lat.get("batch_apply_p99_beyond_last_bucket") else ""
+        return f"{_ms(lat['batch_apply_p50'])} / {_ms(lat['batch_apply_p99'])} per batch{beyond}"
+    return f"{_f(lat.get('apply_txn_p50'), '{:.2f}')} / {_f(lat.get('apply_txn_p99'), '{:.2f}')} per txn"
+
+
+def _cycle_latency(p: PhaseResult) -> str:
+    lat = p.latency_ms
+    if "txn_cycle_p50" in lat:
+        return f"{_ms(lat['txn_cycle_p50'])} / {_ms(lat['txn_cycle_p99'])} per batch"
+    if "batch_apply_p50" in lat:
+        return "- (several workers interleave)"
+    return f"{_f(lat.get('message_p50'), '{:.2f}')} / {_f(lat.get('message_p99'), '{:.2f}')} per message"
+
+
+def _other_cpu(p: PhaseResult) -> str:
+    ours = p.worker_cpu_s + p.pg_cpu_s + p.kafka_cpu_s + p.relay_cpu_s
+    return f"{(p.system_busy_s - ours) / p.window_s:.2f}" if p.window_s else "-"
+
+
+def _rss(p: PhaseResult, keys: tuple[str, ...]) -> str:
+    return "/".join(_f(p.rss_mb.get(k)) for k in keys)
+
+
+def _rows(p: PhaseResult, meta: dict[str, Any], relay: bool) -> list[tuple[str, str]]:
+    rows = [
+        ("valid commands / dead-lettered", f"{p.commands:,} / {p.bad:,}"),
+        (
+            "publish before start (s, records/s)",
+            f"{p.publish_s:.1f}, {(p.commands + p.bad) / p.publish_s:,.0f}",
+        ),
+        ("measured window (s)", f"{p.window_s:.2f}"),
+        ("commands in window", _f(p.window_commands)),
+        ("THROUGHPUT commands/s", _f(p.rate)),
+        ("  cross-check: DB applied_at span", _f(p.db_rate)),
+        ("mean batch (records, from /metrics)", _f(p.batch.get("mean_records_per_batch"), "{:,.1f}")),
+        ("DB txns / rows per txn: mean, p50, max", _db_txns(p)),
+        ("apply p50 / p99 (ms) [1]", _apply_latency(p)),
+        ("cycle p50 / p99 (ms) [2]", _cycle_latency(p)),
+        ("worker CPU per command (us)", _f(p.cpu_us_per_command, "{:,.1f}")),
+        ("worker CPU (cores busy)", _f(p.worker_cpu_s / p.window_s if p.window_s else None, "{:.2f}")),
+        ("postgres CPU (cores busy, us/cmd)", _share(p, p.pg_cpu_s)),
+        ("kafka CPU (cores busy, us/cmd)", _share(p, p.kafka_cpu_s)),
     ]
-    phases = [p for p in (batched, naive) if p is not None]
-    header = ("", *[p.name for p in phases])
-    body: list[tuple[str, ...]] = []
+    if relay:
+        rows += [
+            ("outbox relay CPU (cores busy, us/cmd)", _share(p, p.relay_cpu_s)),
+            ("outbox relay RSS MB start/peak/end", _rss(p, ("relay_start", "relay_peak", "relay_end"))),
+        ]
+    keys = ("at_start_of_window", "peak_under_load", "end_of_window", "idle_3s_after")
+    growth = p.rss_mb.get("median_4th_quarter", 0.0) - p.rss_mb.get("median_2nd_quarter", 0.0)
+    rows += [
+        (
+            "whole machine busy (cores)",
+            f"{p.system_busy_s / p.window_s:.2f} of {meta['cpus']}" if p.window_s else "-",
+        ),
+        ("  of which not ours (other users, driver)", _other_cpu(p)),
+        ("worker RSS MB start/peak/end/idle", _rss(p, keys)),
+        ("  RSS growth, 2nd -> 4th quarter (MB)", f"{growth:+.1f}"),
+        (
+            "applied / rejected (expected rejections)",
+            f"{p.checks.get('applied', 0):,} / {p.checks.get('rejected', 0):,} ({p.expected_rejections:,})",
+        ),
+        ("ledger rows / outbox rows", f"{p.checks.get('ledger', 0):,} / {p.checks.get('outbox', 0):,}"),
+        (
+            "DLQ records / consumer lag after stop",
+            f"{p.checks.get('dlq_records')} / {p.checks.get('consumer_lag_after_stop')}",
+        ),
+    ]
+    return rows
 
-    def row(label: str, fn: Callable[[PhaseResult], str]) -> None:
-        body.append((label, *[fn(p) for p in phases]))
 
-    row("valid commands / dead-lettered", lambda p: f"{p.commands:,} / {p.bad:,}")
-    row("publish (s, records/s)", lambda p: f"{p.publish_s:.1f}s, {(p.commands + p.bad) / p.publish_s:,.0f}/s")
-    row("measured window (s)", lambda p: f"{p.window_s:.2f}")
-    row("commands in window", lambda p: _f(p.window_commands))
-    row("THROUGHPUT commands/s", lambda p: _f(p.rate))
-    row("  cross-check from DB timestamps", lambda p: _f(p.db_rate))
-    row("mean batch (records, /metrics)", lambda p: _f(p.batch.get("mean_records_per_batch"), "{:,.1f}"))
-    row("DB txns / rows per txn mean, p50, max", lambda p: (
-        f"{_f(p.batch.get('db_transactions'))} / {_f(p.batch.get('db_rows_per_txn_mean'), '{:.0f}')},"
-        f" {_f(p.batch.get('db_rows_per_txn_p50'))}, {_f(p.batch.get('db_rows_per_txn_max'))}"
-        if "db_transactions" in p.batch else "1 per command"
-    ))
-    row("apply p50 / p99 (ms)", lambda p: (
-        f"{_f(p.latency_ms.get('batch_apply_p50'), '{:.1f}')} / {_f(p.latency_ms.get('batch_apply_p99'), '{:.1f}')}"
-        + (" (>last bucket)" if p.latency_ms.get("batch_apply_p99_beyond_last_bucket") else "")
-        + " per batch, histogram-interpolated"
-        if "batch_apply_p50" in p.latency_ms
-        else f"{_f(p.latency_ms.get('apply_txn_p50'), '{:.2f}')} / {_f(p.latency_ms.get('apply_txn_p99'), '{:.2f}')} per txn"
-    ))
-    row("  per-batch cycle p50 / p99 (ms)", lambda p: (
-        f"{_f(p.latency_ms.get('txn_cycle_p50'), '{:.1f}')} / {_f(p.latency_ms.get('txn_cycle_p99'), '{:.1f}')} (DB timestamps)"
-        if "txn_cycle_p50" in p.latency_ms
-        else "- (workers interleave)" if "batch_apply_p50" in p.latency_ms
-        else f"{_f(p.latency_ms.get('message_p50'), '{:.2f}')} / {_f(p.latency_ms.get('message_p99'), '{:.2f}')} per message incl. commit"
-    ))
-    row("worker CPU per command (us)", lambda p: _f(p.cpu_us_per_command, "{:,.1f}"))
-    row("worker CPU (cores busy)", lambda p: _f(p.worker_cpu_s / p.window_s if p.window_s else None, "{:.2f}"))
-    row("postgres CPU (cores busy, us/cmd)", lambda p: (
-        f"{p.pg_cpu_s / p.window_s:.2f}, {1e6 * p.pg_cpu_s / max(1, p.window_commands):,.1f}" if p.window_s else "-"
-    ))
-    row("kafka CPU (cores busy, us/cmd)", lambda p: (
-        f"{p.kafka_cpu_s / p.window_s:.2f}, {1e6 * p.kafka_cpu_s / max(1, p.window_commands):,.1f}" if p.window_s else "-"
-    ))
-    row("whole machine busy (of cores)", lambda p: (
-        f"{p.system_busy_s / p.window_s:.2f} of {meta['cpus']}" if p.window_s else "-"
-    ))
-    row("  of which other processes (not ours)", lambda p: (
-        f"{(p.system_busy_s - p.worker_cpu_s - p.pg_cpu_s - p.kafka_cpu_s) / p.window_s:.2f}" if p.window_s else "-"
-    ))
-    row("worker RSS MB start/peak/end/idle", lambda p: "/".join(
-        _f(p.rss_mb.get(k), "{:.0f}") for k in ("at_start_of_window", "peak_under_load", "end_of_window", "idle_3s_after")
-    ))
-    row("  RSS growth 2nd->4th quarter (MB)", lambda p: _f(
-        p.rss_mb.get("median_4th_quarter", 0) - p.rss_mb.get("median_2nd_quarter", 0), "{:+.1f}"
-    ))
-    row("applied / rejected (expected rej.)", lambda p: (
-        f"{p.checks.get('applied', 0):,} / {p.checks.get('rejected', 0):,} ({p.expected_rejections:,})"
-    ))
-    row("ledger rows / outbox rows", lambda p: f"{p.checks.get('ledger', 0):,} / {p.checks.get('outbox', 0):,}")
-    row("DLQ records / lag after stop", lambda p: f"{p.checks.get('dlq_records')} / {p.checks.get('consumer_lag_after_stop')}")
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    fmt = "  " + "  ".join(f"{{:<{w}}}" for w in widths)
-    lines.append(fmt.format(*header))
-    lines.append("  " + "  ".join("-" * w for w in widths))
-    lines.extend(fmt.format(*r) for r in body)
-    lines.append("")
-    verdicts = []
+def _verdicts(batched: PhaseResult | None, naive: PhaseResult | None, meta: dict[str, Any]) -> list[str]:
+    out = []
     if batched is not None:
-        verdicts.append(
-            f"  target >= {TARGET_PER_S:,}/s: {'MET' if batched.rate >= TARGET_PER_S else 'NOT MET'}"
-            f" ({batched.rate:,.0f}/s)"
-        )
+        met = "MET" if batched.rate >= TARGET_PER_S else "NOT MET"
+        out.append(f"  target >= {TARGET_PER_S:,} commands/s: {met} ({batched.rate:,.0f}/s)")
     if batched is not None and naive is not None:
         ratio = batched.rate / naive.rate
-        verdicts.append(f"  batched / naive: {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x: {'MET' if ratio >= TARGET_RATIO else 'NOT MET'})")
-    for p in phases:
+        met = "MET" if ratio >= TARGET_RATIO else "NOT MET"
+        out.append(f"  batched / naive: {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x: {met})")
+    for p in (x for x in (batched, naive) if x is not None):
         peak = max(p.rss_mb.get("peak_under_load", 0.0), p.rss_mb.get("idle_3s_after", 0.0))
-        verdicts.append(f"  {p.name}: peak RSS {peak:.0f} MB (limit {RSS_LIMIT_MB:.0f}: {'ok' if peak < RSS_LIMIT_MB else 'OVER'})")
+        ok = "ok" if peak < RSS_LIMIT_MB else "OVER"
+        out.append(f"  {p.name}: peak RSS {peak:.0f} MB (limit {RSS_LIMIT_MB:.0f} MB: {ok})")
+        if "relay_peak" in p.rss_mb:
+            relay_ok = "ok" if p.rss_mb["relay_peak"] < RSS_LIMIT_MB else "OVER"
+            out.append(
+                f"  outbox relay during {p.name}: peak RSS {p.rss_mb['relay_peak']:.0f} MB ({relay_ok})"
+            )
         # The DLQ is at-least-once: a batch redelivered after a rebalance dead-letters its bad records again.
         exact = (
             p.checks.get("processed") == p.commands
@@ -623,18 +731,53 @@ def report(args: argparse.Namespace, batched: PhaseResult | None, naive: PhaseRe
             and (p.checks.get("dlq_records") or 0) >= p.bad
             and p.checks.get("consumer_lag_after_stop") == 0
         )
-        verdicts.append(
-            f"  {p.name}: every command processed exactly once, rejections as expected, every bad record"
-            f" on the DLQ, lag 0 after stop: {'yes' if exact else 'NO ' + str(p.checks)}"
+        out.append(
+            f"  {p.name}: each command processed exactly once, rejections as expected, bad records on the"
+            f" DLQ, lag 0 after stop: {'yes' if exact else 'NO ' + str(p.checks)}"
         )
-    verdicts.append(f"  bench driver peak RSS: {meta['driver_peak_rss_mb']:.0f} MB (holds the generated load)")
-    lines.extend(verdicts)
-    lines.append("")
-    lines.append("  notes: 'apply' for the batched worker is invmon_batch_apply_seconds (decode, dead letters,")
-    lines.append("  transaction, offset commit) interpolated linearly inside its buckets; the per-batch cycle is the")
-    lines.append("  gap between consecutive transactions' applied_at (fetch + handle), exact. Throughput: handled-")
-    lines.append("  command counter from /metrics (after the offset commit) over the sampling window.")
-    return "\n".join(lines)
+    out.append(
+        f"  bench driver (this process) peak RSS: {meta['driver_peak_rss_mb']:.0f} MB (holds the load)"
+    )
+    return out
+
+
+NOTES = """\
+  [1] batched: invmon_batch_apply_seconds (decode, dead letters, transaction, offset commit), p50/p99
+      interpolated linearly inside its buckets (0.05, 0.1, 0.25, 0.5, 1 s ...), so coarse; naive: one
+      apply_batch transaction, measured exactly in the naive worker.
+  [2] batched: gap between consecutive transactions' applied_at (the batch's clock reading), i.e. fetch +
+      decode + transaction + commit of one batch, exact; naive: one message incl. its offset commit.
+  Throughput: applied + rejected from the workers' /metrics (counted after the offset commit), or
+  processed_commands rows for the naive worker, between the first sample showing progress and the one
+  showing all commands; sampled every 100 ms. CPU: psutil user+sys of the processes over that window."""
+
+
+def report(
+    args: argparse.Namespace, batched: PhaseResult | None, naive: PhaseResult | None, meta: dict[str, Any]
+) -> str:
+    phases = [p for p in (batched, naive) if p is not None]
+    columns = [_rows(p, meta, args.with_relay) for p in phases]
+    labels = [label for label, _ in columns[0]] if columns else []
+    table = [("", *[p.name for p in phases])]
+    table += [(label, *[col[i][1] for col in columns]) for i, label in enumerate(labels)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    fmt = "  " + "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [
+        "stock command throughput: Kafka -> stock worker -> PostgreSQL",
+        f"  host: {meta['cpus']} CPUs, {meta['python']}; stack {meta['stack_dir']}"
+        f" (profile {meta['stack_profile']}); {meta['partitions']} partitions; {meta['skus']:,} SKUs",
+        f"  load average (1/5/15 min) before / after: {meta['load_before']} / {meta['load_after']}",
+        f"  command: {meta['command']}",
+        "",
+        fmt.format(*table[0]),
+        "  " + "  ".join("-" * w for w in widths),
+        *(fmt.format(*r) for r in table[1:]),
+        "",
+        *_verdicts(batched, naive, meta),
+        "",
+        NOTES,
+    ]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -644,17 +787,17 @@ async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     stack_dir = str(settings.stack_dir)
     if stack_dir.rstrip("/") in (".stack", ".stack-test") and not args.force:
-        print(f"refusing to wipe topics/tables of stack {stack_dir!r}: set INVMON_STACK_DIR to your own stack (or --force)")
+        print(f"refusing to wipe topics/tables of stack {stack_dir!r}: set INVMON_STACK_DIR (or --force)")
         return 2
     stack = StackProcs.load(settings)
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="invmon-bench-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "cpus": psutil.cpu_count(),
         "python": f"Python {platform.python_version()}",
         "stack_dir": stack_dir,
         "stack_profile": settings.stack_profile,
         "partitions": settings.kafka_partitions,
+        "skus": args.skus,
         "command": " ".join(["python -m bench.stock_throughput", *sys.argv[1:]]),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "log_dir": str(log_dir),
@@ -674,41 +817,66 @@ async def run(args: argparse.Namespace) -> int:
     print()
     print(report(args, batched, naive, meta))
     if args.json:
+
         def dump(p: PhaseResult | None) -> dict[str, Any] | None:
             if p is None:
                 return None
-            out = {k: getattr(p, k) for k in p.__slots__}  # type: ignore[attr-defined]
+            out = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
             out["rate"] = p.rate
             out["cpu_us_per_command"] = p.cpu_us_per_command
             return out
 
-        figures = {"meta": meta, "batched": dump(batched), "naive": dump(naive)}
+        figures: dict[str, Any] = {"meta": meta, "batched": dump(batched), "naive": dump(naive)}
         if batched and naive:
             figures["ratio"] = batched.rate / naive.rate
-        Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
+        _write_json(Path(args.json), figures)
     return 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--commands", type=int, default=200_000, help="commands for the real worker (0: skip)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--commands", type=int, default=200_000, help="commands for the real worker (0: skip)"
+    )
     parser.add_argument("--skus", type=int, default=2_000)
-    parser.add_argument("--naive-commands", type=int, default=5_000, help="commands for the naive worker (0: skip)")
-    parser.add_argument("--bad-per-mille", type=float, default=1.0, help="records that must be dead-lettered, per 1000")
-    parser.add_argument("--reject-per-mille", type=float, default=10.0, help="commands the rules must reject, per 1000")
+    parser.add_argument(
+        "--naive-commands", type=int, default=5_000, help="commands for the naive worker (0: skip)"
+    )
+    parser.add_argument(
+        "--bad-per-mille", type=float, default=1.0, help="records that must be dead-lettered, per 1000"
+    )
+    parser.add_argument(
+        "--reject-per-mille", type=float, default=10.0, help="commands the rules must reject, per 1000"
+    )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--with-relay", action="store_true", help="also run the outbox relay (competes for the same CPUs)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="stock worker processes in the group")
     parser.add_argument("--max-records", type=int, help="override INVMON_WORKER_MAX_RECORDS for the worker")
     parser.add_argument("--batch-timeout-ms", type=int, help="override INVMON_WORKER_BATCH_TIMEOUT_MS")
-    parser.add_argument("--timeout", type=float, default=900.0, help="give up a phase after this many seconds")
     parser.add_argument(
-        "--profile-worker", help="run the worker under cProfile, stats to PATH.<port> (figures then include its overhead)"
+        "--timeout", type=float, default=900.0, help="give up a phase after this many seconds"
+    )
+    parser.add_argument(
+        "--profile-worker",
+        help="run the worker under cProfile, stats to PATH.<port> (figures then include its overhead)",
     )
     parser.add_argument("--json", help="also write the figures as JSON here")
     parser.add_argument("--log-dir", help="worker logs go here (default: a new temp dir)")
-    parser.add_argument("--force", action="store_true", help="allow the default .stack/.stack-test stack dirs")
+    parser.add_argument(
+        "--force", action="store_true", help="allow the default .stack/.stack-test stack dirs"
+    )
     args = parser.parse_args()
+    if args.log_dir:
+        Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     sys.exit(asyncio.run(run(args)))
+
+
+def _write_json(path: Path, figures: dict[str, Any]) -> None:
+    path.write_text(json.dumps(figures, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,6 +71,15 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Outbox relay fallback poll interval; NOTIFY wakes it sooner."
     )
     outbox_batch_size: int = Field(500, ge=1, description="Most outbox rows the relay publishes per round.")
+    jwt_secret: SecretStr = Field(
+        SecretStr("dev-only-secret-change-me-0123456789abcdef"),
+        description="HMAC key (HS256, at least 32 bytes) that signs access tokens. Set it in production.",
+    )
+    jwt_issuer: str = Field(
+        "inventory-monitor", description="`iss` of issued tokens; checked on every request."
+    )
+    jwt_audience: str = Field("inventory-monitor-api", description="`aud` of issued tokens; checked too.")
+    jwt_ttl_s: int = Field(900, ge=30, description="Lifetime of an access token in seconds.")
     log_level: str = Field("INFO", description="Log level of every process.")
     log_json: bool = Field(True, description="Log JSON lines (false: human-readable console lines).")
 

@@ -16,11 +16,14 @@ from rich.table import Table
 from contracts.topics import ALL_TOPICS, PRICE_COMMANDS_DLQ, STOCK_COMMANDS_DLQ
 from infra.settings import get_settings
 from invmon import dlq
+from invmon.cli_auth import apikey_app, user_app
 from invmon.cli_stack import stack_app
 from invmon.dlq import DeadLetter
 
 app = typer.Typer(name="invmon", help="inventory-monitor: real-time inventory and price monitoring.")
 app.add_typer(stack_app, name="stack")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-letter topics: list and replay.", no_args_is_help=True)

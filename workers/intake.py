@@ -94,8 +94,10 @@ def decode(records: Sequence[Record], adapter: TypeAdapter[S]) -> Decoded[S]:
         except ValidationError as error:
             invalid.append(Invalid(record, f"invalid command: {_reason(error)}"))
             continue
-        key = (record.key or b"").decode("utf-8", "replace").strip().upper()
-        if key != command.sku:
+        # Exactly the normalised SKU: a key spelled another way would hash to another partition and break
+        # the per-SKU order of commands.
+        if record.key != command.sku.encode():
+            key = (record.key or b"").decode("utf-8", "replace")
             invalid.append(Invalid(record, f"record key {key!r} does not match sku {command.sku!r}"))
             continue
         valid.append(command)

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from infra.settings import Settings
+from invmon.cli import app
 from tests.processes import Process, running
 
 
@@ -24,7 +26,37 @@ def pipeline(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield processes
 
 
+ADMIN = "e2e-admin"
+ADMIN_PASSWORD = "e2e-admin-password-0123"
+
+
+@pytest.fixture(scope="package")
+def admin_token(pipeline: dict[str, Process], stack: Settings) -> str:
+    """An admin user made the way an operator would (`invmon user add`), logged in through the edge."""
+    result = CliRunner().invoke(
+        app, ["user", "add", ADMIN, "--role", "admin", "--password-stdin"], input=ADMIN_PASSWORD + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    response = httpx.post(
+        f"http://127.0.0.1:{stack.edge_port}/v1/auth/token",
+        data={"username": ADMIN, "password": ADMIN_PASSWORD},
+        timeout=10.0,
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
 @pytest.fixture
-async def edge(pipeline: dict[str, Process], stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.edge_port}", timeout=10.0) as client:
+async def edge(admin_token: str, stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{stack.edge_port}",
+        timeout=10.0,
+        headers={"Authorization": f"Bearer {admin_token}"},
+    ) as client:
         yield client
+
+
+@pytest.fixture
+def live_url(admin_token: str, stack: Settings) -> str:
+    return f"ws://127.0.0.1:{stack.edge_port}/v1/live?token={admin_token}"

@@ -9,7 +9,6 @@ import httpx
 import pytest
 import websockets
 
-from infra.settings import Settings
 from tests.e2e.support import new_sku, next_event, wait_for_status
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
@@ -21,9 +20,9 @@ async def applied(edge: httpx.AsyncClient, response: httpx.Response) -> None:
     assert status["status"] == "applied", status
 
 
-async def test_reservation_lifecycle_alerts_and_ledger(edge: httpx.AsyncClient, stack: Settings) -> None:
+async def test_reservation_lifecycle_alerts_and_ledger(edge: httpx.AsyncClient, live_url: str) -> None:
     sku = new_sku()
-    async with websockets.connect(f"ws://127.0.0.1:{stack.edge_port}/v1/live") as ws:
+    async with websockets.connect(live_url) as ws:
         await ws.recv()
         await applied(
             edge, await edge.post("/v1/items", json={"sku": sku, "name": "Lamp", "min_stock_level": 3})

@@ -29,9 +29,9 @@ async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-async def test_command_reaches_websocket_and_read_api(edge: httpx.AsyncClient, stack: Settings) -> None:
+async def test_command_reaches_websocket_and_read_api(edge: httpx.AsyncClient, live_url: str) -> None:
     sku = new_sku()
-    async with websockets.connect(f"ws://127.0.0.1:{stack.edge_port}/v1/live") as ws:
+    async with websockets.connect(live_url) as ws:
         assert json.loads(await ws.recv()) == {"kind": "hello"}
         response = await edge.post(
             "/v1/items", json={"sku": sku.lower(), "name": "Skeleton mug", "initial_quantity": 5}

@@ -37,7 +37,10 @@ async def publish_due(engine: AsyncEngine, schedule: Schedule, publish: Publish,
     async with command_log.transaction(engine) as pg:
         if not await pg.fetchval("SELECT pg_try_advisory_xact_lock($1)", schedule.lock_key):
             return 0
-        commands = await schedule.due(pg, now)
+        # The database's clock decided what is due, so the commands carry its time: a worker whose clock
+        # lags must not refuse them as "not yet due" (their ids are fixed; a refusal would be final).
+        db_now: datetime = await pg.fetchval("SELECT now()")
+        commands = await schedule.due(pg, max(now, db_now))
         for command in commands:
             await publish(command)
     return len(commands)

@@ -201,7 +201,7 @@ def _apply(
         case SetPrice():
             return _set_price(state, command, ctx)
         case ApprovePriceChange():
-            pending = _pending(change, command.change_id, state)
+            pending = _pending(change, command.change_id, state, command.sku)
             approved = replace(pending, status="approved", decided_by=command.actor, comment=command.comment)
             ctx.add(
                 PriceChangeApproved,
@@ -216,7 +216,7 @@ def _apply(
             new = _commit(state, pending, start, "approval", command.actor, ctx)
             return new, approved
         case RejectPriceChange():
-            pending = _pending(change, command.change_id, state)
+            pending = _pending(change, command.change_id, state, command.sku)
             ctx.add(
                 PriceChangeRejected,
                 currency=state.currency,
@@ -228,14 +228,14 @@ def _apply(
                 pending, status="rejected", decided_by=command.actor, comment=command.comment
             )
         case CancelScheduledPrice():
-            window = _open_window(state, command.change_id)
+            window = _open_window(state, command.change_id, command.sku)
             ctx.add(ScheduledPriceCancelled, currency=state.currency, change_id=window.change_id)
             return _close_window(state, window, "cancelled", ctx), None
         case ActivateScheduledPrice():
             return _activate(state, command, ctx), None
         case ExpireScheduledPrice():
-            window = _open_window(state, command.change_id)
-            if window.status != "active" or window.end is None or window.end > ctx.now:
+            window = _open_window(state, command.change_id, command.sku)
+            if window.status != "active" or window.end is None or window.end > _due_by(command, ctx):
                 raise _Reject("not_due", f"window {window.change_id} is not due to expire")
             ctx.add(ScheduledPriceExpired, currency=state.currency, change_id=window.change_id)
             return _close_window(state, window, "expired", ctx), None
@@ -272,7 +272,7 @@ def _set_price(state: PriceState, command: SetPrice, ctx: _Ctx) -> tuple[PriceSt
         requested_at=ctx.now,
         why="",
     )
-    if start is not None or end is not None:
+    if _is_window(change, ctx.now):
         _require_free(state, start if start and start > ctx.now else ctx.now, end)
     why = _needs_approval(state, terms, ctx.policy)
     if why:
@@ -294,14 +294,30 @@ def _set_price(state: PriceState, command: SetPrice, ctx: _Ctx) -> tuple[PriceSt
     ), None
 
 
+def _is_window(change: Change, now: datetime) -> bool:
+    """A change with an end, or a future start, is a window; one that starts now or earlier and never ends
+    replaces the base price."""
+    return change.end is not None or (change.start is not None and change.start > now)
+
+
+def _exact_pct(part: Decimal, whole: Decimal) -> Decimal:
+    return part / whole * 100
+
+
 def _needs_approval(state: PriceState, terms: Terms, policy: PricePolicy) -> str:
-    current = state.terms
-    moved = change_pct(current.effective if current else None, terms.effective)
-    if moved is not None and abs(moved) > policy.approval_threshold_pct:
-        return f"price moves {moved}% (more than {policy.approval_threshold_pct}%)"
-    margin = margin_pct(terms.effective, terms.cost)
-    if margin is not None and margin < policy.margin_floor_pct:
-        return f"margin {margin}% is under the floor of {policy.margin_floor_pct}%"
+    # Measured against the base the change replaces (a window in force is temporary), with exact
+    # percentages: rounding first would let 20.004% pass a 20% threshold.
+    reference = state.base or state.terms
+    if reference is not None and reference.effective != 0:
+        moved = _exact_pct(terms.effective - reference.effective, reference.effective)
+        if abs(moved) > policy.approval_threshold_pct:
+            shown = change_pct(reference.effective, terms.effective)
+            return f"price moves {shown}% (more than {policy.approval_threshold_pct}%)"
+    if terms.cost is not None and terms.effective != 0:
+        margin = _exact_pct(terms.effective - terms.cost, terms.effective)
+        if margin < policy.margin_floor_pct:
+            shown = margin_pct(terms.effective, terms.cost)
+            return f"margin {shown}% is under the floor of {policy.margin_floor_pct}%"
     return ""
 
 
@@ -324,7 +340,7 @@ def _commit(
     ctx: _Ctx,
 ) -> PriceState:
     """Make an accepted change real: a base change, a window starting now, or a scheduled window."""
-    if change.start is not None or change.end is not None:
+    if _is_window(change, ctx.now):
         _require_free(state, future_start or ctx.now, change.end)
     if future_start is not None:
         window = Window(
@@ -365,6 +381,7 @@ def _announce(
     ctx: _Ctx,
     change: Change | None = None,
     approved_by: str | None = None,
+    window: Window | None = None,
 ) -> None:
     terms = new.terms
     if terms is None:
@@ -384,25 +401,27 @@ def _announce(
         markup_pct=markup_pct(terms.effective, terms.cost),
         reason=change.reason if change else None,
         notes=change.notes if change else None,
-        effective_from=change.start if change else None,
-        effective_until=change.end if change else None,
-        requested_by=change.requested_by if change else ctx.command.actor,
-        approved_by=approved_by,
+        effective_from=window.start if window else (change.start if change else None),
+        effective_until=window.end if window else (change.end if change else None),
+        requested_by=window.requested_by
+        if window
+        else (change.requested_by if change else ctx.command.actor),
+        approved_by=window.approved_by if window else approved_by,
         version=new.version,
     )
 
 
-def _pending(change: Change | None, change_id: uuid.UUID, state: PriceState) -> Change:
-    if change is None or change.sku != state.sku or change.currency != state.currency:
+def _pending(change: Change | None, change_id: uuid.UUID, state: PriceState, sku: str) -> Change:
+    if change is None or change.sku != sku or change.sku != state.sku or change.currency != state.currency:
         raise _Reject("unknown_change", f"no price change {change_id} for {state.sku}")
     if change.status != "pending":
         raise _Reject("change_closed", f"price change {change_id} is already {change.status}")
     return change
 
 
-def _open_window(state: PriceState, change_id: uuid.UUID) -> Window:
+def _open_window(state: PriceState, change_id: uuid.UUID, sku: str) -> Window:
     for window in state.windows:
-        if window.change_id == change_id:
+        if window.change_id == change_id and state.sku == sku:
             return window
     raise _Reject("change_closed", f"no scheduled or active price window {change_id} for {state.sku}")
 
@@ -415,15 +434,20 @@ def _close_window(state: PriceState, window: Window, status: WindowStatus, ctx: 
         version=state.version + 1,
     )
     if window.status == "active":
-        _announce(state, new, window.change_id, "scheduled", ctx)
+        _announce(state, new, window.change_id, "scheduled", ctx, window=window)
     return new
 
 
+def _due_by(command: PriceCommand, ctx: _Ctx) -> datetime:
+    # The scheduler stamps issued_at with the database clock that found the window due.
+    return max(ctx.now, command.issued_at)
+
+
 def _activate(state: PriceState, command: ActivateScheduledPrice, ctx: _Ctx) -> PriceState:
-    window = _open_window(state, command.change_id)
+    window = _open_window(state, command.change_id, command.sku)
     if window.status != "scheduled":
         raise _Reject("change_closed", f"window {window.change_id} is already {window.status}")
-    if window.start > ctx.now:
+    if window.start > _due_by(command, ctx):
         raise _Reject("not_due", f"window {window.change_id} starts at {window.start.isoformat()}")
     if window.end is not None and window.end <= ctx.now:
         # The worker was down for the whole window: it never became effective.
@@ -436,7 +460,7 @@ def _activate(state: PriceState, command: ActivateScheduledPrice, ctx: _Ctx) -> 
         version=state.version + 1,
     )
     ctx.add(ScheduledPriceActivated, currency=state.currency, change_id=window.change_id)
-    _announce(state, new, window.change_id, "scheduled", ctx)
+    _announce(state, new, window.change_id, "scheduled", ctx, window=window)
     return new
 
 

@@ -299,8 +299,10 @@ def _close(
         raise _Reject(
             "reservation_closed", f"reservation {reservation.reservation_id} is {reservation.status}"
         )
+    # The scheduler stamps issued_at with the database clock that found the reservation due.
+    due_by = max(now, command.issued_at)
     if isinstance(command, ExpireReservation) and (
-        reservation.expires_at is None or now < reservation.expires_at
+        reservation.expires_at is None or due_by < reservation.expires_at
     ):
         raise _Reject("not_expired", f"reservation {reservation.reservation_id} has not expired")
     status, event_type = _CLOSING[command.type]

@@ -1,0 +1,147 @@
+"""Who is calling: OAuth2 password flow issuing short-lived JWTs (HS256, pinned), and API keys for
+machines. Every route declares the role it needs with `Depends(require(...))`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from pydantic import BaseModel
+from starlette.requests import HTTPConnection
+
+from api_edge.problems import Problem
+from api_edge.state import clients
+from db import auth_repo
+from infra.credentials import Role, digest_matches, split_api_key, verify_password
+
+ALGORITHM = "HS256"  # pinned: the token's own header never chooses the algorithm
+MAX_TOKEN_BYTES = 4096
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str  # "user:alice" or "key:<key_id>"
+    roles: frozenset[str]
+
+    def has(self, role: Role) -> bool:
+        # admin may do everything; every role may read.
+        return "admin" in self.roles or role in self.roles or (role == "viewer" and bool(self.roles))
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        401,
+        "Not authenticated",
+        detail,
+        type_="/problems/unauthenticated",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def issue_token(request: Request, subject: str, roles: list[str]) -> Token:
+    settings = clients(request).settings
+    now = int(time.time())
+    claims = {
+        "sub": subject,
+        "roles": roles,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + settings.jwt_ttl_s,
+    }
+    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return Token(access_token=token, expires_in=settings.jwt_ttl_s)
+
+
+def decode_token(request: HTTPConnection, token: str) -> Principal:
+    if len(token) > MAX_TOKEN_BYTES:
+        raise _unauthorized("token too large")
+    settings = clients(request).settings
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+        )
+    except jwt.PyJWTError as error:
+        raise _unauthorized(f"invalid token: {type(error).__name__}") from error
+    roles = claims.get("roles")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise _unauthorized("invalid token: roles")
+    return Principal(str(claims["sub"]), frozenset(roles))
+
+
+async def _from_api_key(request: Request, key: str) -> Principal:
+    parts = split_api_key(key)
+    if parts is None:
+        raise _unauthorized("malformed API key")
+    key_id, secret = parts
+    async with clients(request).engine.connect() as conn:
+        row = await auth_repo.get_api_key(conn, key_id)
+    if row is None or not digest_matches(secret, row["secret_sha256"]):
+        raise _unauthorized("unknown or revoked API key")
+    return Principal(f"key:{key_id}", frozenset(row["roles"]))
+
+
+async def authenticate(
+    request: Request,
+    bearer: Annotated[str | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    if api_key:
+        return await _from_api_key(request, api_key)
+    if bearer:
+        if bearer.startswith("imk_"):
+            return await _from_api_key(request, bearer)
+        return decode_token(request, bearer)
+    raise _unauthorized("send a bearer token or an X-API-Key header")
+
+
+def require(role: Role) -> Callable[..., Awaitable[Principal]]:
+    async def check(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.has(role):
+            raise Problem(403, "Forbidden", f"this needs the {role} role", type_="/problems/forbidden")
+        request.state.principal = principal
+        return principal
+
+    check.__name__ = f"require_{role}"
+    return check
+
+
+def actor(request: Request) -> str:
+    """The authenticated caller, recorded as the actor of the commands it sends."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise RuntimeError("a command route without an authentication dependency")
+    return principal.subject
+
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+@router.post("/token", responses={401: {"description": "Wrong username or password."}})
+async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+    """OAuth2 password flow: exchange a username and password for a short-lived access token."""
+    async with clients(request).engine.connect() as conn:
+        user = await auth_repo.get_user(conn, form.username)
+    if not verify_password(form.password, user["password_hash"] if user else None) or user is None:
+        raise _unauthorized("wrong username or password")
+    return issue_token(request, f"user:{user['username']}", list(user["roles"]))
