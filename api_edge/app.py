@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from api_edge import asyncapi, auth, commands, health, live, price_commands, price_reads, problems, reads
 from api_edge.live import LiveHub
+from api_edge.ratelimit import RateLimits
 from api_edge.state import Clients
 from db.engine import make_engine
 from infra.kafka import make_broker
@@ -25,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         redis = Redis.from_url(settings.redis_url)
         hub = LiveHub(redis)
-        app.state.clients = Clients(settings, broker, engine, redis, hub)
+        app.state.clients = Clients(settings, broker, engine, redis, hub, RateLimits(settings))
         await broker.connect()
         await hub.start()
         try:
@@ -42,6 +44,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Publish stock commands, read applied state, watch live events.",
         lifespan=lifespan,
     )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key"],
+            expose_headers=[
+                "Location",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+        )
     problems.install(app)
     health.install_request_metrics(app)
     for module in (auth, commands, price_commands, reads, price_reads, live, health, asyncapi):

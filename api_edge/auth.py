@@ -117,6 +117,7 @@ async def authenticate(
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     async def check(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        await clients(request).limits.check(request, principal.subject)
         if not principal.has(role):
             raise Problem(403, "Forbidden", f"this needs the {role} role", type_="/problems/forbidden")
         request.state.principal = principal
@@ -140,6 +141,7 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 @router.post("/token", responses={401: {"description": "Wrong username or password."}})
 async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     """OAuth2 password flow: exchange a username and password for a short-lived access token."""
+    await clients(request).limits.check(request, None)
     async with clients(request).engine.connect() as conn:
         user = await auth_repo.get_user(conn, form.username)
     if not verify_password(form.password, user["password_hash"] if user else None) or user is None:

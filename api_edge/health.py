@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from sqlalchemy import text
 
+from api_edge.ratelimit import response_headers
 from api_edge.state import clients
 from infra.service import metrics_response, run_checks
 
@@ -60,6 +61,7 @@ def install_request_metrics(app: FastAPI) -> None:
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        response.headers.update(response_headers(request))
         route = request.scope.get("route")
         name = getattr(route, "path", "unmatched")
         LATENCY.labels(name).observe(time.perf_counter() - started)

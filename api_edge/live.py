@@ -37,7 +37,21 @@ class LiveHub:
         self._redis = redis
         self._queues: set[asyncio.Queue[str | None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._waiters: dict[str, asyncio.Future[None]] = {}
         self.subscribed = asyncio.Event()
+
+    def waiter(self, command_id: str) -> asyncio.Future[None]:
+        """A future resolved when an event of this command passes by (the edge's `?wait=`)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[command_id] = future
+        future.add_done_callback(lambda _: self._waiters.pop(command_id, None))
+        return future
+
+    def _wake(self, payload: str) -> None:
+        # A substring test keeps the common case (nobody waiting, or another command) free of JSON parsing.
+        for command_id, future in list(self._waiters.items()):
+            if command_id in payload and not future.done():
+                future.set_result(None)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._pump(), name="live-hub")
@@ -93,6 +107,8 @@ class LiveHub:
                         if message["type"] == "pmessage":
                             data = message["data"]
                             payload = data.decode() if isinstance(data, bytes) else str(data)
+                            if self._waiters:
+                                self._wake(payload)
                             self.broadcast(f'{{"kind":"event","event":{payload}}}')
             except (RedisConnectionError, OSError) as error:
                 self.subscribed.clear()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,10 +63,12 @@ class ReserveStockRequest(ReserveStockSpec, CommandMeta):
 
 
 class Accepted(BaseModel):
-    """The broker durably accepted the command; it is applied asynchronously."""
+    """202: the broker durably accepted the command; it is applied asynchronously.
+    200 (with `?wait=`): the command was applied or rejected within the wait."""
 
     command_id: UUID
-    status: str = Field("accepted", examples=["accepted"])
+    status: Literal["accepted", "applied", "rejected"] = Field("accepted", examples=["accepted"])
+    reason: str | None = Field(None, description="Why the command was rejected.")
     status_url: str = Field(description="Where to read the command's outcome.")
 
 

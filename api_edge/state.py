@@ -12,8 +12,9 @@ from starlette.requests import HTTPConnection
 
 from infra.settings import Settings
 
-if TYPE_CHECKING:  # the hub's module needs this one: import only for the annotation
+if TYPE_CHECKING:  # these modules need this one: import only for the annotations
     from api_edge.live import LiveHub
+    from api_edge.ratelimit import RateLimits
 
 
 @dataclass(slots=True)
@@ -23,6 +24,7 @@ class Clients:
     engine: AsyncEngine
     redis: Redis
     hub: LiveHub
+    limits: RateLimits
 
 
 def clients(conn: HTTPConnection) -> Clients:

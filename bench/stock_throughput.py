@@ -384,16 +384,31 @@ finally:
 """
 
 
+# An experiment, not the product: the same worker with the cyclic GC tuned after the imports (--gc-tuned).
+_GC_TUNED_WORKER = """
+import gc, sys
+from workers.stock_worker.main import main
+gc.collect()
+gc.freeze()  # the import-time heap is never scanned again
+gc.set_threshold(int(sys.argv[1]), 20, 20)
+main()
+"""
+
+
 def start_worker(
     args: argparse.Namespace, port: int, log_dir: Path, env: dict[str, str]
 ) -> processes.Process:
-    """The Procfile's stock_worker; with --profile-worker the same module under cProfile (slower)."""
-    if not args.profile_worker:
+    """The Procfile's stock_worker; with --profile-worker the same module under cProfile (slower), with
+    --gc-tuned the same module after gc.freeze() and a larger gen-0 threshold."""
+    if args.profile_worker:
+        argv = ["-c", _PROFILED_WORKER, f"{args.profile_worker}.{port}"]
+    elif args.gc_tuned:
+        argv = ["-c", _GC_TUNED_WORKER, str(args.gc_tuned)]
+    else:
         return processes.start("stock_worker", port, log_dir, env)
-    out = f"{args.profile_worker}.{port}"
     log = log_dir / "stock_worker.log"
     popen = subprocess.Popen(
-        [sys.executable, "-c", _PROFILED_WORKER, out],
+        [sys.executable, *argv],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=log.open("ab"),
@@ -863,6 +878,12 @@ def main() -> None:
     parser.add_argument(
         "--profile-worker",
         help="run the worker under cProfile, stats to PATH.<port> (figures then include its overhead)",
+    )
+    parser.add_argument(
+        "--gc-tuned",
+        type=int,
+        metavar="GEN0",
+        help="experiment: run the worker after gc.freeze() with gen-0 threshold GEN0 (e.g. 20000)",
     )
     parser.add_argument("--json", help="also write the figures as JSON here")
     parser.add_argument("--log-dir", help="worker logs go here (default: a new temp dir)")

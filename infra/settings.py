@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     )
     jwt_audience: str = Field("inventory-monitor-api", description="`aud` of issued tokens; checked too.")
     jwt_ttl_s: int = Field(900, ge=30, description="Lifetime of an access token in seconds.")
+    rate_limit_principal: str = Field(
+        "1200/minute", description="Requests each user or API key may make, shared by all edge processes."
+    )
+    rate_limit_ip: str = Field(
+        "2400/minute", description="Requests each client IP may make (also before login)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed by CORS (JSON list); never a wildcard with credentials.",
+    )
+    idempotency_ttl_s: int = Field(86400, ge=60, description="How long an Idempotency-Key answer is kept.")
+    batch_max_commands: int = Field(10000, ge=1, description="Most commands one batch request may carry.")
+    batch_max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest batch request body in bytes.")
     log_level: str = Field("INFO", description="Log level of every process.")
     log_json: bool = Field(True, description="Log JSON lines (false: human-readable console lines).")
 

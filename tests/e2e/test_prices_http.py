@@ -79,8 +79,8 @@ async def test_large_change_waits_for_approval_then_history_shows_both(edge: htt
     last = (await edge.get(f"/v1/items/{sku}/prices/EUR/history")).json()["entries"][-1]
     assert (last["change_type"], last["requested_by"], last["approved_by"]) == (
         "approval",
-        "anonymous",
-        "anonymous",
+        "user:e2e-admin",
+        "user:e2e-admin",
     )
     again = await edge.post(f"/v1/items/{sku}/price-changes/{held['command_id']}/approve")
     status = await wait_for_status(edge, again.json()["command_id"])

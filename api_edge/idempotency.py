@@ -1,0 +1,89 @@
+"""`Idempotency-Key`: the same key and request from the same principal get the original answer and publish
+nothing new; the same key with another request is refused. Answers live in Redis for a day.
+
+The command id itself derives from (principal, key), so even if Redis forgot the answer, a retry publishes
+the same command id and the pipeline still applies it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from redis.asyncio import Redis
+
+from api_edge.problems import Problem
+
+NAMESPACE = uuid.UUID("5b0c1d2e-3f4a-4b5c-8d6e-7f8091a2b3c4")
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    redis_key: str
+    fingerprint: str
+    command_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    status: int
+    body: dict[str, Any]
+    location: str | None
+
+
+async def fingerprint(request: Request) -> str:
+    body = await request.body()
+    return hashlib.sha256(
+        b"%s %s\n%s" % (request.method.encode(), request.url.path.encode(), body)
+    ).hexdigest()
+
+
+async def claim(
+    redis: Redis, request: Request, principal: str, ttl_s: int
+) -> tuple[Claim | None, Stored | None]:
+    """(claim to complete, None) for a new key; (None, stored answer) for a replay; raises on misuse."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None, None
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise Problem(400, "Bad Idempotency-Key", f"use 1 to {MAX_KEY_LENGTH} characters")
+    print_ = await fingerprint(request)
+    redis_key = f"invmon:idem:{principal}:{key}"
+    command_id = uuid.uuid5(NAMESPACE, f"{principal}\n{key}")
+    pending = json.dumps({"fingerprint": print_, "state": "pending"})
+    if await redis.set(redis_key, pending, nx=True, ex=ttl_s):
+        return Claim(redis_key, print_, command_id), None
+    raw = await redis.get(redis_key)
+    record = json.loads(raw) if raw else {}
+    if record.get("fingerprint") != print_:
+        raise Problem(
+            422,
+            "Idempotency-Key reused",
+            "this key was used with a different request",
+            type_="/problems/idempotency-key-reused",
+        )
+    if record.get("state") != "done":
+        raise Problem(409, "Request in progress", "a request with this key is still being processed",
+                      headers={"Retry-After": "1"})  # fmt: skip
+    return None, Stored(int(record["status"]), record["body"], record.get("location"))
+
+
+async def complete(redis: Redis, done: Claim, stored: Stored, ttl_s: int) -> None:
+    record = {
+        "fingerprint": done.fingerprint,
+        "state": "done",
+        "status": stored.status,
+        "body": stored.body,
+        "location": stored.location,
+    }
+    await redis.set(done.redis_key, json.dumps(record), ex=ttl_s)
+
+
+async def release(redis: Redis, failed: Claim) -> None:
+    """The request failed before the broker accepted it: let a retry with the same key run again."""
+    await redis.delete(failed.redis_key)
