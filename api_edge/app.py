@@ -9,12 +9,23 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
-from api_edge import asyncapi, auth, commands, health, live, price_commands, price_reads, problems, reads
+from api_edge import (
+    asyncapi,
+    auth,
+    batch,
+    commands,
+    health,
+    live,
+    price_commands,
+    price_reads,
+    problems,
+    reads,
+)
 from api_edge.live import LiveHub
 from api_edge.ratelimit import RateLimits
 from api_edge.state import Clients
 from db.engine import make_engine
-from infra.kafka import make_broker
+from infra.kafka import make_broker, raw_producer
 from infra.settings import Settings, get_settings
 
 
@@ -27,13 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         redis = Redis.from_url(settings.redis_url)
         hub = LiveHub(redis)
-        app.state.clients = Clients(settings, broker, engine, redis, hub, RateLimits(settings))
+        producer = raw_producer(settings, client_id="edge-batch")
+        app.state.clients = Clients(settings, broker, engine, redis, hub, RateLimits(settings), producer)
         await broker.connect()
+        await producer.start()
         await hub.start()
         try:
             yield
         finally:
             await hub.stop()
+            await producer.stop()
             await broker.stop()
             await redis.aclose()
             await engine.dispose()
@@ -61,6 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     problems.install(app)
     health.install_request_metrics(app)
-    for module in (auth, commands, price_commands, reads, price_reads, live, health, asyncapi):
+    for module in (auth, batch, commands, price_commands, reads, price_reads, live, health, asyncapi):
         app.include_router(module.router)
     return app

@@ -19,6 +19,16 @@ log = structlog.get_logger("invmon.edge")
 PUBLISHES = Counter("invmon_edge_publishes_total", "Commands published by the edge, by outcome.", ["outcome"])
 
 
+def broker_unavailable(detail: str) -> Problem:
+    return Problem(
+        503,
+        "Command broker unavailable",
+        detail,
+        type_="/problems/broker-unavailable",
+        headers={"Retry-After": "2"},
+    )
+
+
 async def publish_command(clients: Clients, command: StockCommand | PriceCommand, topic: Topic) -> None:
     body = command.model_dump_json().encode()
     headers = {"content-type": "application/json", "command-type": command.type}
@@ -30,12 +40,6 @@ async def publish_command(clients: Clients, command: StockCommand | PriceCommand
     except (KafkaError, OSError, TimeoutError) as error:
         PUBLISHES.labels("failed").inc()
         log.warning("publish_failed", command_id=str(command.command_id), sku=command.sku, error=repr(error))
-        raise Problem(
-            503,
-            "Command broker unavailable",
-            "The command was not accepted; retry with the same command_id.",
-            type_="/problems/broker-unavailable",
-            headers={"Retry-After": "2"},
-        ) from error
+        raise broker_unavailable("The command was not accepted; retry with the same command_id.") from error
     PUBLISHES.labels("ok").inc()
     log.info("command_published", command_id=str(command.command_id), sku=command.sku, type=command.type)

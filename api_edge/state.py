@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,7 @@ class Clients:
     redis: Redis
     hub: LiveHub
     limits: RateLimits
+    producer: AIOKafkaProducer  # raw producer for batch intake: per-record futures, no per-call overhead
 
 
 def clients(conn: HTTPConnection) -> Clients:

@@ -1,0 +1,158 @@
+"""Batch intake: many commands in one request (a JSON array or NDJSON), validated one by one. Valid ones
+are published with their own SKU keys; invalid ones are reported by index and publish nothing.
+
+Give each command a `command_id` (or send an Idempotency-Key, from which the ids derive) so a retried batch
+is applied once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from api_edge import idempotency
+from api_edge.auth import actor, require
+from api_edge.idempotency import Stored
+from api_edge.intake import SOURCE
+from api_edge.problems import Problem
+from api_edge.publish import PUBLISHES, broker_unavailable
+from api_edge.state import Clients, clients
+from contracts.price_commands import PRICE_COMMAND_ADAPTER
+from contracts.stock_commands import STOCK_COMMAND_ADAPTER
+from contracts.topics import PRICE_COMMANDS, STOCK_COMMANDS, Topic
+
+
+class BatchAccepted(BaseModel):
+    accepted: int
+    command_ids: list[dict[str, Any]] = Field(description="`{index, command_id}` of every published command.")
+    errors: list[dict[str, Any]] = Field(description="`{index, errors}` of every refused command.")
+
+
+async def _items(request: Request, max_bytes: int, max_count: int) -> list[Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and int(declared) > max_bytes:
+        raise Problem(413, "Batch too large", f"at most {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise Problem(413, "Batch too large", f"at most {max_bytes} bytes")
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    try:
+        if kind == "application/x-ndjson":
+            items = [json.loads(line) for line in body.splitlines() if line.strip()]
+        else:
+            items = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise Problem(400, "Malformed batch", f"cannot parse the body as {kind}: {error}") from error
+    if not isinstance(items, list):
+        raise Problem(422, "Malformed batch", "the body must be a JSON array (or NDJSON lines)")
+    if len(items) > max_count:
+        raise Problem(413, "Batch too large", f"at most {max_count} commands")
+    return items
+
+
+async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> JSONResponse:
+    c: Clients = clients(request)
+    principal = actor(request)
+    claim, replay = await idempotency.claim(c.redis, request, principal, c.settings.idempotency_ttl_s)
+    if replay is not None:
+        return JSONResponse(replay.body, status_code=replay.status)
+    try:
+        items = await _items(request, c.settings.batch_max_bytes, c.settings.batch_max_commands)
+        now = datetime.now(UTC)
+        valid: list[tuple[int, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                errors.append(
+                    {"index": index, "errors": [{"loc": [], "msg": "each command must be an object"}]}
+                )
+                continue
+            default_id = uuid.uuid5(claim.command_id, str(index)) if claim else uuid.uuid4()
+            envelope = {
+                "command_id": default_id,
+                **item,
+                "issued_at": now,
+                "actor": principal,
+                "source": SOURCE,
+            }
+            try:
+                valid.append((index, adapter.validate_python(envelope)))
+            except ValidationError as error:
+                details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors(include_url=False)]
+                errors.append({"index": index, "errors": details})
+        await _publish(c, topic, [command for _, command in valid])
+    except BaseException:
+        if claim is not None:
+            await idempotency.release(c.redis, claim)
+        raise
+    answer = BatchAccepted(
+        accepted=len(valid),
+        command_ids=[{"index": i, "command_id": str(cmd.command_id)} for i, cmd in valid],
+        errors=errors,
+    ).model_dump(mode="json")
+    code = 202 if valid or not errors else 422
+    if claim is not None:
+        await idempotency.complete(c.redis, claim, Stored(code, answer, None), c.settings.idempotency_ttl_s)
+    return JSONResponse(answer, status_code=code)
+
+
+async def _publish(c: Clients, topic: Topic, commands: list[Any]) -> None:
+    """Enqueue every command in order (per-key order holds), then wait for all broker acks at once."""
+    headers = [("content-type", b"application/json")]
+    try:
+        async with asyncio.timeout(c.settings.edge_publish_timeout_s):
+            acks = [
+                await c.producer.send(
+                    topic.name, cmd.model_dump_json().encode(), cmd.sku.encode(), headers=headers
+                )
+                for cmd in commands
+            ]
+            await asyncio.gather(*acks)
+    except (KafkaError, OSError, TimeoutError) as error:
+        PUBLISHES.labels("failed").inc(len(commands))
+        raise broker_unavailable(
+            "Not every command was acknowledged; retry with the same command ids or Idempotency-Key."
+        ) from error
+    PUBLISHES.labels("ok").inc(len(commands))
+
+
+_BATCH_DOC: dict[str, Any] = {
+    "status_code": 202,
+    "response_model": BatchAccepted,
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
+    "responses": {
+        413: {"description": "Too many commands or too many bytes."},
+        503: {"description": "Broker down."},
+    },
+}
+
+router = APIRouter(prefix="/v1/commands", tags=["batch"])
+
+
+@router.post("/stock:batch", dependencies=[Depends(require("operator"))], **_BATCH_DOC)
+async def stock_batch(request: Request) -> JSONResponse:
+    """Stock commands (each with `type`, `sku` and its fields; the edge sets actor, source, issued_at)."""
+    return await _batch(request, STOCK_COMMANDS, STOCK_COMMAND_ADAPTER)
+
+
+@router.post("/price:batch", dependencies=[Depends(require("pricing"))], **_BATCH_DOC)
+async def price_batch(request: Request) -> JSONResponse:
+    """Price commands, like the stock batch."""
+    return await _batch(request, PRICE_COMMANDS, PRICE_COMMAND_ADAPTER)
