@@ -32,7 +32,7 @@ from contracts.price_events import (
     ScheduledPriceCancelled,
     ScheduledPriceExpired,
 )
-from contracts.stock_events import CommandRejected, RejectionCode
+from workers.rules.rejection import Reject, Rejected, rejected
 
 WindowStatus = Literal["scheduled", "active", "expired", "cancelled"]
 ChangeStatus = Literal["pending", "approved", "rejected"]
@@ -124,13 +124,6 @@ class Applied:
     closed_windows: tuple[Window, ...] = ()  # windows that left `state.windows`, with their final status
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    code: RejectionCode
-    reason: str
-    event: CommandRejected
-
-
 Outcome = Applied | Rejected
 
 
@@ -138,13 +131,6 @@ def effective_at(base: Terms | None, windows: tuple[Window, ...], at: datetime) 
     """The terms in force at `at`: the covering open window's, else the base."""
     covering = [w for w in windows if w.status in ("scheduled", "active") and w.covers(at)]
     return covering[0].terms if covering else base
-
-
-class _Reject(Exception):
-    def __init__(self, code: RejectionCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -181,15 +167,15 @@ def decide(
     ctx = _Ctx(command, now, policy or PricePolicy())
     try:
         if not item_exists:
-            raise _Reject("unknown_sku", f"item {command.sku} is not registered")
+            raise Reject("unknown_sku", f"item {command.sku} is not registered")
         if command.expected_version is not None and command.expected_version != state.version:
-            raise _Reject(
+            raise Reject(
                 "version_mismatch",
                 f"expected version {command.expected_version}, price is at {state.version}",
             )
         new_state, new_change = _apply(state, change, command, ctx)
-    except _Reject as rejection:
-        return _rejected(command, now, rejection.code, rejection.reason)
+    except Reject as rejection:
+        return rejected(command, now, rejection)
     new_state = _margin_transition(state, new_state, ctx)
     return Applied(new_state, tuple(ctx.events), new_change, tuple(ctx.closed))
 
@@ -212,7 +198,7 @@ def _apply(
             )
             start = pending.start if pending.start is None or pending.start > ctx.now else None
             if pending.end is not None and pending.end <= ctx.now:
-                raise _Reject("invalid_state", "the requested window has already ended")
+                raise Reject("invalid_state", "the requested window has already ended")
             new = _commit(state, pending, start, "approval", command.actor, ctx)
             return new, approved
         case RejectPriceChange():
@@ -236,7 +222,7 @@ def _apply(
         case ExpireScheduledPrice():
             window = _open_window(state, command.change_id, command.sku)
             if window.status != "active" or window.end is None or window.end > _due_by(command, ctx):
-                raise _Reject("not_due", f"window {window.change_id} is not due to expire")
+                raise Reject("not_due", f"window {window.change_id} is not due to expire")
             ctx.add(ScheduledPriceExpired, currency=state.currency, change_id=window.change_id)
             return _close_window(state, window, "expired", ctx), None
     raise AssertionError(f"unhandled command {command.type}")  # the union is exhaustive
@@ -257,7 +243,7 @@ def _set_price(state: PriceState, command: SetPrice, ctx: _Ctx) -> tuple[PriceSt
     terms = _terms(state, command)
     start, end = command.effective_from, command.effective_until
     if end is not None and end <= ctx.now:
-        raise _Reject("invalid_state", "effective_until is not in the future")
+        raise Reject("invalid_state", "effective_until is not in the future")
     change = Change(
         change_id=command.command_id,
         sku=command.sku,
@@ -324,7 +310,7 @@ def _needs_approval(state: PriceState, terms: Terms, policy: PricePolicy) -> str
 def _require_free(state: PriceState, start: datetime, end: datetime | None) -> None:
     for window in state.windows:
         if window.overlaps(start, end):
-            raise _Reject(
+            raise Reject(
                 "window_overlap",
                 f"window overlaps {window.change_id} ({window.start.isoformat()} to "
                 f"{window.end.isoformat() if window.end else 'open end'})",
@@ -413,9 +399,9 @@ def _announce(
 
 def _pending(change: Change | None, change_id: uuid.UUID, state: PriceState, sku: str) -> Change:
     if change is None or change.sku != sku or change.sku != state.sku or change.currency != state.currency:
-        raise _Reject("unknown_change", f"no price change {change_id} for {state.sku}")
+        raise Reject("unknown_change", f"no price change {change_id} for {state.sku}")
     if change.status != "pending":
-        raise _Reject("change_closed", f"price change {change_id} is already {change.status}")
+        raise Reject("change_closed", f"price change {change_id} is already {change.status}")
     return change
 
 
@@ -423,7 +409,7 @@ def _open_window(state: PriceState, change_id: uuid.UUID, sku: str) -> Window:
     for window in state.windows:
         if window.change_id == change_id and state.sku == sku:
             return window
-    raise _Reject("change_closed", f"no scheduled or active price window {change_id} for {state.sku}")
+    raise Reject("change_closed", f"no scheduled or active price window {change_id} for {state.sku}")
 
 
 def _close_window(state: PriceState, window: Window, status: WindowStatus, ctx: _Ctx) -> PriceState:
@@ -446,9 +432,9 @@ def _due_by(command: PriceCommand, ctx: _Ctx) -> datetime:
 def _activate(state: PriceState, command: ActivateScheduledPrice, ctx: _Ctx) -> PriceState:
     window = _open_window(state, command.change_id, command.sku)
     if window.status != "scheduled":
-        raise _Reject("change_closed", f"window {window.change_id} is already {window.status}")
+        raise Reject("change_closed", f"window {window.change_id} is already {window.status}")
     if window.start > _due_by(command, ctx):
-        raise _Reject("not_due", f"window {window.change_id} starts at {window.start.isoformat()}")
+        raise Reject("not_due", f"window {window.change_id} starts at {window.start.isoformat()}")
     if window.end is not None and window.end <= ctx.now:
         # The worker was down for the whole window: it never became effective.
         ctx.add(ScheduledPriceExpired, currency=state.currency, change_id=window.change_id)
@@ -486,16 +472,3 @@ def _margin_transition(old: PriceState, new: PriceState, ctx: _Ctx) -> PriceStat
     kind = MarginBelowFloor if state == "below" else MarginRecovered
     ctx.add(kind, currency=new.currency, margin_pct=margin, floor_pct=ctx.policy.margin_floor_pct)
     return replace(new, margin_state=state)
-
-
-def _rejected(command: PriceCommand, now: datetime, code: RejectionCode, reason: str) -> Rejected:
-    event = CommandRejected(
-        event_id=uuid.uuid5(command.command_id, "0"),
-        sku=command.sku,
-        occurred_at=now,
-        command_id=command.command_id,
-        command_type=command.type,
-        code=code,
-        reason=reason,
-    )
-    return Rejected(code, reason, event)

@@ -24,12 +24,10 @@ from contracts.stock_commands import (
 )
 from contracts.stock_events import (
     AlertState,
-    CommandRejected,
     ItemDeactivated,
     ItemDetailsUpdated,
     ItemReactivated,
     ItemRegistered,
-    RejectionCode,
     ReservationExpired,
     ReservationFulfilled,
     ReservationMade,
@@ -38,6 +36,7 @@ from contracts.stock_events import (
     StockEvent,
 )
 from workers.rules.alerts import AlertPolicy, classify, transition_event_type
+from workers.rules.rejection import Reject, Rejected, rejected
 
 ReservationStatus = Literal["active", "released", "fulfilled", "expired"]
 
@@ -82,21 +81,7 @@ class Applied:
     reservation: Reservation | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    code: RejectionCode
-    reason: str
-    event: CommandRejected
-
-
 Outcome = Applied | Rejected
-
-
-class _Reject(Exception):
-    def __init__(self, code: RejectionCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -125,8 +110,8 @@ def decide(
     events = _Events(command, now)
     try:
         new_state, new_reservation = _apply(state, reservation, command, now, events)
-    except _Reject as rejection:
-        return _rejected(command, now, rejection.code, rejection.reason)
+    except Reject as rejection:
+        return rejected(command, now, rejection)
     if state is not None:
         new_state = _alerts(state, new_state, events, policy or AlertPolicy())
     return Applied(new_state, tuple(events.items), new_reservation)
@@ -141,16 +126,16 @@ def _apply(
 ) -> tuple[ItemState, Reservation | None]:
     if isinstance(command, RegisterItem):
         if state is not None:
-            raise _Reject("already_exists", f"item {command.sku} is already registered")
+            raise Reject("already_exists", f"item {command.sku} is already registered")
         if command.expected_version not in (None, 0):
-            raise _Reject(
+            raise Reject(
                 "version_mismatch", f"expected version {command.expected_version}, item does not exist"
             )
         return _register(command, events), None
     if state is None:
-        raise _Reject("unknown_sku", f"item {command.sku} is not registered")
+        raise Reject("unknown_sku", f"item {command.sku} is not registered")
     if command.expected_version is not None and command.expected_version != state.version:
-        raise _Reject(
+        raise Reject(
             "version_mismatch", f"expected version {command.expected_version}, item is at {state.version}"
         )
     match command:
@@ -208,7 +193,7 @@ def _update(state: ItemState, command: UpdateItemDetails, events: _Events) -> It
     changes = command.changes()
     new = replace(state, **changes, version=state.version + 1)
     if new.max_stock_level is not None and new.max_stock_level < new.min_stock_level:
-        raise _Reject("invalid_state", "max_stock_level would fall below min_stock_level")
+        raise Reject("invalid_state", "max_stock_level would fall below min_stock_level")
     shown = {k: str(v) if isinstance(v, Decimal) else v for k, v in changes.items()}
     events.add(ItemDetailsUpdated, changes=shown, version=new.version)
     return new
@@ -217,7 +202,7 @@ def _update(state: ItemState, command: UpdateItemDetails, events: _Events) -> It
 def _set_active(state: ItemState, command: DeactivateItem | ReactivateItem, events: _Events) -> ItemState:
     active = isinstance(command, ReactivateItem)
     if state.is_active == active:
-        raise _Reject("invalid_state", f"item {state.sku} is already {'active' if active else 'inactive'}")
+        raise Reject("invalid_state", f"item {state.sku} is already {'active' if active else 'inactive'}")
     new = replace(state, is_active=active, version=state.version + 1)
     events.add(ItemReactivated if active else ItemDeactivated, reason=command.reason, version=new.version)
     return new
@@ -225,12 +210,12 @@ def _set_active(state: ItemState, command: DeactivateItem | ReactivateItem, even
 
 def _require_active(state: ItemState) -> None:
     if not state.is_active:
-        raise _Reject("inactive_item", f"item {state.sku} is deactivated")
+        raise Reject("inactive_item", f"item {state.sku} is deactivated")
 
 
 def _require_on_hand(state: ItemState, on_hand: int, what: str) -> None:
     if on_hand < state.reserved:
-        raise _Reject(
+        raise Reject(
             "insufficient_stock", f"{what} would leave on-hand {on_hand} below reserved {state.reserved}"
         )
 
@@ -260,11 +245,11 @@ def _reserve(
 ) -> tuple[ItemState, Reservation]:
     _require_active(state)
     if existing is not None:
-        raise _Reject("reservation_exists", f"reservation {command.reservation_id} already exists")
+        raise Reject("reservation_exists", f"reservation {command.reservation_id} already exists")
     if command.expires_at is not None and command.expires_at <= now:
-        raise _Reject("invalid_state", "expires_at is not in the future")
+        raise Reject("invalid_state", "expires_at is not in the future")
     if command.quantity > state.available:
-        raise _Reject(
+        raise Reject(
             "insufficient_stock", f"cannot reserve {command.quantity}: only {state.available} available"
         )
     reservation = Reservation(
@@ -294,9 +279,9 @@ def _close(
     events: _Events,
 ) -> tuple[ItemState, Reservation]:
     if reservation is None or reservation.sku != state.sku:
-        raise _Reject("unknown_reservation", f"no reservation {command.reservation_id} for {state.sku}")
+        raise Reject("unknown_reservation", f"no reservation {command.reservation_id} for {state.sku}")
     if reservation.status != "active":
-        raise _Reject(
+        raise Reject(
             "reservation_closed", f"reservation {reservation.reservation_id} is {reservation.status}"
         )
     # The scheduler stamps issued_at with the database clock that found the reservation due.
@@ -304,7 +289,7 @@ def _close(
     if isinstance(command, ExpireReservation) and (
         reservation.expires_at is None or due_by < reservation.expires_at
     ):
-        raise _Reject("not_expired", f"reservation {reservation.reservation_id} has not expired")
+        raise Reject("not_expired", f"reservation {reservation.reservation_id} has not expired")
     status, event_type = _CLOSING[command.type]
     closed = replace(reservation, status=status)
     events.add(event_type, reservation_id=closed.reservation_id, quantity=closed.quantity)
@@ -337,16 +322,3 @@ def _alerts(before: ItemState, after: ItemState, events: _Events, policy: AlertP
         max_stock_level=after.max_stock_level,
     )
     return replace(after, alert_state=current)
-
-
-def _rejected(command: StockCommand, now: datetime, code: RejectionCode, reason: str) -> Rejected:
-    event = CommandRejected(
-        event_id=uuid.uuid5(command.command_id, "0"),
-        sku=command.sku,
-        occurred_at=now,
-        command_id=command.command_id,
-        command_type=command.type,
-        code=code,
-        reason=reason,
-    )
-    return Rejected(code, reason, event)
