@@ -51,7 +51,7 @@ async def lowest_prior_price(conn: AsyncConnection, sku: str, currency: str, at:
                 WHERE sku = :sku AND currency = :currency AND created_at >= :start AND created_at < :at
                 UNION ALL
                 (SELECT new_price FROM price_history
-                 WHERE sku = :sku AND currency = :currency AND created_at < :start
+                 WHERE sku = :sku AND currency = :currency AND created_at <= :start
                  ORDER BY created_at DESC, id DESC LIMIT 1)
             ) AS in_force
             """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ from contracts.price_events import (
 )
 from workers.rules.rejection import Reject, Rejected, rejected
 
+CLOCK_SKEW = timedelta(seconds=5)
 WindowStatus = Literal["scheduled", "active", "expired", "cancelled"]
 ChangeStatus = Literal["pending", "approved", "rejected"]
 MarginState = Literal["ok", "below"]
@@ -425,8 +426,9 @@ def _close_window(state: PriceState, window: Window, status: WindowStatus, ctx: 
 
 
 def _due_by(command: PriceCommand, ctx: _Ctx) -> datetime:
-    # The scheduler stamps issued_at with the database clock that found the window due.
-    return max(ctx.now, command.issued_at)
+    # The scheduler stamps issued_at with the database clock that found the window due; trust it only
+    # within a small clock skew, so a hand-made command cannot start a window early.
+    return max(ctx.now, min(command.issued_at, ctx.now + CLOCK_SKEW))
 
 
 def _activate(state: PriceState, command: ActivateScheduledPrice, ctx: _Ctx) -> PriceState:
@@ -439,13 +441,20 @@ def _activate(state: PriceState, command: ActivateScheduledPrice, ctx: _Ctx) -> 
         # The worker was down for the whole window: it never became effective.
         ctx.add(ScheduledPriceExpired, currency=state.currency, change_id=window.change_id)
         return _close_window(state, window, "expired", ctx)
+    ctx.add(ScheduledPriceActivated, currency=state.currency, change_id=window.change_id)
+    if window.end is None:
+        # A scheduled change without an end is a future base price: it replaces the base for good.
+        ctx.closed.append(replace(window, status="expired"))
+        rest = tuple(w for w in state.windows if w.change_id != window.change_id)
+        new = replace(state, base=window.terms, windows=rest, version=state.version + 1)
+        _announce(state, new, window.change_id, "scheduled", ctx, window=window)
+        return new
     active = replace(window, status="active")
     new = replace(
         state,
         windows=tuple(active if w.change_id == window.change_id else w for w in state.windows),
         version=state.version + 1,
     )
-    ctx.add(ScheduledPriceActivated, currency=state.currency, change_id=window.change_id)
     _announce(state, new, window.change_id, "scheduled", ctx, window=window)
     return new
 
