@@ -17,10 +17,11 @@ from starlette.requests import HTTPConnection
 from api_edge.problems import Problem
 from api_edge.state import clients
 from db import auth_repo
-from infra.credentials import Role, digest_matches, split_api_key, verify_password
+from infra.credentials import ROLES, Role, digest_matches, split_api_key, verify_password
 
 ALGORITHM = "HS256"  # pinned: the token's own header never chooses the algorithm
 MAX_TOKEN_BYTES = 4096
+KNOWN = frozenset(ROLES)
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -32,8 +33,8 @@ class Principal:
     roles: frozenset[str]
 
     def has(self, role: Role) -> bool:
-        # admin may do everything; every role may read.
-        return "admin" in self.roles or role in self.roles or (role == "viewer" and bool(self.roles))
+        # admin may do everything; every known role may read.
+        return "admin" in self.roles or role in self.roles or (role == "viewer" and bool(self.roles & KNOWN))
 
 
 class Token(BaseModel):
@@ -106,6 +107,8 @@ async def authenticate(
     bearer: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
+    # Counted per IP before the credentials are looked at, so guessing costs the guesser its quota.
+    await clients(request).limits.check(request, None)
     if api_key:
         return await _from_api_key(request, api_key)
     if bearer:

@@ -60,12 +60,13 @@ class RateLimits:
         return Verdict(item.amount, stats.remaining, reset)
 
     async def check(self, request: Request, principal: str | None) -> None:
-        """Count this request against its IP (and principal); raise 429 when over a limit."""
-        ip = request.client.host if request.client else "unknown"
+        """Count this request against its client IP (principal None) or its principal; 429 when over."""
+        if principal is None:
+            item, scope, key = self._ip, "ip", request.client.host if request.client else "unknown"
+        else:
+            item, scope, key = self._principal, "principal", principal
         try:
-            verdict = await self._hit(self._ip, "ip", ip)
-            if principal is not None:
-                verdict = await self._hit(self._principal, "principal", principal)
+            verdict = await self._hit(item, scope, key)
         except Problem:
             raise
         except Exception as error:  # Redis down or slow: fail open, loudly

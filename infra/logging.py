@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
 
+_SECRET_IN_URL = re.compile(r"((?:token|api_key|access_token)=)[^&\s\"']+")
+
+
+def _redact(_: object, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+    """Access lines quote the URL; a token in a query string (WebSocket ?token=) must not reach the log."""
+    event = event_dict.get("event")
+    if isinstance(event, str) and "=" in event:
+        event_dict["event"] = _SECRET_IN_URL.sub(r"\1[redacted]", event)
+    return event_dict
+
+
 _SHARED: list[structlog.types.Processor] = [
+    _redact,
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

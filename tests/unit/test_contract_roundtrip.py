@@ -64,3 +64,33 @@ def test_update_keeps_omitted_apart_from_cleared() -> None:
     again = STOCK_COMMAND_ADAPTER.validate_json(command.model_dump_json())
     assert isinstance(again, UpdateItemDetails)
     assert again.changes() == {"category": None}
+
+
+def test_events_built_without_validation_are_valid() -> None:
+    """The stock rules build events with model_construct; every one must pass the contract all the same."""
+    from contracts.stock_commands import AdjustStock, RegisterItem, ReserveStock
+    from contracts.stock_events import STOCK_EVENT_ADAPTER
+    from workers.rules.stock import Applied, decide
+
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    state = None
+    events = []
+    for command in (
+        RegisterItem(
+            **{**ENVELOPE, "command_id": uuid.uuid4()}, name="Mug", initial_quantity=3, min_stock_level=2
+        ),
+        ReserveStock(**{**ENVELOPE, "command_id": uuid.uuid4()}, reservation_id="r", quantity=2),
+        AdjustStock(**{**ENVELOPE, "command_id": uuid.uuid4()}, delta=-1, reason_code="loss"),
+    ):
+        outcome = decide(state, None, command, now)
+        assert isinstance(outcome, Applied)
+        state = outcome.state
+        events.extend(outcome.events)
+    assert {e.type for e in events} >= {
+        "item_registered",
+        "stock_changed",
+        "reservation_made",
+        "out_of_stock",
+    }
+    for event in events:
+        assert STOCK_EVENT_ADAPTER.validate_json(event.model_dump_json()) == event

@@ -94,8 +94,10 @@ class _Events:
 
     def add(self, kind: type[StockEvent], **fields: Any) -> None:
         event_id = uuid.uuid5(self.command.command_id, str(len(self.items)))
-        base = {"event_id": event_id, "sku": self.command.sku, "occurred_at": self.now}
-        self.items.append(kind(**base, command_id=self.command.command_id, **fields))
+        base: dict[str, Any] = {"event_id": event_id, "sku": self.command.sku, "occurred_at": self.now}
+        # Every value here comes from a validated command or state, so the model is built without
+        # validating it again: on the hot path that halves the cost of an event.
+        self.items.append(kind.model_construct(**base, command_id=self.command.command_id, **fields))
 
 
 def decide(
