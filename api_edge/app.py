@@ -76,5 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     health.install_request_metrics(app)
     for module in (auth, batch, commands, price_commands, reads, price_reads, live, health, asyncapi):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=problems.COMMON_RESPONSES)
     return app

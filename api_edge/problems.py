@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger("invmon.edge")
@@ -88,3 +89,36 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem details, the body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": ProblemDocument.model_json_schema()}},
+    }
+
+
+# Declared on every router: the answers any authenticated endpoint may give besides its own.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("Malformed request."),
+    401: _problem("Missing or invalid credentials."),
+    403: _problem("The caller's role does not allow this."),
+    404: _problem("No such resource."),
+    409: _problem("A request with this Idempotency-Key is still in progress."),
+    413: _problem("Request too large."),
+    422: _problem("Invalid request; nothing was published."),
+    429: _problem("Rate limit exceeded; see Retry-After."),
+    500: _problem("Unexpected error (no internals are shown)."),
+    503: _problem("A dependency (the broker) is unavailable; see Retry-After."),
+}

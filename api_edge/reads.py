@@ -3,19 +3,85 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import RowMapping
 
 from api_edge.auth import require
 from api_edge.problems import Problem
 from api_edge.state import Clients, clients
-from api_edge.views import CommandStatusView, ItemView, LedgerEntryView, LedgerPage
+from api_edge.views import AlertView, CommandStatusView, ItemPage, ItemView, LedgerEntryView, LedgerPage
 from contracts.common import Sku
-from db import read_repo
+from contracts.money import margin_pct
+from db import price_reads, read_repo
 
 router = APIRouter(prefix="/v1", tags=["reads"], dependencies=[Depends(require("viewer"))])
 ClientsDep = Annotated[Clients, Depends(clients)]
+
+
+def item_view(row: RowMapping) -> ItemView:
+    return ItemView(
+        **{k: row[k] for k in ItemView.model_fields if k in row},
+        on_hand=row["stock_quantity"],
+        reserved=row["reserved_quantity"],
+        available=row["stock_quantity"] - row["reserved_quantity"],
+    )
+
+
+@router.get("/items")
+async def list_items(
+    c: ClientsDep,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    alert_state: Annotated[Literal["ok", "low", "out", "over"] | None, Query()] = None,
+    active: Annotated[bool | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Text in the SKU or name.")] = None,
+    after: Annotated[
+        str | None, Query(max_length=64, description="The last SKU of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ItemPage:
+    """Items in SKU order with filters; cursor-paged."""
+    async with c.engine.connect() as conn:
+        rows = await read_repo.list_items(
+            conn, category=category, alert_state=alert_state, active=active, text=q, after=after, limit=limit
+        )
+    items = [item_view(r) for r in rows]
+    return ItemPage(items=items, next_after=items[-1].sku if len(items) == limit else None)
+
+
+@router.get("/alerts")
+async def active_alerts(c: ClientsDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[AlertView]:
+    """Items whose stock is low, out or over, and prices whose margin is under the floor; newest first."""
+    async with c.engine.connect() as conn:
+        stock = await read_repo.stock_alerts(conn, limit)
+        margins = await price_reads.margin_alerts(conn, limit)
+    alerts = [
+        AlertView(
+            kind="stock",
+            sku=r["sku"],
+            state=r["alert_state"],
+            available=r["stock_quantity"] - r["reserved_quantity"],
+            min_stock_level=r["min_stock_level"],
+            max_stock_level=r["max_stock_level"],
+            since=r["updated_at"],
+        )
+        for r in stock
+    ] + [
+        AlertView(
+            kind="margin",
+            sku=r["sku"],
+            state="below",
+            currency=r["currency"],
+            effective_price=r["effective_price"],
+            margin_pct=margin_pct(r["effective_price"], r["cost_price"])
+            if r["effective_price"] is not None
+            else None,
+            since=r["updated_at"],
+        )
+        for r in margins
+    ]
+    return sorted(alerts, key=lambda a: a.since, reverse=True)[:limit]
 
 
 @router.get("/items/{sku}", responses={404: {"description": "No such item."}})
@@ -25,12 +91,7 @@ async def get_item(sku: Annotated[Sku, Path()], c: ClientsDep) -> ItemView:
         row = await read_repo.get_item(conn, sku)
     if row is None:
         raise Problem(404, "Item not found", f"no item with sku {sku}", type_="/problems/not-found")
-    return ItemView(
-        **{k: row[k] for k in ItemView.model_fields if k in row},
-        on_hand=row["stock_quantity"],
-        reserved=row["reserved_quantity"],
-        available=row["stock_quantity"] - row["reserved_quantity"],
-    )
+    return item_view(row)
 
 
 @router.get("/items/{sku}/ledger")

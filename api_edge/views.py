@@ -58,3 +58,21 @@ class LedgerPage(BaseModel):
     sku: str
     entries: list[LedgerEntryView]
     next_after: int | None = Field(description="Pass as `after` for the next page; null on the last page.")
+
+
+class ItemPage(BaseModel):
+    items: list[ItemView]
+    next_after: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+
+
+class AlertView(BaseModel):
+    kind: Literal["stock", "margin"]
+    sku: str
+    state: str = Field(description="Stock: low, out or over. Margin: below.")
+    available: int | None = None
+    min_stock_level: int | None = None
+    max_stock_level: int | None = None
+    currency: str | None = None
+    effective_price: Decimal | None = None
+    margin_pct: Decimal | None = None
+    since: datetime

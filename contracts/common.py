@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 SKU_PATTERN = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,62}[A-Z0-9])?$")
 _MARKUP = re.compile(r"[<>]")
@@ -34,23 +34,34 @@ Sku = Annotated[
     str,
     BeforeValidator(_normalise_sku),
     AfterValidator(_check_sku),
-    Field(description="Stock keeping unit; normalised to upper case.", examples=["ABC-123"]),
+    Field(
+        description="Stock keeping unit: letters, digits and inner hyphens; normalised to upper case.",
+        examples=["ABC-123"],
+        json_schema_extra={"pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?$", "maxLength": 64},
+    ),
 ]
 
-PlainText = Annotated[str, AfterValidator(_check_plain_text)]
+PlainText = Annotated[
+    str, AfterValidator(_check_plain_text), Field(json_schema_extra={"pattern": "^[^<>]*$"})
+]
+
 
 def _no_float(value: object) -> object:
     if isinstance(value, float):
-        raise ValueError("money must be a decimal string such as \"12.90\", not a JSON number")
+        raise ValueError('money must be a decimal string such as "12.90", not a JSON number')
     return value
 
 
 # Money travels as a JSON string so no consumer ever parses it into a float.
+MONEY_PATTERN = r"^\d{1,10}(\.\d{1,4})?$"
+
 Money = Annotated[
     Decimal,
     BeforeValidator(_no_float),
     Field(ge=0, max_digits=14, decimal_places=4),
     PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
+    # What goes on the wire: a decimal string (an integer is tolerated, a float is refused).
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["12.90"]}, mode="validation"),
 ]
 
 Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]

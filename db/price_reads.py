@@ -70,3 +70,13 @@ async def changes(conn: AsyncConnection, *, status: str, limit: int) -> list[Row
         .limit(limit)
     )
     return list((await conn.execute(query)).mappings())
+
+
+async def margin_alerts(conn: AsyncConnection, limit: int) -> list[RowMapping]:
+    query = (
+        select(Price.sku, Price.currency, Price.effective_price, Price.cost_price, Price.updated_at)
+        .where(Price.margin_state == "below")
+        .order_by(Price.updated_at.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).mappings())

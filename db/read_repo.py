@@ -29,3 +29,41 @@ async def get_ledger(conn: AsyncConnection, sku: str, *, after: int, limit: int)
         .limit(limit)
     )
     return list((await conn.execute(query)).mappings())
+
+
+async def list_items(
+    conn: AsyncConnection,
+    *,
+    category: str | None,
+    alert_state: str | None,
+    active: bool | None,
+    text: str | None,
+    after: str | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Items in SKU order, keyset-paged after the SKU `after`, filtered."""
+    query = select(Item.__table__).order_by(Item.sku).limit(limit)
+    if category is not None:
+        query = query.where(Item.category == category)
+    if alert_state is not None:
+        query = query.where(Item.alert_state == alert_state)
+    if active is not None:
+        query = query.where(Item.is_active.is_(active))
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        query = query.where(Item.sku.ilike(pattern) | Item.name.ilike(pattern))
+    if after is not None:
+        query = query.where(Item.sku > after)
+    return list((await conn.execute(query)).mappings())
+
+
+async def stock_alerts(conn: AsyncConnection, limit: int) -> list[RowMapping]:
+    query = (
+        select(Item.sku, Item.name, Item.alert_state, Item.stock_quantity, Item.reserved_quantity,
+               Item.min_stock_level, Item.max_stock_level, Item.updated_at)
+        .where(Item.alert_state != "ok", Item.is_active.is_(True))
+        .order_by(Item.updated_at.desc())
+        .limit(limit)
+    )  # fmt: skip
+    return list((await conn.execute(query)).mappings())

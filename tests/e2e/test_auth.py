@@ -80,6 +80,8 @@ ROLE_MAP: dict[tuple[str, str], Role] = {
     ("POST", "/v1/items/{sku}/price-changes/{change_id}/reject"): "pricing",
     ("POST", "/v1/items/{sku}/price-windows/{change_id}/cancel"): "pricing",
     ("POST", "/v1/commands/price:batch"): "pricing",
+    ("GET", "/v1/items"): "viewer",
+    ("GET", "/v1/alerts"): "viewer",
     ("GET", "/v1/items/{sku}"): "viewer",
     ("GET", "/v1/items/{sku}/ledger"): "viewer",
     ("GET", "/v1/items/{sku}/prices"): "viewer",

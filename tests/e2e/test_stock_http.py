@@ -100,3 +100,31 @@ async def test_openapi_lists_every_stock_command(edge: httpx.AsyncClient) -> Non
     ):
         assert path in paths, path
     assert json.dumps(spec).count('"examples"') >= 8
+
+
+async def test_item_list_filters_pages_and_alerts(edge: httpx.AsyncClient) -> None:
+    category = f"cat-{uuid.uuid4().hex[:8]}"
+    skus = sorted(new_sku() for _ in range(5))
+    for i, sku in enumerate(skus):
+        body = {
+            "sku": sku,
+            "name": f"Listed {i}",
+            "category": category,
+            "initial_quantity": i,
+            "min_stock_level": 2,
+        }
+        await applied(edge, await edge.post("/v1/items", json=body))
+    page = (await edge.get("/v1/items", params={"category": category, "limit": 2})).json()
+    seen = [i["sku"] for i in page["items"]]
+    while page["next_after"]:
+        params = {"category": category, "limit": 2, "after": page["next_after"]}
+        page = (await edge.get("/v1/items", params=params)).json()
+        seen += [i["sku"] for i in page["items"]]
+    assert seen == skus
+    low = (await edge.get("/v1/items", params={"category": category, "alert_state": "low"})).json()["items"]
+    assert [i["on_hand"] for i in low] == [1, 2]
+    found = (await edge.get("/v1/items", params={"q": skus[3].lower()})).json()["items"]
+    assert [i["sku"] for i in found] == [skus[3]]
+    alerts = (await edge.get("/v1/alerts", params={"limit": 1000})).json()
+    states = {a["sku"]: a["state"] for a in alerts if a["kind"] == "stock"}
+    assert [states.get(s) for s in skus] == ["out", "low", "low", None, None]

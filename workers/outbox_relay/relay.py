@@ -72,9 +72,9 @@ class OutboxRelay:
         while True:
             try:
                 await self._session()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except Exception as error:  # Kafka, Redis or PostgreSQL failed; nothing was marked sent
                 LEADER.set(0)
-                log.warning("outbox_relay_reconnect", error=repr(error))
+                log.warning("outbox_relay_restart", error=repr(error))
                 await asyncio.sleep(1.0)
 
     async def _session(self) -> None:
