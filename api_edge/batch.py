@@ -99,10 +99,19 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
         command_ids=[{"index": i, "command_id": str(cmd.command_id)} for i, cmd in valid],
         errors=errors,
     ).model_dump(mode="json")
-    code = 202 if valid or not errors else 422
-    if claim is not None:
-        await idempotency.complete(c.redis, claim, Stored(code, answer, None), c.settings.idempotency_ttl_s)
-    return JSONResponse(answer, status_code=code)
+    if claim is not None and (valid or not errors):
+        await idempotency.complete(c.redis, claim, Stored(202, answer, None), c.settings.idempotency_ttl_s)
+    if errors and not valid:
+        if claim is not None:
+            await idempotency.release(c.redis, claim)
+        raise Problem(
+            422,
+            "Request validation failed",
+            f"none of the {len(errors)} command(s) is valid; nothing was published",
+            type_="/problems/validation",
+            extra={"errors": errors},
+        )
+    return JSONResponse(answer, status_code=202)
 
 
 async def _publish(c: Clients, topic: Topic, commands: list[Any]) -> None:

@@ -8,10 +8,12 @@ What the broker holds is read back from Kafka itself, so "published once" is cou
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,33 +162,48 @@ def viewer_token(admin_token: str, stack: Settings) -> str:
     return login(stack.edge_port, name)
 
 
+@dataclass(frozen=True)
+class ExtraEdges:
+    limited: list[Process]  # two edges: principal limit 100/minute, CORS for one origin, small batches
+    unlimited: Process  # one edge with limits too high to matter
+
+
 @pytest.fixture(scope="module")
-def configured_edges(
+def extra_edges(
     pipeline: dict[str, Process], stack: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[Process]]:
-    """Two more edge processes (the Procfile's command) sharing the stack's Redis, with a principal limit
-    of 100/minute, CORS for one origin and small batch limits. The IP limit is high so only the
-    principal limit is under test."""
+) -> Iterator[ExtraEdges]:
+    """Three more edge processes (the Procfile's command) on the stack's Redis, Kafka and PostgreSQL,
+    started together. The limited ones have a high IP limit so only the principal limit is under test."""
+    limited = {
+        "INVMON_RATE_LIMIT_PRINCIPAL": f"{PRINCIPAL_LIMIT}/minute",
+        "INVMON_RATE_LIMIT_IP": "100000/minute",
+        "INVMON_CORS_ORIGINS": json.dumps([SHOP]),
+        "INVMON_BATCH_MAX_COMMANDS": str(CONFIGURED_BATCH_MAX),
+        "INVMON_BATCH_MAX_BYTES": str(CONFIGURED_BATCH_BYTES),
+    }
+    unlimited = {"INVMON_RATE_LIMIT_PRINCIPAL": "1000000/minute", "INVMON_RATE_LIMIT_IP": "1000000/minute"}
     processes: list[Process] = []
     try:
-        for _ in range(2):
+        for env in (limited, limited, unlimited):
             port = free_port()
             log_dir: Path = tmp_path_factory.mktemp(f"edge-{port}")
-            env = {
-                "INVMON_EDGE_PORT": str(port),
-                "INVMON_RATE_LIMIT_PRINCIPAL": f"{PRINCIPAL_LIMIT}/minute",
-                "INVMON_RATE_LIMIT_IP": "100000/minute",
-                "INVMON_CORS_ORIGINS": json.dumps([SHOP]),
-                "INVMON_BATCH_MAX_COMMANDS": str(CONFIGURED_BATCH_MAX),
-                "INVMON_BATCH_MAX_BYTES": str(CONFIGURED_BATCH_BYTES),
-            }
-            processes.append(start("edge", port, log_dir, env=env))
+            processes.append(start("edge", port, log_dir, env={"INVMON_EDGE_PORT": str(port), **env}))
         for process in processes:
             wait_ready(process)
-        yield processes
+        yield ExtraEdges(processes[:2], processes[2])
     finally:
         for process in processes:
             process.stop()
+
+
+@pytest.fixture(scope="module")
+def configured_edges(extra_edges: ExtraEdges) -> list[Process]:
+    return extra_edges.limited
+
+
+@pytest.fixture(scope="module")
+def unlimited_edge(extra_edges: ExtraEdges) -> Process:
+    return extra_edges.unlimited
 
 
 # --- Idempotency-Key -----------------------------------------------------------------------------------
@@ -281,6 +298,37 @@ async def test_concurrent_requests_with_one_key_publish_once(
     assert [r["command_id"] for r in records] == [accepted[0].json()["command_id"]]
     await settle(edge, sku)
     assert [e["delta"] for e in await ledger(edge, sku) if e["reason"] == "receive_stock"] == [1]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the edge's Redis clients use redis-py's default pool of 100 connections; with more than 100 "
+    "requests in flight, idempotency.claim raises MaxConnectionsError and the edge answers 500 Internal "
+    "Server Error (about half of 400 concurrent requests with Idempotency-Keys)",
+)
+async def test_many_concurrent_idempotent_requests_get_no_server_error(
+    unlimited_edge: Process, admin_token: str
+) -> None:
+    sku = new_sku()  # never registered: whatever is published is rejected by the worker, harmlessly
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{unlimited_edge.port}",
+        headers=bearer(admin_token),
+        limits=limits,
+        timeout=60.0,
+    ) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    f"/v1/items/{sku}/receipts",
+                    json={"quantity": 1},
+                    headers={"Idempotency-Key": f"{sku}-{i}"},
+                )
+                for i in range(400)
+            )
+        )
+    statuses = collections.Counter(r.status_code for r in responses)
+    assert statuses == {202: 400}, statuses
 
 
 async def test_bad_idempotency_keys_are_refused(edge: httpx.AsyncClient) -> None:
@@ -564,14 +612,15 @@ def check_limited(responses: list[httpx.Response], edges: list[Process]) -> None
     for response in limited:
         assert_problem(response, 429)
         assert int(response.headers["retry-after"]) >= 1
-        assert response.headers["ratelimit-limit"] == str(PRINCIPAL_LIMIT)
-        assert response.headers["ratelimit-remaining"] == "0"
-        assert 0 <= int(response.headers["ratelimit-reset"]) <= 120
+        assert {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= set(response.headers)
     for response in passed:
         assert response.headers["ratelimit-limit"] == str(PRINCIPAL_LIMIT)
         assert 0 <= int(response.headers["ratelimit-reset"]) <= 120
-    remaining = sorted(int(r.headers["ratelimit-remaining"]) for r in passed)
-    assert remaining == list(range(PRINCIPAL_LIMIT)), remaining
+    # Each answer reads the window after its own hit, so concurrent answers may repeat a value; the one
+    # that took the last unit sees 0.
+    remaining = [int(r.headers["ratelimit-remaining"]) for r in passed]
+    assert min(remaining) == 0, remaining
+    assert max(remaining) < PRINCIPAL_LIMIT, remaining
 
 
 async def test_one_principal_limit_is_shared_by_two_edges(configured_edges: list[Process]) -> None:
@@ -590,6 +639,21 @@ async def test_thousand_concurrent_requests_on_one_key_pass_at_most_the_limit(
 ) -> None:
     responses = await burst(configured_edges, f"intake-burst-{RUN}", 1000, in_flight=None)
     check_limited(responses, configured_edges)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (uncommitted change in api_edge/auth.py + ratelimit.py): authenticate() stores the IP "
+    "verdict in request.state.ratelimit, and the metrics middleware then overwrites the principal 429's "
+    "RateLimit-Limit/Remaining with the IP limit's (100000 / 99xxx) instead of 100 / 0",
+)
+async def test_a_429_reports_the_limit_that_refused_it(configured_edges: list[Process]) -> None:
+    responses = await burst(configured_edges[:1], f"intake-over-{RUN}", PRINCIPAL_LIMIT + 1, in_flight=8)
+    assert [r.status_code for r in responses].count(429) == 1
+    refused = next(r for r in responses if r.status_code == 429)
+    reset = int(refused.headers["ratelimit-reset"])
+    assert (refused.headers["ratelimit-limit"], refused.headers["ratelimit-remaining"]) == ("100", "0")
+    assert 1 <= int(refused.headers["retry-after"]) <= max(reset, 1) <= 60
 
 
 async def test_successful_answers_carry_ratelimit_headers(edge: httpx.AsyncClient, stack: Settings) -> None:
