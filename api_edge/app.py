@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from api_edge import (
     asyncapi,
@@ -36,10 +36,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker = make_broker(settings, client_id="edge", description="inventory-monitor HTTP edge")
         engine = make_engine(settings.database_url)
-        redis = Redis.from_url(settings.redis_url)
+        # Bounded and blocking: under a burst, requests wait briefly for a connection rather than erroring.
+        pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=256, timeout=5)
+        redis = Redis(connection_pool=pool)
         hub = LiveHub(redis)
         producer = raw_producer(settings, client_id="edge-batch")
-        app.state.clients = Clients(settings, broker, engine, redis, hub, RateLimits(settings), producer)
+        app.state.clients = Clients(
+            settings, broker, engine, redis, hub, RateLimits(settings, pool), producer
+        )
         await broker.connect()
         await producer.start()
         await hub.start()
@@ -50,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await producer.stop()
             await broker.stop()
             await redis.aclose()
+            await pool.aclose()
             await engine.dispose()
 
     app = FastAPI(

@@ -61,7 +61,9 @@ def install_request_metrics(app: FastAPI) -> None:
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        response.headers.update(response_headers(request))
+        for name, value in response_headers(request).items():
+            if name not in response.headers:  # a 429 already carries the verdict of the limit that refused it
+                response.headers[name] = value
         route = request.scope.get("route")
         name = getattr(route, "path", "unmatched")
         LATENCY.labels(name).observe(time.perf_counter() - started)

@@ -18,6 +18,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
+from redis.asyncio import BlockingConnectionPool
 
 from api_edge.problems import Problem
 from infra.settings import Settings
@@ -38,8 +39,13 @@ class Verdict:
 
 
 class RateLimits:
-    def __init__(self, settings: Settings) -> None:
-        self._storage = RedisStorage(f"async+{settings.redis_url}", implementation="redispy")
+    def __init__(self, settings: Settings, pool: BlockingConnectionPool) -> None:
+        # The edge's bounded pool: a burst waits for a connection instead of failing (and so failing open).
+        self._storage = RedisStorage(
+            f"async+{settings.redis_url}",
+            implementation="redispy",
+            connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py; the stub is narrow
+        )
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._principal = parse(settings.rate_limit_principal)
         self._ip = parse(settings.rate_limit_ip)
@@ -73,7 +79,9 @@ class RateLimits:
             ERRORS.inc()
             log.warning("ratelimit_unavailable", error=repr(error))
             return
-        request.state.ratelimit = verdict
+        # The principal's verdict is the one the caller can act on; the IP's only fills in before login.
+        if principal is not None or getattr(request.state, "ratelimit", None) is None:
+            request.state.ratelimit = verdict
 
 
 def _headers(verdict: Verdict) -> dict[str, str]:

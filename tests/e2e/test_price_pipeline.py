@@ -759,11 +759,6 @@ async def test_lowest_prior_price_matches_brute_force(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a price that ended exactly when the 30-day period began still counts: the query takes the "
-    "last row before the period start (created_at < start) even when a row at the start replaced it",
-)
 async def test_a_price_replaced_exactly_at_the_period_start_does_not_count(
     stack: Settings, db: asyncpg.Connection
 ) -> None:
