@@ -19,13 +19,14 @@ log = structlog.get_logger("invmon.edge")
 PUBLISHES = Counter("invmon_edge_publishes_total", "Commands published by the edge, by outcome.", ["outcome"])
 
 
-def broker_unavailable(detail: str) -> Problem:
+def broker_unavailable(detail: str, extra: dict[str, str] | None = None) -> Problem:
     return Problem(
         503,
         "Command broker unavailable",
         detail,
         type_="/problems/broker-unavailable",
         headers={"Retry-After": "2"},
+        extra=extra,
     )
 
 
@@ -40,6 +41,12 @@ async def publish_command(clients: Clients, command: StockCommand | PriceCommand
     except (KafkaError, OSError, TimeoutError) as error:
         PUBLISHES.labels("failed").inc()
         log.warning("publish_failed", command_id=str(command.command_id), sku=command.sku, error=repr(error))
-        raise broker_unavailable("The command was not accepted; retry with the same command_id.") from error
+        # A record the client library already queued may still reach the broker when it comes back, so
+        # this is "not confirmed", not "refused": the answer names the id to check or to retry with.
+        raise broker_unavailable(
+            "Kafka did not confirm the command in time; it may still be applied once. Check status_url, "
+            "or retry with the same command_id (it is never applied twice).",
+            {"command_id": str(command.command_id), "status_url": f"/v1/commands/{command.command_id}"},
+        ) from error
     PUBLISHES.labels("ok").inc()
     log.info("command_published", command_id=str(command.command_id), sku=command.sku, type=command.type)
