@@ -34,13 +34,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        broker = make_broker(settings, client_id="edge", description="inventory-monitor HTTP edge")
+        broker = make_broker(settings, client_id="edge-ping", description="inventory-monitor HTTP edge")
         engine = make_engine(settings.database_url)
         # Bounded and blocking: under a burst, requests wait briefly for a connection rather than erroring.
         pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=256, timeout=5)
         redis = Redis(connection_pool=pool)
         hub = LiveHub(redis)
-        producer = raw_producer(settings, client_id="edge-batch")
+        producer = raw_producer(settings, client_id="edge")
         app.state.clients = Clients(
             settings, broker, engine, redis, hub, RateLimits(settings, pool), producer
         )

@@ -6,7 +6,6 @@ is applied once."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from api_edge.auth import actor, require
 from api_edge.idempotency import Stored
 from api_edge.intake import SOURCE
 from api_edge.problems import Problem
-from api_edge.publish import PUBLISHES, broker_unavailable
+from api_edge.publish import broker_unavailable, send_all
 from api_edge.state import Clients, clients
 from contracts.price_commands import PRICE_COMMAND_ADAPTER
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
@@ -99,8 +98,6 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
         command_ids=[{"index": i, "command_id": str(cmd.command_id)} for i, cmd in valid],
         errors=errors,
     ).model_dump(mode="json")
-    if claim is not None and (valid or not errors):
-        await idempotency.complete(c.redis, claim, Stored(202, answer, None), c.settings.idempotency_ttl_s)
     if errors and not valid:
         if claim is not None:
             await idempotency.release(c.redis, claim)
@@ -111,27 +108,18 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
             type_="/problems/validation",
             extra={"errors": errors},
         )
+    if claim is not None:
+        await idempotency.complete(c.redis, claim, Stored(202, answer, None), c.settings.idempotency_ttl_s)
     return JSONResponse(answer, status_code=202)
 
 
 async def _publish(c: Clients, topic: Topic, commands: list[Any]) -> None:
-    """Enqueue every command in order (per-key order holds), then wait for all broker acks at once."""
-    headers = [("content-type", b"application/json")]
     try:
-        async with asyncio.timeout(c.settings.edge_publish_timeout_s):
-            acks = [
-                await c.producer.send(
-                    topic.name, cmd.model_dump_json().encode(), cmd.sku.encode(), headers=headers
-                )
-                for cmd in commands
-            ]
-            await asyncio.gather(*acks)
+        await send_all(c, topic, commands)
     except (KafkaError, OSError, TimeoutError) as error:
-        PUBLISHES.labels("failed").inc(len(commands))
         raise broker_unavailable(
-            "Not every command was acknowledged; retry with the same command ids or Idempotency-Key."
+            "Not every command was confirmed; retry with the same command ids or Idempotency-Key."
         ) from error
-    PUBLISHES.labels("ok").inc(len(commands))
 
 
 _BATCH_DOC: dict[str, Any] = {

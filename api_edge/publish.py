@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -30,16 +31,31 @@ def broker_unavailable(detail: str, extra: dict[str, str] | None = None) -> Prob
     )
 
 
-async def publish_command(clients: Clients, command: StockCommand | PriceCommand, topic: Topic) -> None:
-    body = command.model_dump_json().encode()
-    headers = {"content-type": "application/json", "command-type": command.type}
+async def send_all(clients: Clients, topic: Topic, commands: Sequence[StockCommand | PriceCommand]) -> None:
+    """Enqueue every command in order (so per-key order holds), then wait for all broker acks at once.
+    Raises KafkaError, OSError or TimeoutError when the broker does not ack within the publish timeout."""
     try:
-        await asyncio.wait_for(
-            clients.broker.publish(body, topic.name, key=command.sku.encode(), headers=headers),
-            clients.settings.edge_publish_timeout_s,
-        )
+        async with asyncio.timeout(clients.settings.edge_publish_timeout_s):
+            acks = [
+                await clients.producer.send(
+                    topic.name,
+                    command.model_dump_json().encode(),
+                    command.sku.encode(),
+                    headers=[("content-type", b"application/json"), ("command-type", command.type.encode())],
+                )
+                for command in commands
+            ]
+            await asyncio.gather(*acks)
+    except (KafkaError, OSError, TimeoutError):
+        PUBLISHES.labels("failed").inc(len(commands))
+        raise
+    PUBLISHES.labels("ok").inc(len(commands))
+
+
+async def publish_command(clients: Clients, command: StockCommand | PriceCommand, topic: Topic) -> None:
+    try:
+        await send_all(clients, topic, [command])
     except (KafkaError, OSError, TimeoutError) as error:
-        PUBLISHES.labels("failed").inc()
         log.warning("publish_failed", command_id=str(command.command_id), sku=command.sku, error=repr(error))
         # A record the client library already queued may still reach the broker when it comes back, so
         # this is "not confirmed", not "refused": the answer names the id to check or to retry with.
@@ -48,5 +64,4 @@ async def publish_command(clients: Clients, command: StockCommand | PriceCommand
             "or retry with the same command_id (it is never applied twice).",
             {"command_id": str(command.command_id), "status_url": f"/v1/commands/{command.command_id}"},
         ) from error
-    PUBLISHES.labels("ok").inc()
     log.info("command_published", command_id=str(command.command_id), sku=command.sku, type=command.type)

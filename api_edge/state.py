@@ -21,12 +21,12 @@ if TYPE_CHECKING:  # these modules need this one: import only for the annotation
 @dataclass(slots=True)
 class Clients:
     settings: Settings
-    broker: KafkaBroker
+    broker: KafkaBroker  # connected for the readiness ping; commands go through `producer`
     engine: AsyncEngine
     redis: Redis
     hub: LiveHub
     limits: RateLimits
-    producer: AIOKafkaProducer  # raw producer for batch intake: per-record futures, no per-call overhead
+    producer: AIOKafkaProducer  # publishes every command: per-record futures, no per-call overhead
 
 
 def clients(conn: HTTPConnection) -> Clients:

@@ -3,7 +3,6 @@ session-level advisory lock on it, which a pooled SQLAlchemy connection cannot p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ class PendingEvent:
     event_type: str
     channel: str
     sku: str
-    payload: dict[str, Any]
+    payload: str  # the event as JSON text, passed on as it is
     age_s: float
 
 
@@ -50,7 +49,7 @@ async def pending(conn: asyncpg.Connection, limit: int) -> list[PendingEvent]:
     )
     return [
         PendingEvent(
-            r["id"], r["event_id"], r["event_type"], r["channel"], r["sku"], json.loads(r[5]), r["age_s"]
+            r["id"], r["event_id"], r["event_type"], r["channel"], r["sku"], r["payload"], r["age_s"]
         )
         for r in rows
     ]

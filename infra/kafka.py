@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -21,7 +22,7 @@ class ConsumerSafety:
     """Consumer options for a command log: offsets move only after our own commit, start at the beginning."""
 
     ack_policy: AckPolicy = AckPolicy.MANUAL
-    auto_offset_reset: str = "earliest"
+    auto_offset_reset: Literal["earliest"] = "earliest"
 
 
 CONSUMER_SAFETY = ConsumerSafety()

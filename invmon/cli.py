@@ -117,7 +117,7 @@ def dlq_replay(
         for letter in letters:
             console.print(f"would replay {letter.partition}:{letter.offset} -> {letter.origin}")
         return
-    count = asyncio.run(dlq.replay(get_settings().kafka_bootstrap, letters, dlq_topic=dlq_topic))
+    count = asyncio.run(dlq.replay(get_settings(), letters, dlq_topic=dlq_topic))
     console.print(f"replayed {count} record(s) from {dlq_topic}")
 
 

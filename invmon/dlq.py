@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from infra.kafka import PRODUCER_ACKS, PRODUCER_IDEMPOTENT
+from infra.kafka import raw_producer
+from infra.settings import Settings
 from invmon.stack import kafka_admin
 from workers.intake import ORIGIN_OFFSET_HEADER, ORIGIN_PARTITION_HEADER, ORIGIN_TOPIC_HEADER, REASON_HEADER
 
@@ -66,11 +67,9 @@ async def read(bootstrap: str, topic: str) -> AsyncIterator[DeadLetter]:
         await consumer.stop()
 
 
-async def replay(bootstrap: str, letters: Iterable[DeadLetter], *, dlq_topic: str) -> int:
+async def replay(settings: Settings, letters: Iterable[DeadLetter], *, dlq_topic: str) -> int:
     """Publish each letter back to its origin topic; returns how many were acknowledged by the broker."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks=PRODUCER_ACKS, enable_idempotence=PRODUCER_IDEMPOTENT
-    )
+    producer = raw_producer(settings, client_id="invmon-dlq-replay")
     await producer.start()
     try:
         acks = []

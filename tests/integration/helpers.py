@@ -71,6 +71,18 @@ async def processed_count(conn: asyncpg.Connection, command_ids: Sequence[uuid.U
     return count
 
 
+async def wait_processed(
+    conn: asyncpg.Connection, command: dict[str, Any], *, what: str, within: float = 30
+) -> None:
+    """Wait until `command` has its processed_commands row (applied or rejected)."""
+    await wait_until(
+        lambda: processed_count(conn, [uuid.UUID(command["command_id"])]),
+        lambda n: n == 1,
+        within=within,
+        what=what,
+    )
+
+
 async def processed_count_for_skus(conn: asyncpg.Connection, skus: Sequence[str]) -> int:
     count: int = await conn.fetchval(
         "SELECT count(*) FROM processed_commands WHERE sku = ANY($1::text[])", list(skus)

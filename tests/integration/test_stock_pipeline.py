@@ -238,12 +238,7 @@ async def test_concurrent_reservations_never_oversell(
         async with h.CommandProducer(stack) as producer:
             registered = h.register(sku, 50)
             await producer.command(registered)
-            await h.wait_until(
-                lambda: h.processed_count(db, [uuid.UUID(registered["command_id"])]),
-                lambda n: n == 1,
-                within=30,
-                what="the item registration",
-            )
+            await h.wait_processed(db, registered, what="the item registration")
             reserves = [h.reserve(sku, f"{run}-order-{i}", 1) for i in range(100)]
             await asyncio.gather(*(producer.command(c) for c in reserves))
         ids = [uuid.UUID(c["command_id"]) for c in reserves]
@@ -279,12 +274,7 @@ async def test_reservation_expires_exactly_once(
         async with h.CommandProducer(stack) as producer:
             registered = h.register(sku, 10)
             await producer.command(registered)
-            await h.wait_until(
-                lambda: h.processed_count(db, [uuid.UUID(registered["command_id"])]),
-                lambda n: n == 1,
-                within=30,
-                what="the item registration",
-            )
+            await h.wait_processed(db, registered, what="the item registration")
             reserved = h.reserve(sku, rid, 4, expires_at=datetime.now(UTC) + timedelta(seconds=2))
             await producer.command(reserved)
 
@@ -299,12 +289,7 @@ async def test_reservation_expires_exactly_once(
             # same SKU (same partition) is processed only after every copy published before it.
             marker = h.receive(sku, 1)
             await producer.command(marker)
-            await h.wait_until(
-                lambda: h.processed_count(db, [uuid.UUID(marker["command_id"])]),
-                lambda n: n == 1,
-                within=30,
-                what="the marker command",
-            )
+            await h.wait_processed(db, marker, what="the marker command")
 
     assert await outcomes(db, [uuid.UUID(reserved["command_id"])]) == {
         reserved["command_id"]: ("applied", None)
@@ -345,12 +330,7 @@ async def test_record_with_binary_header_does_not_lose_its_batch(
         async with h.CommandProducer(stack) as producer:
             registered = h.register(sku, 0)
             await producer.command(registered)
-            await h.wait_until(
-                lambda: h.processed_count(db, [uuid.UUID(registered["command_id"])]),
-                lambda n: n == 1,
-                within=30,
-                what="the item registration",
-            )
+            await h.wait_processed(db, registered, what="the item registration")
             neighbours = [h.receive(sku, 1) for _ in range(40)]
             odd = h.receive(sku, 1_000)
             records: list[tuple[bytes | None, bytes | None, h.Headers | None]] = [
@@ -362,12 +342,7 @@ async def test_record_with_binary_header_does_not_lose_its_batch(
             marker = h.receive(sku, 100_000)
             await producer.command(marker)
             # The marker comes after every other record of the partition: once it is processed, so are they.
-            await h.wait_until(
-                lambda: h.processed_count(db, [uuid.UUID(marker["command_id"])]),
-                lambda n: n == 1,
-                within=30,
-                what="the marker command",
-            )
+            await h.wait_processed(db, marker, what="the marker command")
     applied = await h.processed_count(db, [uuid.UUID(c["command_id"]) for c in neighbours])
     odd_handled = await h.processed_count(db, [uuid.UUID(odd["command_id"])]) == 1
     if not odd_handled:  # a record the worker cannot read may go to the DLQ instead
@@ -432,12 +407,7 @@ async def test_lost_race_on_a_command_id_is_retried_with_backoff(
                 await rival.end(commit=True)
             marker = h.receive(sku, 1)
             await producer.command(marker)
-            await h.wait_until(
-                lambda: h.processed_count(db, [uuid.UUID(marker["command_id"])]),
-                lambda n: n == 1,
-                within=20,
-                what="the marker command",
-            )
+            await h.wait_processed(db, marker, what="the marker command", within=20)
         retries = await batch_retries(stack) - retries_before
     escaped = [
         entry
@@ -459,12 +429,7 @@ async def test_a_batch_is_one_transaction(stack: Settings, db: asyncpg.Connectio
         async with h.CommandProducer(stack) as producer:
             registered = h.register(sku, 0)
             await producer.command(registered)
-            await h.wait_until(
-                lambda: h.processed_count(db, [uuid.UUID(registered["command_id"])]),
-                lambda n: n == 1,
-                within=30,
-                what="the item registration",
-            )
+            await h.wait_processed(db, registered, what="the item registration")
             receipt, contested = h.receive(sku, 5), h.receive(sku, 7)
             async with h.RivalClaim(stack, contested) as rival:
                 # Both records go out in one produce request: the worker gets them in one batch.
@@ -480,12 +445,7 @@ async def test_a_batch_is_one_transaction(stack: Settings, db: asyncpg.Connectio
                 await rival.end(commit=True)  # the worker lost the race: its whole batch must roll back
             marker = h.receive(sku, 1)
             await producer.command(marker)
-            await h.wait_until(
-                lambda: h.processed_count(db, [uuid.UUID(marker["command_id"])]),
-                lambda n: n == 1,
-                within=30,
-                what="the marker command",
-            )
+            await h.wait_processed(db, marker, what="the marker command")
     receipt_rows = await db.fetchval(
         "SELECT count(*) FROM stock_ledger WHERE command_id = $1", uuid.UUID(receipt["command_id"])
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -42,7 +41,7 @@ async def publish(events: Sequence[PendingEvent], send: KafkaSend, redis: Redis)
     """Kafka first (enqueued in order, acks awaited together), then Redis in one pipeline."""
     acks = []
     for event in events:
-        body = json.dumps(event.payload, separators=(",", ":")).encode()
+        body = event.payload.encode()
         headers = {
             "event-type": event.event_type,
             "event-id": event.event_id,
@@ -52,7 +51,7 @@ async def publish(events: Sequence[PendingEvent], send: KafkaSend, redis: Redis)
     await asyncio.gather(*acks)
     async with redis.pipeline(transaction=False) as pipe:
         for event in events:
-            pipe.publish(redis_channel(event.channel), json.dumps(event.payload, separators=(",", ":")))
+            pipe.publish(redis_channel(event.channel), event.payload)
         await pipe.execute()
 
 

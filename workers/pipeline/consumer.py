@@ -160,7 +160,7 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
         batch=True,
         group_id=worker.group_id,
         ack_policy=CONSUMER_SAFETY.ack_policy,
-        auto_offset_reset="earliest",
+        auto_offset_reset=CONSUMER_SAFETY.auto_offset_reset,
         max_records=worker.max_records,
         batch_timeout_ms=worker.batch_timeout_ms,
         decoder=_raw_batch,
