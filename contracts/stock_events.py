@@ -25,6 +25,7 @@ RejectionCode = Literal[
     "change_closed",
     "window_overlap",
     "not_due",
+    "self_approval",
 ]
 AlertState = Literal["ok", "low", "out", "over"]
 

@@ -445,6 +445,17 @@ def test_a_held_window_is_held_before_it_is_scheduled() -> None:
 # --- decisions -------------------------------------------------------------------------------------------
 
 
+def test_the_requester_cannot_approve_their_own_change_but_may_reject_it() -> None:
+    state = priced("10", "5")
+    change, _ = held(state, set_price("20"))
+    refused = rejected(
+        run(state, decision(ApprovePriceChange, change.change_id, actor="alice"), change), "self_approval"
+    )
+    assert "alice" in refused.reason
+    withdrawn = applied(run(state, decision(RejectPriceChange, change.change_id, actor="alice"), change))
+    assert types(withdrawn) == ["price_change_rejected"]
+
+
 def test_approve_applies_the_change_with_type_approval_and_the_approver() -> None:
     state = priced("10", "5")
     change, _ = held(state, set_price("20", reason="supplier", notes="big"))

@@ -189,6 +189,9 @@ def _apply(
             return _set_price(state, command, ctx)
         case ApprovePriceChange():
             pending = _pending(change, command.change_id, state, command.sku)
+            if pending.requested_by == command.actor:
+                # Four eyes: the threshold exists so that a large move is seen by a second person.
+                raise Reject("self_approval", f"{command.actor} requested this change and cannot approve it")
             approved = replace(pending, status="approved", decided_by=command.actor, comment=command.comment)
             ctx.add(
                 PriceChangeApproved,
