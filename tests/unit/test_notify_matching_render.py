@@ -56,20 +56,25 @@ PAYLOAD = {
 
 def test_email_names_sku_item_levels_and_links_the_dashboard() -> None:
     mail = email("low_stock_detected", PAYLOAD, item_name="Desk <lamp>", public_url="https://inv.example/")
-    assert "LAMP-01" in mail.subject and "Low stock" in mail.subject and "Desk <lamp>" in mail.subject
+    assert "LAMP-01" in mail.subject
+    assert "Low stock" in mail.subject
+    assert "Desk <lamp>" in mail.subject
     for text in ("Available: 2", "Minimum level: 5", "Item: Desk <lamp>"):
         assert text in mail.text
     link = "https://inv.example/dashboard/#/items/LAMP-01"
     assert link == item_link("https://inv.example/", "LAMP-01")
-    assert link in mail.text and f'href="{link}"' in mail.html
-    assert "Desk &lt;lamp&gt;" in mail.html and "<lamp>" not in mail.html
+    assert link in mail.text
+    assert f'href="{link}"' in mail.html
+    assert "Desk &lt;lamp&gt;" in mail.html
+    assert "<lamp>" not in mail.html
 
 
 def test_price_email_names_the_prices() -> None:
     payload = {"sku": "MUG-1", "old_price": "9.90", "new_price": "12.50", "currency": "EUR"}
     mail = email("price_changed", payload, item_name="Mug", public_url="http://x")
     assert "12.50" in mail.subject
-    assert "Old price: 9.90" in mail.text and "Currency: EUR" in mail.text
+    assert "Old price: 9.90" in mail.text
+    assert "Currency: EUR" in mail.text
 
 
 def test_webhook_body_is_type_timestamp_data() -> None:

@@ -96,7 +96,8 @@ def test_a_retry_is_scheduled_by_the_next_step_and_the_last_attempt_fails() -> N
     last = after_attempt(
         Verdict.RETRY, attempts_in_round=len(SVIX), now=NOW, schedule=SVIX, jitter=0.2, draw=0.5
     )
-    assert last.status == "failed" and last.at is None
+    assert last.status == "failed"
+    assert last.at is None
 
 
 @pytest.mark.parametrize(

@@ -64,5 +64,5 @@ def test_generated_secrets_are_whsec_base64_of_32_bytes() -> None:
 def test_weak_or_malformed_secrets_are_refused(secret: str) -> None:
     with pytest.raises(ValidationError):
         SecretRotate(secret=secret)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="secret"):
         signing.secret_bytes(secret)

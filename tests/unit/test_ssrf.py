@@ -93,7 +93,8 @@ async def test_the_acceptance_cases_are_refused_when_not_allowlisted(url: str) -
 
 async def test_allowlisted_loopback_resolves_to_the_checked_address() -> None:
     target = await resolve("http://localhost:8080/x", parse_allowlist(["127.0.0.1", "::1"]))
-    assert target.host == "localhost" and target.port == 8080
+    assert target.host == "localhost"
+    assert target.port == 8080
     assert target.address.is_loopback
 
 
