@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
@@ -24,6 +25,11 @@ def _event_types() -> frozenset[str]:
 
 EVENT_TYPES: frozenset[str] = _event_types()
 SECRET_PREFIX = "whsec_"
+
+
+def new_webhook_secret() -> str:
+    """A fresh Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _known_event_type(value: str) -> str:

@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 from collections.abc import Sequence
+
+from contracts.notifications import new_webhook_secret as new_secret
+
+__all__ = ["headers", "new_secret", "secret_bytes", "sign"]
 
 PREFIX = "whsec_"
 MIN_BYTES = 24
@@ -26,10 +29,6 @@ def secret_bytes(secret: str) -> bytes:
     if not MIN_BYTES <= len(key) <= MAX_BYTES:
         raise ValueError(f"a webhook secret holds {MIN_BYTES} to {MAX_BYTES} bytes, this one {len(key)}")
     return key
-
-
-def new_secret() -> str:
-    return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
