@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
@@ -176,6 +178,18 @@ async def relay_phase(
     }
 
 
+async def caught_up(port: int, events: int, limit_s: float = 120) -> None:
+    pattern = re.compile(r'^invmon_notifier_events_total\{outcome="read"\} (\S+)$', re.MULTILINE)
+    deadline = time.monotonic() + limit_s
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            match = pattern.search((await http.get(f"http://127.0.0.1:{port}/metrics")).text)
+            if match and float(match[1]) >= events:
+                return
+            await asyncio.sleep(0.2)  # polling a metric
+    raise TimeoutError(f"the notifier did not read {events} events in {limit_s} s")
+
+
 async def latency_phase(
     settings: Settings,
     pg: asyncpg.Connection,
@@ -194,6 +208,9 @@ async def latency_phase(
     notifier = start("notifier", log_dir, {**env, "INVMON_NOTIFIER_CONSUMER_GROUP": f"bench-{uuid.uuid4()}"})
     arrivals: dict[str, float] = {}
     try:
+        # A new consumer group starts at the beginning: let it read the relay phase's events before the
+        # subscription exists, so the dispatcher is not busy with them while latency is measured.
+        await caught_up(notifier.port, await load.topic_end_total(settings.kafka_bootstrap, EVENTS.name))
         async with serving("127.0.0.1") as receiver:
             await pg.execute(
                 """
@@ -229,7 +246,7 @@ async def latency_phase(
                         )
                         await asyncio.sleep(1 / rate)  # pacing the load, not waiting for a result
                     deadline = time.monotonic() + 60
-                    while len(receiver.hits) < transitions and time.monotonic() < deadline:  # noqa: ASYNC110
+                    while len(receiver.by_id("/ok/bench")) < transitions and time.monotonic() < deadline:  # noqa: ASYNC110
                         await asyncio.sleep(0.1)  # the receiver records hits; polling them is enough here
             finally:
                 await producer.stop()
@@ -242,21 +259,25 @@ async def latency_phase(
         """
         SELECT o.event_id::text AS event_id,
                extract(epoch FROM min(a.attempted_at) - p.applied_at)::float8 AS to_attempt,
-               extract(epoch FROM p.applied_at)::float8 AS applied
+               extract(epoch FROM p.applied_at)::float8 AS applied,
+               extract(epoch FROM o.published_at - p.applied_at)::float8 AS hop_relay,
+               extract(epoch FROM d.created_at - o.published_at)::float8 AS hop_notifier,
+               extract(epoch FROM min(a.attempted_at) - d.created_at)::float8 AS hop_dispatch
         FROM outbox o
         JOIN processed_commands p ON p.command_id = (o.payload->>'command_id')::uuid
         JOIN notification_deliveries d ON d.event_id = o.event_id
         JOIN notification_attempts a ON a.delivery_id = d.id
         WHERE o.event_type = 'stock_changed' AND p.command_type = 'receive_stock'
-        GROUP BY o.event_id, p.applied_at
+        GROUP BY o.event_id, o.published_at, p.applied_at, d.created_at
         """
     )
     to_attempt = [r["to_attempt"] * 1000 for r in rows]
     to_arrival = [(arrivals[r["event_id"]] - r["applied"]) * 1000 for r in rows if r["event_id"] in arrivals]
     return {
         "transitions": transitions,
-        "delivered": len(arrivals),
+        "delivered": len(to_arrival),
         "attempt_ms": to_attempt,
+        "hops_ms": {hop: [r[f"hop_{hop}"] * 1000 for r in rows] for hop in ("relay", "notifier", "dispatch")},
         "arrival_ms": to_arrival,
         "rss_peak": rss.peak,
         "rss_end": rss.last,
@@ -311,6 +332,14 @@ async def run(args: argparse.Namespace) -> int:
             f"  to arrival at the receiver: p50 {percentile(arr, 0.5):.1f} ms, "
             f"p99 {percentile(arr, 0.99):.1f} ms"
         )
+    for hop, label in (
+        ("relay", "applied -> published by the relay (worker commit, NOTIFY, Kafka + Redis acks)"),
+        ("notifier", "published -> delivery row (Kafka fetch, the notifier's batch transaction)"),
+        ("dispatch", "delivery row -> first attempt (commit, NOTIFY, claim)"),
+    ):
+        values = figures["hops_ms"][hop]
+        if values:
+            print(f"    {label}: p50 {percentile(values, 0.5):.1f} ms, p99 {percentile(values, 0.99):.1f} ms")
     for name in figures["rss_peak"]:
         print(f"  RSS {name}: peak {mb(figures['rss_peak'][name])}, end {mb(figures['rss_end'][name])}")
     if args.json:

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     notifier_consumer_group: str = Field(
         "invmon-notifier", description="Consumer group of the notifier on the event stream."
     )
+    notifier_batch_timeout_ms: int = Field(
+        10,
+        ge=1,
+        description="How long the notifier waits to fill a batch of events; FastStream also sleeps this "
+        "long after an empty poll, so it bounds the notifier's share of the latency.",
+    )
     public_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL people reach the edge at; email links point there."
     )

@@ -104,7 +104,7 @@ def register(broker: KafkaBroker, settings: Settings, engine: Any) -> None:
         ack_policy=CONSUMER_SAFETY.ack_policy,
         auto_offset_reset=CONSUMER_SAFETY.auto_offset_reset,
         max_records=settings.worker_max_records,
-        batch_timeout_ms=settings.worker_batch_timeout_ms,
+        batch_timeout_ms=settings.notifier_batch_timeout_ms,
         decoder=_raw_batch,
         parser=_tolerant_batch_parser,
         title="notifier",
