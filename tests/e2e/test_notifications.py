@@ -485,3 +485,39 @@ async def test_flaky_receiver_and_a_sigkilled_notifier_lose_nothing(
     )
     for d in listed:
         assert [a["status_code"] for a in d["attempt_log"]] == [500, 500, 500, 200]
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (
+            {
+                "name": "x",
+                "event_types": ["stock_exploded"],
+                "channel": {"kind": "email", "recipients": ["a@example.com"]},
+            },
+            "event_types",
+        ),
+        ({"name": "x", "channel": {"kind": "email", "recipients": []}}, "recipients"),
+        ({"name": "x", "channel": {"kind": "email", "recipients": ["not-an-address"]}}, "recipients"),
+        ({"name": "x", "channel": {"kind": "webhook", "url": "ftp://example.com/x"}}, "url"),
+        (
+            {
+                "name": "x",
+                "channel": {"kind": "webhook", "url": "https://example.com/x", "secret": "whsec_c2hvcnQ="},
+            },
+            "secret",
+        ),
+        ({"name": "x", "channel": {"kind": "sms", "to": "+1"}}, "channel"),
+    ],
+)
+async def test_bad_subscriptions_get_a_problem_naming_the_field(
+    edge: httpx.AsyncClient, body: dict[str, Any], where: str
+) -> None:
+    response = await edge.post("/v1/notifications/subscriptions", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert any(
+        where in [str(part) for part in error["loc"]] or where in error["msg"]
+        for error in response.json()["errors"]
+    ), response.json()
