@@ -108,44 +108,43 @@ class Dispatcher:
 
     async def _deliver(self, d: Due) -> None:
         log_ctx = {"event_id": str(d.event_id), "sku": d.sku, "subscription_id": str(d.subscription_id)}
+        if not d.enabled:
+            async with self._engine.connect() as conn:
+                await notify_repo.fail_disabled(await command_log.driver(conn), d.id)
+            return
+        # Send first, then take a connection to record: no database round trip before the attempt.
+        now = self._clock()
+        if d.kind == "webhook":
+            sent, verdict = await self._webhook(d, now)
+        else:
+            sent, verdict = await self._email(d)
+        ATTEMPTS.labels(d.kind, verdict.value).inc()
+        ATTEMPT_SECONDS.labels(d.kind).observe(sent.latency_ms / 1000)
+        nxt = policy.after_attempt(
+            verdict,
+            attempts_in_round=d.attempts_in_round + 1,
+            now=now,
+            schedule=self._settings.notify_retry_schedule_s,
+            jitter=self._settings.notify_retry_jitter,
+            draw=self._draw(),
+            retry_after_s=policy.parse_retry_after(sent.retry_after, now),
+        )
+        reason = self._disable_reason(d, verdict, nxt, now)
+        outcome = Outcome(
+            d.id,
+            d.subscription_id,
+            now,
+            sent.code,
+            sent.latency_ms,
+            sent.error,
+            verdict.value,
+            nxt.status,
+            nxt.at,
+            verdict is policy.Verdict.DELIVERED,
+            reason,
+        )
         async with self._engine.connect() as conn:
-            pg = await command_log.driver(conn)
-            if not d.enabled:
-                await notify_repo.fail_disabled(pg, d.id)
-                return
-            now = self._clock()
-            if d.kind == "webhook":
-                sent, verdict = await self._webhook(d, now)
-            else:
-                sent, verdict = await self._email(d)
-            ATTEMPTS.labels(d.kind, verdict.value).inc()
-            ATTEMPT_SECONDS.labels(d.kind).observe(sent.latency_ms / 1000)
-            nxt = policy.after_attempt(
-                verdict,
-                attempts_in_round=d.attempts_in_round + 1,
-                now=now,
-                schedule=self._settings.notify_retry_schedule_s,
-                jitter=self._settings.notify_retry_jitter,
-                draw=self._draw(),
-                retry_after_s=policy.parse_retry_after(sent.retry_after, now),
-            )
-            reason = self._disable_reason(d, verdict, nxt, now)
-            await notify_repo.record(
-                pg,
-                Outcome(
-                    d.id,
-                    d.subscription_id,
-                    now,
-                    sent.code,
-                    sent.latency_ms,
-                    sent.error,
-                    verdict.value,
-                    nxt.status,
-                    nxt.at,
-                    verdict is policy.Verdict.DELIVERED,
-                    reason,
-                ),
-            )
+            await notify_repo.record(await command_log.driver(conn), outcome)
         log.info("delivery_attempt", outcome=verdict.value, code=sent.code, status=nxt.status, **log_ctx)
         if reason is not None:
             await self._tell_admin(d, reason)
