@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -66,6 +67,7 @@ class Dispatcher:
         # Longer than any one attempt can take, so a live dispatcher never loses its claim mid-send.
         self._lease_s = max(settings.webhook_timeout_s, settings.smtp_timeout_s) + 30.0
         self._wake = asyncio.Event()
+        self._backlog_at = 0.0
 
     async def run(self) -> None:
         while True:
@@ -91,6 +93,9 @@ class Dispatcher:
         async with self._engine.connect() as conn:
             pg = await command_log.driver(conn)
             due = await notify_repo.claim_due(pg, self._limit, self._lease_s)
+            if time.monotonic() - self._backlog_at > 1.0:  # a busy dispatcher never idles in _wait
+                BACKLOG.set(await notify_repo.backlog(pg))
+                self._backlog_at = time.monotonic()
         if due:
             await asyncio.gather(*(self._deliver(d) for d in due))
         return len(due)
