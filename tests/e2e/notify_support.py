@@ -36,11 +36,13 @@ class Hit:
 class Receiver:
     """Behaviour by the first path segment:
     /ok 200; /flaky/N 500 for the first N requests of each webhook-id, then 200; /gone 410;
-    /missing 404; /redirect 302 to /ok; /busy/S 429 with Retry-After S for the first request, then 200."""
+    /missing 404; /redirect 302 to /ok; /busy/S 429 with Retry-After S for the first request, then 200;
+    /hold answers 200 once `release` is set."""
 
     host: str
     port: int = 0
     hits: list[Hit] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -75,6 +77,8 @@ class Receiver:
         headers = {k.lower(): v for k, v in request.headers.items()}
         status, extra = self._status(request.url.path, headers.get("webhook-id", ""))
         self.hits.append(Hit(request.url.path, headers, body, time.monotonic(), status))
+        if request.url.path.startswith("/hold"):
+            await self.release.wait()
         return Response(status_code=status, headers=extra)
 
     def app(self) -> Starlette:

@@ -175,3 +175,40 @@ async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_told(
         assert str(sub) in notice.get_payload()[0].get_payload()
         assert "disabled" in notice["Subject"]
     await pg.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
+
+
+async def test_a_subscription_deleted_mid_send_leaves_the_dispatcher_working(
+    stack: Settings, pg: asyncpg.Connection
+) -> None:
+    sku = f"IT-{uuid.uuid4().hex[:8].upper()}"
+    async with serving("127.0.0.1") as receiver:
+        sub = await add_subscription(pg, sku, receiver.url(f"/hold/{sku}"))
+        engine = make_engine(stack.database_url)
+        settings = stack.model_copy(update={"webhook_allowlist": ["127.0.0.1"], "notify_concurrency": 1})
+        async with httpx.AsyncClient(follow_redirects=False) as http:
+            dispatcher = Dispatcher(engine, pg_dsn(stack), settings, http)
+            try:
+                async with command_log.transaction(engine) as tx:
+                    await notify_repo.insert_deliveries(
+                        tx,
+                        [notify_repo.NewDelivery(uuid.uuid4(), sub, "stock_changed", sku, None, "{}")],
+                    )
+                sending = asyncio.create_task(dispatcher.round())
+                while not receiver.of(f"/hold/{sku}"):  # noqa: ASYNC110  # the receiver records arrivals
+                    await asyncio.sleep(0.01)
+                await pg.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
+                receiver.release.set()
+                assert await sending >= 1  # the vanished delivery is logged, not raised
+                other = await add_subscription(pg, sku, receiver.url(f"/ok/{sku}"))
+                async with command_log.transaction(engine) as tx:
+                    await notify_repo.insert_deliveries(
+                        tx,
+                        [notify_repo.NewDelivery(uuid.uuid4(), other, "stock_changed", sku, None, "{}")],
+                    )
+                for _ in range(20):
+                    if await dispatcher.round() == 0:
+                        break
+            finally:
+                await engine.dispose()
+        assert len(receiver.of(f"/ok/{sku}")) == 1
+    await pg.execute("DELETE FROM notification_subscriptions WHERE id = $1", other)

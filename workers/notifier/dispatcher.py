@@ -97,8 +97,18 @@ class Dispatcher:
                 BACKLOG.set(await notify_repo.backlog(pg))
                 self._backlog_at = time.monotonic()
         if due:
-            await asyncio.gather(*(self._deliver(d) for d in due))
+            await asyncio.gather(*(self._deliver_or_log(d) for d in due))
         return len(due)
+
+    async def _deliver_or_log(self, d: Due) -> None:
+        try:
+            await self._deliver(d)
+        except asyncpg.ForeignKeyViolationError:
+            log.info("delivery_deleted_while_sending", event_id=str(d.event_id), delivery_id=d.id)
+        except Exception as error:  # the claim lapses after the lease and the delivery is tried again
+            log.warning(
+                "delivery_failed_unexpectedly", event_id=str(d.event_id), sku=d.sku, error=repr(error)
+            )
 
     async def _wait(self) -> None:
         async with self._engine.connect() as conn:
