@@ -71,6 +71,50 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Outbox relay fallback poll interval; NOTIFY wakes it sooner."
     )
     outbox_batch_size: int = Field(500, ge=1, description="Most outbox rows the relay publishes per round.")
+    notifier_port: int = Field(9104, description="Port of the notifier's /metrics and /health.")
+    notifier_consumer_group: str = Field(
+        "invmon-notifier", description="Consumer group of the notifier on the event stream."
+    )
+    notifier_batch_timeout_ms: int = Field(
+        10,
+        ge=1,
+        description="How long the notifier waits to fill a batch of events; FastStream also sleeps this "
+        "long after an empty poll, so it bounds the notifier's share of the latency.",
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL people reach the edge at; email links point there."
+    )
+    smtp_host: str = Field("127.0.0.1", description="SMTP server the notifier sends email through.")
+    smtp_port: int = Field(25, description="Port of the SMTP server.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS (required).")
+    smtp_username: str | None = Field(None, description="SMTP AUTH user name (none: no AUTH).")
+    smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password.")
+    smtp_from: str = Field("inventory-monitor <invmon@localhost>", description="From: of notification email.")
+    smtp_timeout_s: float = Field(30.0, gt=0, description="Timeout of one SMTP conversation.")
+    notify_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="Delay before each delivery attempt in seconds (JSON list); after the last, it fails.",
+    )
+    notify_retry_jitter: float = Field(0.2, ge=0, lt=1, description="Random ± fraction on each retry delay.")
+    notify_batch_size: int = Field(100, ge=1, description="Most due deliveries one dispatcher round sends.")
+    notify_concurrency: int = Field(32, ge=1, description="Most deliveries a notifier sends at once.")
+    notify_poll_interval_s: float = Field(
+        1.0, gt=0, description="Dispatcher fallback poll interval; NOTIFY wakes it sooner."
+    )
+    notify_admin_email: str | None = Field(
+        None, description="Told by email when an endpoint is disabled (none: a log line and a metric)."
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook request.")
+    webhook_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (JSON list) webhooks may reach although not public.",
+    )
+    webhook_secret_overlap_s: float = Field(
+        86400.0, ge=0, description="How long a rotated-out webhook secret still signs."
+    )
+    webhook_disable_after_s: float = Field(
+        5 * 86400.0, gt=0, description="An endpoint failing without success for this long is disabled."
+    )
     jwt_secret: SecretStr = Field(
         SecretStr("dev-only-secret-change-me-0123456789abcdef"),
         description="HMAC key (HS256, at least 32 bytes) that signs access tokens. Set it in production.",

@@ -48,6 +48,8 @@ PATH_VALUES: dict[str, str] = {
     "command_id": str(uuid.uuid4()),
     "currency": "EUR",
     "reservation_id": "r-1",
+    "subscription_id": str(uuid.uuid4()),
+    "delivery_id": "9223372036854775000",
 }
 
 # Routes anyone may call. /metrics, /docs and /openapi.json are public too but not in the schema.
@@ -89,10 +91,20 @@ ROLE_MAP: dict[tuple[str, str], Role] = {
     ("GET", "/v1/items/{sku}/prices/{currency}/lowest-prior"): "viewer",
     ("GET", "/v1/commands/{command_id}"): "viewer",
     ("GET", "/v1/price-changes"): "viewer",
+    ("POST", "/v1/notifications/subscriptions"): "admin",
+    ("GET", "/v1/notifications/subscriptions"): "admin",
+    ("GET", "/v1/notifications/subscriptions/{subscription_id}"): "admin",
+    ("PATCH", "/v1/notifications/subscriptions/{subscription_id}"): "admin",
+    ("DELETE", "/v1/notifications/subscriptions/{subscription_id}"): "admin",
+    ("POST", "/v1/notifications/subscriptions/{subscription_id}/rotate-secret"): "admin",
+    ("GET", "/v1/notifications/subscriptions/{subscription_id}/deliveries"): "admin",
+    ("POST", "/v1/notifications/subscriptions/{subscription_id}/replay"): "admin",
+    ("GET", "/v1/notifications/deliveries/{delivery_id}"): "admin",
+    ("POST", "/v1/notifications/deliveries/{delivery_id}/replay"): "admin",
 }
 
 # What a caller with enough rights may get from the walk's minimal requests: never 401/403, 429 or 5xx.
-PERMITTED = {200, 202, 404, 422}
+PERMITTED = {200, 201, 202, 204, 404, 422}
 
 
 def allowed(principal: str, need: Role) -> bool:

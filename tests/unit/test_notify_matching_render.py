@@ -1,0 +1,82 @@
+"""Matching events to subscriptions, and what the email and webhook say."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers.notifier.matching import EventFacts, Filter, matches, route
+from workers.notifier.render import email, item_link, webhook_body
+
+EVENT = EventFacts(uuid.uuid4(), "low_stock_detected", "LAMP-01", "lighting")
+
+
+def f(
+    types: frozenset[str] | set[str] = frozenset(),
+    skus: frozenset[str] | set[str] = frozenset(),
+    cats: frozenset[str] | set[str] = frozenset(),
+) -> Filter:
+    return Filter(uuid.uuid4(), frozenset(types), frozenset(skus), frozenset(cats))
+
+
+def test_empty_filters_match_everything_and_each_filter_narrows() -> None:
+    assert matches(f(), EVENT)
+    assert matches(f({"low_stock_detected"}, {"LAMP-01"}, {"lighting"}), EVENT)
+    assert not matches(f({"out_of_stock"}), EVENT)
+    assert not matches(f(skus={"LAMP-02"}), EVENT)
+    assert not matches(f(cats={"kitchen"}), EVENT)
+    assert not matches(f(cats={"lighting"}), EventFacts(EVENT.event_id, EVENT.event_type, "X", None))
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c"]), max_size=5), st.lists(st.booleans(), max_size=4))
+def test_route_yields_one_pair_per_matching_subscription(types: list[str], wide: list[bool]) -> None:
+    events = [EventFacts(uuid.uuid4(), t, "S", None) for t in types]
+    filters = [f() if w else f({"a"}) for w in wide]
+    pairs = route(events, filters)
+    expected = sum(1 for e in events for flt in filters if not flt.event_types or e.event_type == "a")
+    assert len(pairs) == expected
+    assert len(set((e.event_id, s) for e, s in pairs)) == len(pairs)
+
+
+PAYLOAD = {
+    "event_id": "7d1f0b36-3c55-4b8e-9d0e-2f1d7a0c0a01",
+    "sku": "LAMP-01",
+    "type": "low_stock_detected",
+    "occurred_at": "2026-11-27T12:00:00Z",
+    "previous": "ok",
+    "current": "low",
+    "available": 2,
+    "min_stock_level": 5,
+    "max_stock_level": None,
+}
+
+
+def test_email_names_sku_item_levels_and_links_the_dashboard() -> None:
+    mail = email("low_stock_detected", PAYLOAD, item_name="Desk <lamp>", public_url="https://inv.example/")
+    assert "LAMP-01" in mail.subject
+    assert "Low stock" in mail.subject
+    assert "Desk <lamp>" in mail.subject
+    for text in ("Available: 2", "Minimum level: 5", "Item: Desk <lamp>"):
+        assert text in mail.text
+    link = "https://inv.example/dashboard/#/items/LAMP-01"
+    assert link == item_link("https://inv.example/", "LAMP-01")
+    assert link in mail.text
+    assert f'href="{link}"' in mail.html
+    assert "Desk &lt;lamp&gt;" in mail.html
+    assert "<lamp>" not in mail.html
+
+
+def test_price_email_names_the_prices() -> None:
+    payload = {"sku": "MUG-1", "old_price": "9.90", "new_price": "12.50", "currency": "EUR"}
+    mail = email("price_changed", payload, item_name="Mug", public_url="http://x")
+    assert "12.50" in mail.subject
+    assert "Old price: 9.90" in mail.text
+    assert "Currency: EUR" in mail.text
+
+
+def test_webhook_body_is_type_timestamp_data() -> None:
+    body = json.loads(webhook_body("low_stock_detected", PAYLOAD))
+    assert body == {"type": "low_stock_detected", "timestamp": "2026-11-27T12:00:00Z", "data": PAYLOAD}

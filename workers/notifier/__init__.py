@@ -1,0 +1,1 @@
+"""The notifier: matches events from the event stream to subscriptions and delivers email and webhooks."""
