@@ -936,3 +936,13 @@ class StockMachine(RuleBasedStateMachine):
 
 StockMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
 TestStockMachine = StockMachine.TestCase
+
+
+def test_with_stock_is_replace_with_the_next_version() -> None:
+    """`with_stock` spells every field out for speed; a field added to ItemState must not be dropped."""
+    state = ItemState(
+        sku="S-1", name="n", on_hand=10, reserved=2, description="d", category="c", min_stock_level=3,
+        max_stock_level=50, cost_price=Decimal("1.5"), weight_grams=7, dimensions="1x2x3", is_active=False,
+        is_trackable=False, alert_state="low", version=9,
+    )  # fmt: skip
+    assert state.with_stock(11, 4) == replace(state, on_hand=11, reserved=4, version=10)
