@@ -36,6 +36,7 @@ from contracts.stock_events import (
     StockEvent,
 )
 from workers.rules.alerts import AlertPolicy, classify, transition_event_type
+from workers.rules.ids import event_id
 from workers.rules.rejection import Reject, Rejected, rejected
 
 ReservationStatus = Literal["active", "released", "fulfilled", "expired"]
@@ -99,6 +100,10 @@ class _Events:
     command: StockCommand
     now: datetime
     items: list[StockEvent] = field(default_factory=list)
+    namespace: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.namespace = self.command.command_id.bytes
 
     def add(self, kind: type[StockEvent], **fields: Any) -> None:
         command = self.command
@@ -106,7 +111,7 @@ class _Events:
         # validating it again (`trusted`): on the hot path that is most of the cost of an event.
         self.items.append(
             kind.trusted(
-                event_id=uuid.uuid5(command.command_id, str(len(self.items))),
+                event_id=event_id(self.namespace, len(self.items)),
                 sku=command.sku,
                 occurred_at=self.now,
                 command_id=command.command_id,
