@@ -44,6 +44,16 @@ class ReservationRow(NamedTuple):
     command_id: uuid.UUID | None
 
 
+class StockLevels(NamedTuple):
+    """The columns a stock movement changes (see `update_stock_levels`)."""
+
+    sku: str
+    stock_quantity: int
+    reserved_quantity: int
+    alert_state: str
+    version: int
+
+
 class LedgerRow(NamedTuple):
     command_id: uuid.UUID
     sku: str
@@ -92,6 +102,22 @@ async def lock_reservations(pg: asyncpg.Connection, keys: Iterable[tuple[str, st
 
 async def upsert_items(pg: asyncpg.Connection, rows: Sequence[ItemRow]) -> None:
     await bulk.upsert(pg, "items", ItemRow._fields, _ITEM_TYPES, ("sku",), rows)
+
+
+async def update_stock_levels(pg: asyncpg.Connection, rows: Sequence[StockLevels]) -> None:
+    """The stock columns of items this transaction has locked: for PostgreSQL less than half the cost of
+    `upsert_items` per row (bench/pg_statements.py), and most batches change nothing else."""
+    if not rows:
+        return
+    status = await pg.execute(
+        "UPDATE items SET stock_quantity = t.stock_quantity, reserved_quantity = t.reserved_quantity,"
+        " alert_state = t.alert_state, version = t.version, updated_at = now()"
+        f" FROM ({bulk.unnest(StockLevels._fields, ('text', 'int8', 'int8', 'text', 'int8'))}) AS t"
+        " WHERE items.sku = t.sku",
+        *bulk.columns(rows, len(StockLevels._fields)),
+    )
+    if status != f"UPDATE {len(rows)}":
+        raise RuntimeError(f"stock levels of {len(rows)} locked items: {status}")
 
 
 async def upsert_reservations(pg: asyncpg.Connection, rows: Sequence[ReservationRow]) -> None:

@@ -178,3 +178,48 @@ async def test_the_safety_check_catches_auto_commit(stack: Settings) -> None:
         await broker.stop()
     assert any("auto-commit" in p for p in problems)
     assert any("auto_offset_reset" in p for p in problems)
+
+
+async def test_one_batch_writes_details_and_stock_levels(engine: AsyncEngine) -> None:
+    """Items whose details are untouched get only their stock columns written; an item whose details
+    changed in the same batch gets its whole row, with the stock moves before and after the change."""
+    from contracts.stock_commands import STOCK_COMMAND_ADAPTER
+    from workers.pipeline.batch import apply_batch
+    from workers.rules.alerts import AlertPolicy
+    from workers.stock_worker.apply import StockSession
+
+    moved, renamed = (f"H-{uuid.uuid4().hex[:8].upper()}" for _ in range(2))
+
+    async def batch(*bodies: dict[str, Any]) -> None:
+        commands = [STOCK_COMMAND_ADAPTER.validate_python(b) for b in bodies]
+        report = await apply_batch(engine, StockSession(AlertPolicy()), commands, datetime.now(UTC))
+        assert not report.rejected
+
+    await batch(*(command(s, "register_item", name="Before", min_stock_level=3) for s in (moved, renamed)))
+    await batch(
+        command(moved, "receive_stock", quantity=10),
+        command(renamed, "receive_stock", quantity=10),
+        command(renamed, "update_item_details", name="After"),
+        command(moved, "reserve_stock", reservation_id="r-1", quantity=8),
+        command(renamed, "adjust_stock", delta=-9, reason_code="loss"),
+    )
+    rows = await fetch(
+        engine,
+        "SELECT sku, name, stock_quantity, reserved_quantity, alert_state, version FROM items"
+        " WHERE sku IN (:a, :b) ORDER BY sku = :a DESC",
+        a=moved,
+        b=renamed,
+    )
+    assert rows == [(moved, "Before", 10, 8, "low", 3), (renamed, "After", 1, 0, "low", 4)]
+
+
+def test_detail_fields_and_stock_levels_cover_every_item_field() -> None:
+    from dataclasses import fields
+
+    from db.stock_repo import StockLevels
+    from workers.rules.stock import ItemState
+    from workers.stock_worker.apply import DETAIL_FIELDS
+
+    stock = {"on_hand", "reserved", "alert_state", "version"}
+    assert len(StockLevels._fields) == len(stock) + 1  # the sku, and the stock columns
+    assert {f.name for f in fields(ItemState)} == set(DETAIL_FIELDS) | stock

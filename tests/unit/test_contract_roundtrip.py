@@ -94,3 +94,27 @@ def test_events_built_without_validation_are_valid() -> None:
     }
     for event in events:
         assert STOCK_EVENT_ADAPTER.validate_json(event.model_dump_json()) == event
+
+
+def test_trusted_events_equal_model_construct() -> None:
+    """`EventEnvelope.trusted` is model_construct from a template: same fields, order, defaults and set."""
+    from contracts.stock_events import LowStockDetected, ReservationMade, StockChanged
+
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    base = {"event_id": uuid.uuid4(), "sku": "ABC-1", "occurred_at": now, "command_id": uuid.uuid4()}
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        (StockChanged, {"delta": 2, "reason": "receive_stock", "on_hand": 5, "reserved": 0, "available": 5,
+                        "version": 2}),
+        (ReservationMade, {"reservation_id": "r-1", "quantity": 1}),
+        (LowStockDetected, {"previous": "ok", "current": "low", "available": 1, "min_stock_level": 2,
+                            "max_stock_level": None}),
+    ]  # fmt: skip
+    for kind, fields in cases:
+        fast, slow = kind.trusted(**base, **fields), kind.model_construct(**base, **fields)
+        assert fast == slow
+        assert fast.model_dump_json() == slow.model_dump_json()
+        assert fast.model_fields_set == slow.model_fields_set
+    with pytest.raises(TypeError):
+        StockChanged.trusted(**base, delta=1)  # required fields missing
+    with pytest.raises(TypeError):
+        ReservationMade.trusted(**base, reservation_id="r", quantity=1, colour="red")

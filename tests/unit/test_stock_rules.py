@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 from hypothesis import event as record_event
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -60,6 +60,7 @@ from contracts.stock_events import (
     StockLevelNormal,
 )
 from workers.rules.alerts import AlertPolicy, classify, transition_event_type
+from workers.rules.ids import event_id
 from workers.rules.stock import (
     Applied,
     ItemState,
@@ -936,3 +937,23 @@ class StockMachine(RuleBasedStateMachine):
 
 StockMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
 TestStockMachine = StockMachine.TestCase
+
+
+def test_with_stock_is_replace_with_the_next_version() -> None:
+    """`with_stock` spells every field out for speed; a field added to ItemState must not be dropped."""
+    state = ItemState(
+        sku="S-1", name="n", on_hand=10, reserved=2, description="d", category="c", min_stock_level=3,
+        max_stock_level=50, cost_price=Decimal("1.5"), weight_grams=7, dimensions="1x2x3", is_active=False,
+        is_trackable=False, alert_state="low", version=9,
+    )  # fmt: skip
+    assert state.with_stock(11, 4) == replace(state, on_hand=11, reserved=4, version=10)
+
+
+@given(st.uuids(), st.integers(min_value=0, max_value=10_000))
+def test_event_id_is_uuid5(command_id: uuid.UUID, index: int) -> None:
+    made = event_id(command_id.bytes, index)
+    expected = uuid.uuid5(command_id, str(index))
+    assert made == expected
+    assert (made.version, made.variant, str(made), hash(made)) == (
+        expected.version, expected.variant, str(expected), hash(expected)
+    )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +13,7 @@ import asyncpg
 from contracts.stock_commands import ReservationCommand, StockCommand
 from contracts.stock_events import AlertState, ItemRegistered, StockChanged, StockEvent
 from db import stock_repo
-from db.stock_repo import ItemRow, LedgerRow, ReservationRow
+from db.stock_repo import ItemRow, LedgerRow, ReservationRow, StockLevels
 from workers.pipeline.batch import Verdict
 from workers.rules.alerts import AlertPolicy
 from workers.rules.stock import Applied, ItemState, Reservation, ReservationStatus, decide
@@ -44,6 +45,19 @@ def row_from_state(s: ItemState) -> ItemRow:
         s.cost_price, s.min_stock_level, s.max_stock_level, s.is_active, s.is_trackable, s.alert_state,
         s.version,
     )  # fmt: skip
+
+
+# What a stock movement leaves alone. An item whose details are unchanged gets only its stock columns
+# written (stock_repo.update_stock_levels); any other change rewrites the whole row.
+DETAIL_FIELDS = (
+    "sku", "name", "description", "category", "min_stock_level", "max_stock_level", "cost_price",
+    "weight_grams", "dimensions", "is_active", "is_trackable",
+)  # fmt: skip
+_details = operator.attrgetter(*DETAIL_FIELDS)
+
+
+def levels_from_state(s: ItemState) -> StockLevels:
+    return StockLevels(s.sku, s.on_hand, s.reserved, s.alert_state, s.version)
 
 
 def reservation_from_row(row: ReservationRow) -> Reservation:
@@ -93,6 +107,7 @@ class StockSession:
 
     policy: AlertPolicy
     items: dict[str, ItemState] = field(default_factory=dict)
+    loaded: dict[str, ItemState] = field(default_factory=dict)  # as the transaction found them
     reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)
     dirty_items: dict[str, ItemState] = field(default_factory=dict)
     dirty_reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)
@@ -102,6 +117,7 @@ class StockSession:
         self.items = {
             r.sku: state_from_row(r) for r in await stock_repo.lock_items(pg, (c.sku for c in commands))
         }
+        self.loaded = dict(self.items)
         keys = (key for c in commands if (key := _reservation_key(c)) is not None)
         rows = await stock_repo.lock_reservations(pg, keys)
         self.reservations = {(r.sku, r.reservation_id): reservation_from_row(r) for r in rows}
@@ -119,7 +135,16 @@ class StockSession:
         return Verdict(outcome.events)
 
     async def save(self, pg: asyncpg.Connection, now: datetime) -> None:
-        await stock_repo.upsert_items(pg, [row_from_state(s) for s in self.dirty_items.values()])
+        rows: list[ItemRow] = []
+        levels: list[StockLevels] = []
+        for sku, state in self.dirty_items.items():
+            before = self.loaded.get(sku)
+            if before is not None and _details(before) == _details(state):
+                levels.append(levels_from_state(state))
+            else:
+                rows.append(row_from_state(state))
+        await stock_repo.upsert_items(pg, rows)
+        await stock_repo.update_stock_levels(pg, levels)
         await stock_repo.upsert_reservations(
             pg, [row_from_reservation(r) for r in self.dirty_reservations.values()]
         )
