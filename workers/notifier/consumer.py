@@ -22,7 +22,7 @@ from db.notify_repo import NewDelivery
 from infra.kafka import CONSUMER_SAFETY
 from infra.settings import Settings
 from workers.notifier.matching import EventFacts, Filter, route
-from workers.pipeline.consumer import RETRYABLE, _raw_batch, _tolerant_batch_parser
+from workers.pipeline.consumer import RETRYABLE, raw_batch, tolerant_batch_parser
 
 log = structlog.get_logger("invmon.notifier")
 
@@ -105,8 +105,8 @@ def register(broker: KafkaBroker, settings: Settings, engine: Any) -> None:
         auto_offset_reset=CONSUMER_SAFETY.auto_offset_reset,
         max_records=settings.worker_max_records,
         batch_timeout_ms=settings.notifier_batch_timeout_ms,
-        decoder=_raw_batch,
-        parser=_tolerant_batch_parser,
+        decoder=raw_batch,
+        parser=tolerant_batch_parser,
         title="notifier",
         description="Turns events into email and webhook deliveries for matching subscriptions.",
     )

@@ -96,7 +96,7 @@ RETRYABLE: tuple[type[Exception], ...] = (
 )
 
 
-def _raw_batch(message: Any) -> Any:
+def raw_batch(message: Any) -> Any:
     # Keep the bytes: each record is validated on its own, so one bad record cannot fail the batch.
     return message.body
 
@@ -106,7 +106,7 @@ def _text_headers(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
     return dataclasses.replace(record, headers=headers)
 
 
-async def _tolerant_batch_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+async def tolerant_batch_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
     """FastStream's batch parser decodes every header value as UTF-8; one binary header would fail the
     whole batch before our handler runs, with nobody left to rewind it. Parse a copy with readable headers
     instead, and keep the original records so dead letters carry the original bytes."""
@@ -163,8 +163,8 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
         auto_offset_reset=CONSUMER_SAFETY.auto_offset_reset,
         max_records=worker.max_records,
         batch_timeout_ms=worker.batch_timeout_ms,
-        decoder=_raw_batch,
-        parser=_tolerant_batch_parser,
+        decoder=raw_batch,
+        parser=tolerant_batch_parser,
         title=worker.name,
         description=f"Applies {worker.topic.description} exactly once to PostgreSQL.",
     )
