@@ -38,7 +38,7 @@ POST: dict[str, Any] = {
 }
 
 
-def wait_param(
+async def wait_param(  # async: a plain def would cost a thread-pool hop per request
     request: Request,
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for the outcome (200) before 202.")
