@@ -98,6 +98,7 @@ async def accept(
         if claim is not None:
             await idempotency.release(c.redis, claim)
         raise
+    request.state.command_id = str(command.command_id)  # for the access line
     url = f"/v1/commands/{command.command_id}"
     answer = Accepted(command_id=command.command_id, status_url=url)
     code = status.HTTP_202_ACCEPTED

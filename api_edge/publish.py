@@ -53,6 +53,7 @@ async def send_all(clients: Clients, topic: Topic, commands: Sequence[StockComma
 
 
 async def publish_command(clients: Clients, command: StockCommand | PriceCommand, topic: Topic) -> None:
+    """Publish one command; its id goes on the request's access line (no log line of its own)."""
     try:
         await send_all(clients, topic, [command])
     except (KafkaError, OSError, TimeoutError) as error:
@@ -64,4 +65,3 @@ async def publish_command(clients: Clients, command: StockCommand | PriceCommand
             "or retry with the same command_id (it is never applied twice).",
             {"command_id": str(command.command_id), "status_url": f"/v1/commands/{command.command_id}"},
         ) from error
-    log.info("command_published", command_id=str(command.command_id), sku=command.sku, type=command.type)

@@ -61,7 +61,10 @@ class RateLimits:
                 "Too Many Requests",
                 f"rate limit {item} per {scope} exceeded",
                 type_="/problems/rate-limited",
-                headers={"Retry-After": str(max(reset, 1)), **_headers(Verdict(item.amount, 0, reset))},
+                headers={
+                    "Retry-After": str(max(reset, 1)),
+                    **ratelimit_headers(Verdict(item.amount, 0, reset)),
+                },
             )
         return Verdict(item.amount, stats.remaining, reset)
 
@@ -84,14 +87,10 @@ class RateLimits:
             request.state.ratelimit = verdict
 
 
-def _headers(verdict: Verdict) -> dict[str, str]:
+def ratelimit_headers(verdict: Verdict) -> dict[str, str]:
+    """The headers of a verdict; the request metrics middleware adds those of `request.state.ratelimit`."""
     return {
         "RateLimit-Limit": str(verdict.limit),
         "RateLimit-Remaining": str(verdict.remaining),
         "RateLimit-Reset": str(verdict.reset_s),
     }
-
-
-def response_headers(request: Request) -> dict[str, str]:
-    verdict: Verdict | None = getattr(request.state, "ratelimit", None)
-    return _headers(verdict) if verdict else {}
