@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_edge.ratelimit import ratelimit_headers
 from api_edge.state import clients
+from infra.logging import redact_url
 from infra.service import metrics_response, run_checks
 
 router = APIRouter(tags=["operations"])
@@ -61,8 +62,9 @@ async def metrics() -> Response:
 
 class RequestMetrics:
     """Pure ASGI middleware around every HTTP request: the latency histogram and request counter, the
-    rate-limit headers of the verdict the request earned, and ONE access line (method, path, status,
-    milliseconds, and the command id when one was published). uvicorn's own access log is off.
+    rate-limit headers of the verdict the request earned, and ONE access line (method, path and query
+    with tokens redacted, status, milliseconds, and the command id when one was published). uvicorn's own
+    access log is off.
 
     Pure ASGI rather than `@app.middleware("http")`: that wraps every request in a task group, a memory
     stream and a streaming response, which cost more CPU than the rest of the request's framework work."""
@@ -97,10 +99,11 @@ class RequestMetrics:
             LATENCY.labels(route).observe(elapsed)
             REQUESTS.labels(route, str(status)).inc()
             state = scope.get("state", {})
+            query = scope.get("query_string", b"")
             access.info(
                 "http_request",
                 method=scope["method"],
-                path=scope["path"],
+                path=redact_url(f"{scope['path']}?{query.decode('latin-1')}") if query else scope["path"],
                 status=status,
                 ms=round(elapsed * 1000, 2),
                 client=scope["client"][0] if scope.get("client") else None,

@@ -11,11 +11,16 @@ import structlog
 _SECRET_IN_URL = re.compile(r"((?:token|api_key|access_token)=)[^&\s\"']+")
 
 
+def redact_url(text: str) -> str:
+    """A URL (or a line quoting one) without the values of token-like query parameters."""
+    return _SECRET_IN_URL.sub(r"\1[redacted]", text) if "=" in text else text
+
+
 def _redact(_: object, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
     """Access lines quote the URL; a token in a query string (WebSocket ?token=) must not reach the log."""
     event = event_dict.get("event")
-    if isinstance(event, str) and "=" in event:
-        event_dict["event"] = _SECRET_IN_URL.sub(r"\1[redacted]", event)
+    if isinstance(event, str):
+        event_dict["event"] = redact_url(event)
     return event_dict
 
 
