@@ -73,10 +73,11 @@ def decode_token(request: HTTPConnection, token: str) -> Principal:
     if len(token) > MAX_TOKEN_BYTES:
         raise _unauthorized("token too large")
     settings = clients(request).settings
+    secret = settings.jwt_secret.get_secret_value()
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            secret,
             algorithms=[ALGORITHM],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
@@ -87,7 +88,8 @@ def decode_token(request: HTTPConnection, token: str) -> Principal:
     roles = claims.get("roles")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _unauthorized("invalid token: roles")
-    return Principal(str(claims["sub"]), frozenset(roles))
+    principal = Principal(str(claims["sub"]), frozenset(roles))
+    return principal
 
 
 async def _from_api_key(request: Request, key: str) -> Principal:
@@ -107,20 +109,29 @@ async def authenticate(
     bearer: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    # Counted per IP before the credentials are looked at, so guessing costs the guesser its quota.
-    await clients(request).limits.check(request, None)
-    if api_key:
-        return await _from_api_key(request, api_key)
-    if bearer:
-        if bearer.startswith("imk_"):
-            return await _from_api_key(request, bearer)
-        return decode_token(request, bearer)
-    raise _unauthorized("send a bearer token or an X-API-Key header")
+    """The caller, counted against its client IP and then its principal (429 when over). Every attempt
+    counts against the IP, failed ones too, so guessing costs the guesser its quota."""
+    limits = clients(request).limits
+    key = api_key or (bearer if bearer and bearer.startswith("imk_") else None)
+    if key:
+        await limits.check(request, None)  # before the database lookup
+        principal = await _from_api_key(request, key)
+        await limits.check(request, principal.subject)
+        return principal
+    if not bearer:
+        await limits.check(request, None)
+        raise _unauthorized("send a bearer token or an X-API-Key header")
+    try:
+        principal = decode_token(request, bearer)  # no I/O: checked before counting, counted either way
+    except Problem:
+        await limits.check(request, None)
+        raise
+    await limits.check(request, None, principal.subject)  # both scopes, one Redis round trip
+    return principal
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     async def check(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        await clients(request).limits.check(request, principal.subject)
         if not principal.has(role):
             raise Problem(403, "Forbidden", f"this needs the {role} role", type_="/problems/forbidden")
         request.state.principal = principal
