@@ -69,11 +69,22 @@ def issue_token(request: Request, subject: str, roles: list[str]) -> Token:
     return Token(access_token=token, expires_in=settings.jwt_ttl_s)
 
 
+_VERIFIED_MAX = 10_000
+# A verified token's principal and expiry, by (token, secret, audience, issuer): the same token is checked
+# once, not on every request (HMAC + claims cost more CPU than the rest of authentication). Bounded: when
+# full, the oldest entries go. An entry is used only before the token's `exp`, so expiry still holds.
+_verified: dict[tuple[str, str, str, str], tuple[Principal, float]] = {}
+
+
 def decode_token(request: HTTPConnection, token: str) -> Principal:
     if len(token) > MAX_TOKEN_BYTES:
         raise _unauthorized("token too large")
     settings = clients(request).settings
     secret = settings.jwt_secret.get_secret_value()
+    cache_key = (token, secret, settings.jwt_audience, settings.jwt_issuer)
+    cached = _verified.get(cache_key)
+    if cached is not None and time.time() < cached[1]:
+        return cached[0]
     try:
         claims = jwt.decode(
             token,
@@ -89,6 +100,10 @@ def decode_token(request: HTTPConnection, token: str) -> Principal:
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _unauthorized("invalid token: roles")
     principal = Principal(str(claims["sub"]), frozenset(roles))
+    if len(_verified) >= _VERIFIED_MAX:
+        for stale in list(_verified)[: _VERIFIED_MAX // 10]:  # dicts keep insertion order: oldest first
+            del _verified[stale]
+    _verified[cache_key] = (principal, float(claims["exp"]))
     return principal
 
 
