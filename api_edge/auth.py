@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 import jwt
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
@@ -19,6 +21,7 @@ from api_edge.state import clients
 from db import auth_repo
 from infra.credentials import ROLES, Role, digest_matches, split_api_key, verify_password
 
+LOGINS_AT_ONCE = 2  # argon2 verifications in threads at once (each holds 64 MiB while it runs)
 ALGORITHM = "HS256"  # pinned: the token's own header never chooses the algorithm
 MAX_TOKEN_BYTES = 4096
 KNOWN = frozenset(ROLES)
@@ -165,6 +168,7 @@ def actor(request: Request) -> str:
 
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
+_logins = anyio.CapacityLimiter(LOGINS_AT_ONCE)
 
 
 @router.post("/token", responses={401: {"description": "Wrong username or password."}})
@@ -173,6 +177,9 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     await clients(request).limits.check(request, None)
     async with clients(request).engine.connect() as conn:
         user = await auth_repo.get_user(conn, form.username)
-    if not verify_password(form.password, user["password_hash"] if user else None) or user is None:
+    stored = user["password_hash"] if user else None
+    # argon2id takes tens of ms of CPU and 64 MiB: off the event loop, and at most LOGINS_AT_ONCE at a time.
+    verified = await anyio.to_thread.run_sync(verify_password, form.password, stored, limiter=_logins)
+    if not verified or user is None:
         raise _unauthorized("wrong username or password")
     return issue_token(request, f"user:{user['username']}", list(user["roles"]))
