@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Sequence
 
 import structlog
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
 
 from api_edge.problems import Problem
@@ -14,6 +16,7 @@ from api_edge.state import Clients
 from contracts.price_commands import PriceCommand
 from contracts.stock_commands import StockCommand
 from contracts.topics import Topic
+from infra.kafka import PARTITIONER
 
 log = structlog.get_logger("invmon.edge")
 
@@ -33,23 +36,59 @@ def broker_unavailable(detail: str, extra: dict[str, str] | None = None) -> Prob
 
 async def send_all(clients: Clients, topic: Topic, commands: Sequence[StockCommand | PriceCommand]) -> None:
     """Enqueue every command in order (so per-key order holds), then wait for all broker acks at once.
-    Raises KafkaError, OSError or TimeoutError when the broker does not ack within the publish timeout."""
+    Raises KafkaError, OSError or TimeoutError when the broker does not ack within the publish timeout.
+
+    One command goes through `send`. Many are appended to one record batch per partition and each batch
+    is submitted with `send_batch`: no per-record coroutine and future. The partition is the one `send`
+    would choose (the producer's partitioner over the same partition list), so a SKU's commands share a
+    partition whichever way they come."""
+    producer = clients.producer
     try:
         async with asyncio.timeout(clients.settings.edge_publish_timeout_s):
-            acks = [
-                await clients.producer.send(
+            if len(commands) == 1:
+                command = commands[0]
+                ack = await producer.send(
                     topic.name,
                     command.model_dump_json().encode(),
                     command.sku.encode(),
-                    headers=[("content-type", b"application/json"), ("command-type", command.type.encode())],
+                    headers=_headers(command),
                 )
-                for command in commands
-            ]
-            await asyncio.gather(*acks)
+                await ack
+            else:
+                await asyncio.gather(*await _send_batches(producer, topic.name, commands))
     except (KafkaError, OSError, TimeoutError):
         PUBLISHES.labels("failed").inc(len(commands))
         raise
     PUBLISHES.labels("ok").inc(len(commands))
+
+
+def _headers(command: StockCommand | PriceCommand) -> list[tuple[str, bytes]]:
+    return [("content-type", b"application/json"), ("command-type", command.type.encode())]
+
+
+async def _send_batches(
+    producer: AIOKafkaProducer, topic: str, commands: Sequence[StockCommand | PriceCommand]
+) -> list[asyncio.Future[object]]:
+    partitions = list(await producer.partitions_for(topic))  # the list `send` gives the partitioner
+    chosen: dict[bytes, int] = {}
+    batches: dict[int, BatchBuilder] = {}
+    acks: list[asyncio.Future[object]] = []
+    for command in commands:
+        key = command.sku.encode()
+        partition = chosen.get(key)
+        if partition is None:
+            partition = chosen[key] = PARTITIONER(key, partitions, partitions)
+        value, headers = command.model_dump_json().encode(), _headers(command)
+        batch = batches.get(partition)
+        if batch is None or batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            if batch is not None:  # full: submit it, start the next one
+                acks.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = batches[partition] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise ValueError(f"command {command.command_id} does not fit in a record batch")
+    for partition, batch in batches.items():
+        acks.append(await producer.send_batch(batch, topic, partition=partition))
+    return acks
 
 
 async def publish_command(clients: Clients, command: StockCommand | PriceCommand, topic: Topic) -> None:
