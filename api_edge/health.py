@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
@@ -14,11 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_edge.ratelimit import ratelimit_headers
 from api_edge.state import clients
-from infra.logging import redact_url
+from infra.logging import hot_path_line, redact_url
 from infra.service import metrics_response, run_checks
 
 router = APIRouter(tags=["operations"])
-access = structlog.get_logger("invmon.edge.access")
 
 REQUESTS = Counter("invmon_edge_requests_total", "HTTP requests by route and status.", ["route", "status"])
 LATENCY = Histogram(
@@ -100,7 +98,8 @@ class RequestMetrics:
             REQUESTS.labels(route, str(status)).inc()
             state = scope.get("state", {})
             query = scope.get("query_string", b"")
-            access.info(
+            hot_path_line(
+                "invmon.edge.access",
                 "http_request",
                 method=scope["method"],
                 path=redact_url(f"{scope['path']}?{query.decode('latin-1')}") if query else scope["path"],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import re
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -61,6 +64,38 @@ def configure_logging(process: str, level: str = "INFO", *, json: bool = True) -
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    _json_handler[:] = [handler] if json else []
     root.setLevel(level.upper())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(process=process)
+
+
+# The handler JSON lines go to, once configure_logging chose JSON (empty: console lines, or not configured).
+_json_handler: list[logging.StreamHandler[Any]] = []
+
+
+def hot_path_line(logger: str, event: str, **fields: Any) -> None:
+    """One INFO line for a hot path (the edge's access line): the same JSON object a structlog call would
+    write (fields, event, the bound context, level, timestamp, logger), built with one json.dumps and
+    written under the handler's lock. A structlog call costs ~10x as much CPU. Console mode or an INFO
+    level switched off: an ordinary structlog call."""
+    if not _json_handler or not logging.getLogger(logger).isEnabledFor(logging.INFO):
+        structlog.get_logger(logger).info(event, **fields)
+        return
+    handler = _json_handler[0]
+    line = jsonlib.dumps(
+        {
+            **fields,
+            "event": event,
+            **structlog.contextvars.get_contextvars(),
+            "level": "info",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "logger": logger,
+        }
+    )
+    handler.acquire()
+    try:
+        handler.stream.write(line + "\n")
+        handler.flush()
+    finally:
+        handler.release()
