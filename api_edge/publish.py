@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
 
@@ -85,7 +85,8 @@ async def _send_batches(
                 acks.append(await producer.send_batch(batch, topic, partition=partition))
             batch = batches[partition] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                raise ValueError(f"command {command.command_id} does not fit in a record batch")
+                # Not expected (an empty batch takes any first record); a KafkaError answers 503, not 500.
+                raise MessageSizeTooLargeError(f"command {command.command_id}")
     for partition, batch in batches.items():
         acks.append(await producer.send_batch(batch, topic, partition=partition))
     return acks
