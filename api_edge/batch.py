@@ -93,11 +93,12 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
         if claim is not None:
             await idempotency.release(c.redis, claim)
         raise
-    answer = BatchAccepted(
-        accepted=len(valid),
-        command_ids=[{"index": i, "command_id": str(cmd.command_id)} for i, cmd in valid],
-        errors=errors,
-    ).model_dump(mode="json")
+    # The BatchAccepted shape, built as plain JSON data: a model per answer costs ~3.5 us per command.
+    answer: dict[str, Any] = {
+        "accepted": len(valid),
+        "command_ids": [{"index": i, "command_id": str(cmd.command_id)} for i, cmd in valid],
+        "errors": errors,
+    }
     if errors and not valid:
         if claim is not None:
             await idempotency.release(c.redis, claim)
