@@ -63,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         summary="Publish stock commands, read applied state, watch live events.",
         lifespan=lifespan,
+        # Metrics are Prometheus (api_edge.health); FastAPI's built-in OpenTelemetry hooks would otherwise
+        # look up the global providers (environment reads) on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     if settings.cors_origins:
         app.add_middleware(

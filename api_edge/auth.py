@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 import jwt
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
@@ -19,6 +21,7 @@ from api_edge.state import clients
 from db import auth_repo
 from infra.credentials import ROLES, Role, digest_matches, split_api_key, verify_password
 
+LOGINS_AT_ONCE = 2  # argon2 verifications in threads at once (each holds 64 MiB while it runs)
 ALGORITHM = "HS256"  # pinned: the token's own header never chooses the algorithm
 MAX_TOKEN_BYTES = 4096
 KNOWN = frozenset(ROLES)
@@ -69,14 +72,26 @@ def issue_token(request: Request, subject: str, roles: list[str]) -> Token:
     return Token(access_token=token, expires_in=settings.jwt_ttl_s)
 
 
+_VERIFIED_MAX = 10_000
+# A verified token's principal and expiry, by (token, secret, audience, issuer): the same token is checked
+# once, not on every request (HMAC + claims cost more CPU than the rest of authentication). Bounded: when
+# full, the oldest entries go. An entry is used only before the token's `exp`, so expiry still holds.
+_verified: dict[tuple[str, str, str, str], tuple[Principal, float]] = {}
+
+
 def decode_token(request: HTTPConnection, token: str) -> Principal:
     if len(token) > MAX_TOKEN_BYTES:
         raise _unauthorized("token too large")
     settings = clients(request).settings
+    secret = settings.jwt_secret.get_secret_value()
+    cache_key = (token, secret, settings.jwt_audience, settings.jwt_issuer)
+    cached = _verified.get(cache_key)
+    if cached is not None and time.time() < cached[1]:
+        return cached[0]
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            secret,
             algorithms=[ALGORITHM],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
@@ -87,7 +102,12 @@ def decode_token(request: HTTPConnection, token: str) -> Principal:
     roles = claims.get("roles")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _unauthorized("invalid token: roles")
-    return Principal(str(claims["sub"]), frozenset(roles))
+    principal = Principal(str(claims["sub"]), frozenset(roles))
+    if len(_verified) >= _VERIFIED_MAX:
+        for stale in list(_verified)[: _VERIFIED_MAX // 10]:  # dicts keep insertion order: oldest first
+            del _verified[stale]
+    _verified[cache_key] = (principal, float(claims["exp"]))
+    return principal
 
 
 async def _from_api_key(request: Request, key: str) -> Principal:
@@ -107,20 +127,29 @@ async def authenticate(
     bearer: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    # Counted per IP before the credentials are looked at, so guessing costs the guesser its quota.
-    await clients(request).limits.check(request, None)
-    if api_key:
-        return await _from_api_key(request, api_key)
-    if bearer:
-        if bearer.startswith("imk_"):
-            return await _from_api_key(request, bearer)
-        return decode_token(request, bearer)
-    raise _unauthorized("send a bearer token or an X-API-Key header")
+    """The caller, counted against its client IP and then its principal (429 when over). Every attempt
+    counts against the IP, failed ones too, so guessing costs the guesser its quota."""
+    limits = clients(request).limits
+    key = api_key or (bearer if bearer and bearer.startswith("imk_") else None)
+    if key:
+        await limits.check(request, None)  # before the database lookup
+        principal = await _from_api_key(request, key)
+        await limits.check(request, principal.subject)
+        return principal
+    if not bearer:
+        await limits.check(request, None)
+        raise _unauthorized("send a bearer token or an X-API-Key header")
+    try:
+        principal = decode_token(request, bearer)  # no I/O: checked before counting, counted either way
+    except Problem:
+        await limits.check(request, None)
+        raise
+    await limits.check(request, None, principal.subject)  # both scopes, one Redis round trip
+    return principal
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     async def check(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        await clients(request).limits.check(request, principal.subject)
         if not principal.has(role):
             raise Problem(403, "Forbidden", f"this needs the {role} role", type_="/problems/forbidden")
         request.state.principal = principal
@@ -139,6 +168,7 @@ def actor(request: Request) -> str:
 
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
+_logins = anyio.CapacityLimiter(LOGINS_AT_ONCE)
 
 
 @router.post("/token", responses={401: {"description": "Wrong username or password."}})
@@ -147,6 +177,9 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     await clients(request).limits.check(request, None)
     async with clients(request).engine.connect() as conn:
         user = await auth_repo.get_user(conn, form.username)
-    if not verify_password(form.password, user["password_hash"] if user else None) or user is None:
+    stored = user["password_hash"] if user else None
+    # argon2id takes tens of ms of CPU and 64 MiB: off the event loop, and at most LOGINS_AT_ONCE at a time.
+    verified = await anyio.to_thread.run_sync(verify_password, form.password, stored, limiter=_logins)
+    if not verified or user is None:
         raise _unauthorized("wrong username or password")
     return issue_token(request, f"user:{user['username']}", list(user["roles"]))

@@ -7,6 +7,7 @@ is applied once."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,16 @@ async def _items(request: Request, max_bytes: int, max_count: int) -> list[Any]:
     return items
 
 
+def _random_uuid4s(count: int) -> list[str]:
+    """`count` random version-4 UUIDs as text, from one os.urandom call: uuid.uuid4() per command (a
+    syscall and a UUID object each) was a quarter of a batch's CPU; pydantic parses the text as fast."""
+    raw = os.urandom(16 * count).hex()
+    return [
+        f"{raw[i : i + 12]}4{raw[i + 13 : i + 16]}{'89ab'[int(raw[i + 16], 16) & 3]}{raw[i + 17 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
 async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> JSONResponse:
     c: Clients = clients(request)
     principal = actor(request)
@@ -67,6 +78,7 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
     try:
         items = await _items(request, c.settings.batch_max_bytes, c.settings.batch_max_commands)
         now = datetime.now(UTC)
+        random_ids = [] if claim else _random_uuid4s(len(items))
         valid: list[tuple[int, Any]] = []
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(items):
@@ -75,7 +87,7 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
                     {"index": index, "errors": [{"loc": [], "msg": "each command must be an object"}]}
                 )
                 continue
-            default_id = uuid.uuid5(claim.command_id, str(index)) if claim else uuid.uuid4()
+            default_id = uuid.uuid5(claim.command_id, str(index)) if claim else random_ids[index]
             envelope = {
                 "command_id": default_id,
                 **item,
@@ -93,11 +105,12 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
         if claim is not None:
             await idempotency.release(c.redis, claim)
         raise
-    answer = BatchAccepted(
-        accepted=len(valid),
-        command_ids=[{"index": i, "command_id": str(cmd.command_id)} for i, cmd in valid],
-        errors=errors,
-    ).model_dump(mode="json")
+    # The BatchAccepted shape, built as plain JSON data: a model per answer costs ~3.5 us per command.
+    answer: dict[str, Any] = {
+        "accepted": len(valid),
+        "command_ids": [{"index": i, "command_id": str(cmd.command_id)} for i, cmd in valid],
+        "errors": errors,
+    }
     if errors and not valid:
         if claim is not None:
             await idempotency.release(c.redis, claim)

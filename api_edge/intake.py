@@ -38,7 +38,7 @@ POST: dict[str, Any] = {
 }
 
 
-def wait_param(
+async def wait_param(  # async: a plain def would cost a thread-pool hop per request
     request: Request,
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for the outcome (200) before 202.")
@@ -98,6 +98,7 @@ async def accept(
         if claim is not None:
             await idempotency.release(c.redis, claim)
         raise
+    request.state.command_id = str(command.command_id)  # for the access line
     url = f"/v1/commands/{command.command_id}"
     answer = Accepted(command_id=command.command_id, status_url=url)
     code = status.HTTP_202_ACCEPTED

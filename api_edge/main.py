@@ -12,7 +12,13 @@ from infra.settings import get_settings
 def main() -> None:
     settings = get_settings()
     configure_logging("edge", settings.log_level, json=settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.edge_host, port=settings.edge_port, log_config=None)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.edge_host,
+        port=settings.edge_port,
+        log_config=None,
+        access_log=False,  # api_edge.health.RequestMetrics writes one access line per request
+    )
 
 
 if __name__ == "__main__":

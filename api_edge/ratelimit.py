@@ -1,5 +1,11 @@
 """Rate limits per principal and per client IP, counted atomically in Redis so every edge process shares
-them (sliding-window counters from the `limits` library).
+them: the sliding-window counters of the `limits` library (its items, keys and algorithm), with both scopes
+of a request checked and counted in ONE Lua script, so one Redis round trip per request.
+
+The script is the library's `acquire_sliding_window` followed by its `sliding_window` read, once per scope,
+in order: the IP first; a refusal stops there (a refused hit counts nothing, as in the library), so a
+refused IP does not spend the principal's quota. It returns each window's counts and TTLs, from which the
+`RateLimit-*` headers are computed exactly as `SlidingWindowCounterRateLimiter.get_window_stats` does.
 
 When Redis is unreachable the edge lets requests through (fails open) and counts the failure in
 `invmon_edge_ratelimit_errors_total`: the broker's own limits and the database still protect the system,
@@ -9,16 +15,13 @@ while refusing every command because a cache is down would stop the shop.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import structlog
-from fastapi import Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, Redis
+from starlette.requests import HTTPConnection
 
 from api_edge.problems import Problem
 from infra.settings import Settings
@@ -30,6 +33,44 @@ ERRORS = Counter(
     "invmon_edge_ratelimit_errors_total", "Rate-limit checks that failed (Redis down): let through."
 )
 
+KEY_PREFIX = "LIMITS"  # the `limits` library's Redis key prefix and window keys, so its tools still apply
+
+# KEYS: previous and current window key of each scope, in order. ARGV: limit and expiry (s) of each scope.
+# Per scope checked: {allowed 0/1, previous count, previous ttl ms, current count, current ttl ms}.
+_HIT_ALL = """
+local result = {}
+for i = 1, #ARGV / 2 do
+    local previous_key, current_key = KEYS[2 * i - 1], KEYS[2 * i]
+    local limit = tonumber(ARGV[2 * i - 1])
+    local expiry = tonumber(ARGV[2 * i]) * 1000
+    local current_ttl = tonumber(redis.call('pttl', current_key))
+    if current_ttl > 0 and current_ttl < expiry then
+        -- the current window expired: it becomes the previous one
+        redis.call('rename', current_key, previous_key)
+        redis.call('set', current_key, 0, 'PX', current_ttl + expiry)
+    end
+    local previous_count = tonumber(redis.call('get', previous_key)) or 0
+    local previous_ttl = math.max(tonumber(redis.call('pttl', previous_key)), 0)
+    local current_count = tonumber(redis.call('get', current_key)) or 0
+    current_ttl = math.max(tonumber(redis.call('pttl', current_key)), 0)
+    local allowed = math.floor(previous_count * previous_ttl / expiry) + current_count + 1 <= limit
+    if allowed then
+        if redis.call('exists', current_key) == 1 then
+            redis.call('incrby', current_key, 1)
+        else
+            redis.call('set', current_key, 1, 'PX', expiry * 2)
+            current_ttl = expiry * 2
+        end
+        current_count = current_count + 1
+    end
+    result[i] = {allowed and 1 or 0, previous_count, previous_ttl, current_count, current_ttl}
+    if not allowed then
+        break
+    end
+end
+return result
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -38,60 +79,81 @@ class Verdict:
     reset_s: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    name: str  # "ip" or "principal"
+    item: RateLimitItem
+    key: str
+
+
+def _window_keys(scope: _Scope) -> tuple[str, str]:
+    """(previous, current) window keys, named as the library's RedisStorage names them."""
+    current = f"{KEY_PREFIX}:{{{scope.item.key_for(scope.name, scope.key)}}}"
+    return f"{current}/-1", current
+
+
+def _verdict(
+    item: RateLimitItem, previous: int, previous_ttl_ms: int, current: int, current_ttl_ms: int
+) -> Verdict:
+    """`SlidingWindowCounterRateLimiter.get_window_stats`, on the counts read right after the hit."""
+    expiry = item.get_expiry()
+    previous_ttl, current_ttl = previous_ttl_ms / 1000, current_ttl_ms / 1000
+    remaining = max(0, item.amount - math.floor(previous * previous_ttl / expiry + current))
+    reset_in = math.inf
+    if previous:
+        reset_in = previous_ttl % (expiry / previous)
+    if current:
+        reset_in = min(reset_in, current_ttl % expiry)
+    return Verdict(item.amount, remaining, 0 if math.isinf(reset_in) else math.ceil(reset_in))
+
+
 class RateLimits:
     def __init__(self, settings: Settings, pool: BlockingConnectionPool) -> None:
         # The edge's bounded pool: a burst waits for a connection instead of failing (and so failing open).
-        self._storage = RedisStorage(
-            f"async+{settings.redis_url}",
-            implementation="redispy",
-            connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py; the stub is narrow
-        )
-        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+        self._script = Redis(connection_pool=pool).register_script(_HIT_ALL)
         self._principal = parse(settings.rate_limit_principal)
         self._ip = parse(settings.rate_limit_ip)
 
-    async def _hit(self, item: RateLimitItem, scope: str, key: str) -> Verdict:
-        allowed = await self._limiter.hit(item, scope, key)
-        stats = await self._limiter.get_window_stats(item, scope, key)
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
-        if not allowed:
-            REJECTED.labels(scope).inc()
-            raise Problem(
-                429,
-                "Too Many Requests",
-                f"rate limit {item} per {scope} exceeded",
-                type_="/problems/rate-limited",
-                headers={"Retry-After": str(max(reset, 1)), **_headers(Verdict(item.amount, 0, reset))},
-            )
-        return Verdict(item.amount, stats.remaining, reset)
-
-    async def check(self, request: Request, principal: str | None) -> None:
-        """Count this request against its client IP (principal None) or its principal; 429 when over."""
-        if principal is None:
-            item, scope, key = self._ip, "ip", request.client.host if request.client else "unknown"
-        else:
-            item, scope, key = self._principal, "principal", principal
+    async def check(self, conn: HTTPConnection, *principals: str | None) -> None:
+        """Count this request against each scope in order, in one round trip: `None` is the client IP,
+        a string the principal. 429 with the refusing limit's headers when one is over; the verdict of
+        the last scope (the principal's, the one the caller can act on) goes on the response."""
+        scopes = [
+            _Scope("ip", self._ip, conn.client.host if conn.client else "unknown")
+            if principal is None
+            else _Scope("principal", self._principal, principal)
+            for principal in principals or (None,)
+        ]
+        keys = [key for scope in scopes for key in _window_keys(scope)]
+        args = [value for scope in scopes for value in (scope.item.amount, scope.item.get_expiry())]
         try:
-            verdict = await self._hit(item, scope, key)
-        except Problem:
-            raise
+            windows = await self._script(keys, args)
         except Exception as error:  # Redis down or slow: fail open, loudly
             ERRORS.inc()
             log.warning("ratelimit_unavailable", error=repr(error))
             return
+        verdict: Verdict | None = None
+        for scope, (allowed, *window) in zip(scopes, windows, strict=False):
+            verdict = _verdict(scope.item, *(int(x) for x in window))
+            if not allowed:
+                REJECTED.labels(scope.name).inc()
+                refused = Verdict(verdict.limit, 0, verdict.reset_s)
+                raise Problem(
+                    429,
+                    "Too Many Requests",
+                    f"rate limit {scope.item} per {scope.name} exceeded",
+                    type_="/problems/rate-limited",
+                    headers={"Retry-After": str(max(refused.reset_s, 1)), **ratelimit_headers(refused)},
+                )
         # The principal's verdict is the one the caller can act on; the IP's only fills in before login.
-        if principal is not None or getattr(request.state, "ratelimit", None) is None:
-            request.state.ratelimit = verdict
+        if scopes[-1].name == "principal" or getattr(conn.state, "ratelimit", None) is None:
+            conn.state.ratelimit = verdict
 
 
-def _headers(verdict: Verdict) -> dict[str, str]:
+def ratelimit_headers(verdict: Verdict) -> dict[str, str]:
+    """The headers of a verdict; the request metrics middleware adds those of `request.state.ratelimit`."""
     return {
         "RateLimit-Limit": str(verdict.limit),
         "RateLimit-Remaining": str(verdict.remaining),
         "RateLimit-Reset": str(verdict.reset_s),
     }
-
-
-def response_headers(request: Request) -> dict[str, str]:
-    verdict: Verdict | None = getattr(request.state, "ratelimit", None)
-    return _headers(verdict) if verdict else {}

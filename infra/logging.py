@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import re
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
 _SECRET_IN_URL = re.compile(r"((?:token|api_key|access_token)=)[^&\s\"']+")
 
 
+def redact_url(text: str) -> str:
+    """A URL (or a line quoting one) without the values of token-like query parameters."""
+    return _SECRET_IN_URL.sub(r"\1[redacted]", text) if "=" in text else text
+
+
 def _redact(_: object, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
     """Access lines quote the URL; a token in a query string (WebSocket ?token=) must not reach the log."""
     event = event_dict.get("event")
-    if isinstance(event, str) and "=" in event:
-        event_dict["event"] = _SECRET_IN_URL.sub(r"\1[redacted]", event)
+    if isinstance(event, str):
+        event_dict["event"] = redact_url(event)
     return event_dict
 
 
@@ -56,6 +64,38 @@ def configure_logging(process: str, level: str = "INFO", *, json: bool = True) -
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    _json_handler[:] = [handler] if json else []
     root.setLevel(level.upper())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(process=process)
+
+
+# The handler JSON lines go to, once configure_logging chose JSON (empty: console lines, or not configured).
+_json_handler: list[logging.StreamHandler[Any]] = []
+
+
+def hot_path_line(logger: str, event: str, **fields: Any) -> None:
+    """One INFO line for a hot path (the edge's access line): the same JSON object a structlog call would
+    write (fields, event, the bound context, level, timestamp, logger), built with one json.dumps and
+    written under the handler's lock. A structlog call costs ~10x as much CPU. Console mode or an INFO
+    level switched off: an ordinary structlog call."""
+    if not _json_handler or not logging.getLogger(logger).isEnabledFor(logging.INFO):
+        structlog.get_logger(logger).info(event, **fields)
+        return
+    handler = _json_handler[0]
+    line = jsonlib.dumps(
+        {
+            **fields,
+            "event": event,
+            **structlog.contextvars.get_contextvars(),
+            "level": "info",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "logger": logger,
+        }
+    )
+    handler.acquire()
+    try:
+        handler.stream.write(line + "\n")
+        handler.flush()
+    finally:
+        handler.release()
