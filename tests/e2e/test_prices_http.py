@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from invmon.cli import app
 from tests.e2e.support import new_sku, wait_for_status
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
@@ -20,6 +24,35 @@ async def applied(edge: httpx.AsyncClient, response: httpx.Response) -> dict[str
     status = await wait_for_status(edge, response.json()["command_id"])
     assert status["status"] == "applied", status
     return status
+
+
+APPROVER = "e2e-approver"
+APPROVER_PASSWORD = "e2e-approver-password-0123"
+
+
+@contextlib.asynccontextmanager
+async def approver_client(edge: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """A second person with the pricing role: price approvals need four eyes."""
+    # The CLI runs its own event loop, so it gets a thread of its own.
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["user", "add", APPROVER, "--role", "pricing", "--password-stdin"],
+        input=APPROVER_PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    login = await edge.post(
+        "/v1/auth/token",
+        data={"username": APPROVER, "password": APPROVER_PASSWORD},
+        headers={"Authorization": ""},
+    )
+    assert login.status_code == 200, login.text
+    async with httpx.AsyncClient(
+        base_url=str(edge.base_url),
+        timeout=10.0,
+        headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+    ) as client:
+        yield client
 
 
 async def registered(edge: httpx.AsyncClient) -> str:
@@ -69,18 +102,21 @@ async def test_large_change_waits_for_approval_then_history_shows_both(edge: htt
     change = next(p for p in pending if p["change_id"] == held["command_id"])
     assert "moves" in change["why"]
 
-    await applied(
-        edge,
-        await edge.post(
-            f"/v1/items/{sku}/price-changes/{held['command_id']}/approve", json={"comment": "ok"}
-        ),
-    )
+    approve = f"/v1/items/{sku}/price-changes/{held['command_id']}/approve"
+    own = await edge.post(approve, json={"comment": "mine"})
+    assert own.status_code == 202, own.text
+    refused = await wait_for_status(edge, own.json()["command_id"])
+    assert (refused["status"], refused["reason"].split(":")[0]) == ("rejected", "self_approval"), refused
+    assert (await eur(edge, sku))["effective_price"] == "10.0000"
+
+    async with approver_client(edge) as approver:
+        await applied(approver, await approver.post(approve, json={"comment": "ok"}))
     assert (await eur(edge, sku))["effective_price"] == "20.0000"
     last = (await edge.get(f"/v1/items/{sku}/prices/EUR/history")).json()["entries"][-1]
     assert (last["change_type"], last["requested_by"], last["approved_by"]) == (
         "approval",
         "user:e2e-admin",
-        "user:e2e-admin",
+        f"user:{APPROVER}",
     )
     again = await edge.post(f"/v1/items/{sku}/price-changes/{held['command_id']}/approve")
     status = await wait_for_status(edge, again.json()["command_id"])
