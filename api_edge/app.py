@@ -14,6 +14,7 @@ from api_edge import (
     auth,
     batch,
     commands,
+    dashboard,
     health,
     live,
     price_commands,
@@ -82,4 +83,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health.install_request_metrics(app)
     for module in (auth, batch, commands, price_commands, reads, price_reads, live, health, asyncapi):
         app.include_router(module.router, responses=problems.COMMON_RESPONSES)
+    dashboard.install(app, settings)
     return app

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Origins allowed by CORS (JSON list); never a wildcard with credentials.",
     )
+    live_public_url: str = Field(
+        "ws://127.0.0.1:8001/v1/live",
+        pattern=r"^wss?://",
+        description="WebSocket URL of the live relay as browsers reach it; the dashboard connects there.",
+    )
     idempotency_ttl_s: int = Field(86400, ge=60, description="How long an Idempotency-Key answer is kept.")
     batch_max_commands: int = Field(10000, ge=1, description="Most commands one batch request may carry.")
     batch_max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest batch request body in bytes.")

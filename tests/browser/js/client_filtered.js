@@ -1,0 +1,22 @@
+import { LiveClient } from "/live-client.js";
+import { FakeSocket, until } from "./fake_socket.js";
+
+export default async function () {
+  const seen = { pubs: [], statuses: [], auth: [] };
+  const client = new LiveClient({
+    url: "ws://relay.test/v1/live", token: () => "T1",
+    channels: [{ name: "alerts", filter: { skus: ["A"] } }],
+    backoff: { baseMs: 2, maxMs: 4 }, WebSocketImpl: FakeSocket,
+    handlers: { pub: (c, e) => seen.pubs.push(e.n), status: (s) => seen.statuses.push(s),
+                auth: null, authFailed: (r) => seen.auth.push(r) },
+  });
+  client.start();
+  const s = FakeSocket.all[0];
+  s.open();
+  s.recv({ type: "connected", client: "c", ping_interval_s: 15 });
+  s.recv({ type: "subscribed", channel: "alerts", epoch: "E", offset: 2, recovered: false, snapshot: [] });
+  for (const offset of [3, 7, 7, 5, 20]) s.recv({ type: "pub", channel: "alerts", epoch: "E", offset, event: { n: offset } });
+  s.die(1008, "token expired");
+  await new Promise((r) => setTimeout(r, 50));
+  return { ...seen, subscribe: s.sent[1], sockets: FakeSocket.all.length, sent: s.sent.length };
+}
