@@ -1,6 +1,5 @@
 // An inline SVG step chart of the price in force over time. Built with DOM calls, no markup strings.
 const SVG = "http://www.w3.org/2000/svg";
-const W = 800;
 const H = 220;
 const PAD = { left: 56, right: 12, top: 12, bottom: 24 };
 
@@ -11,8 +10,10 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-// points: [{ at: ISO string, price: decimal string }], oldest first.
-export function priceChart(points, now = Date.now()) {
+// points: [{ at: ISO string, price: decimal string }], oldest first; drawn at the container's width so
+// text is never stretched.
+export function priceChart(points, width = 800, now = Date.now()) {
+  const W = Math.max(320, Math.round(width));
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Price history" });
   const data = points
     .map((p) => ({ t: Date.parse(p.at), v: Number(p.price) }))

@@ -27,9 +27,11 @@ export function formatTime(iso) {
   return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString();
 }
 
+// Money stays the decimal string the API sent (no float rounding); only padding zeros past cents go.
 export function formatMoney(amount, currency) {
   if (amount === null || amount === undefined || amount === "") return "";
-  return currency ? `${amount} ${currency}` : String(amount);
+  const text = String(amount).replace(/^(-?\d+\.\d\d\d*?)0+$/, "$1");
+  return currency ? `${text} ${currency}` : text;
 }
 
 export function formatPct(value) {

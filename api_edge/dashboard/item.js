@@ -97,7 +97,9 @@ export class ItemView {
     $("#item-currency").replaceChildren(
       ...prices.map((p) => el("option", { value: p.currency, selected: p.currency === this.currency, text: p.currency })),
     );
-    $("#item-chart").replaceChildren(priceChart(history.map((h) => ({ at: h.created_at, price: h.new_price }))));
+    const chart = $("#item-chart");
+    const points = history.map((h) => ({ at: h.created_at, price: h.new_price }));
+    chart.replaceChildren(priceChart(points, chart.clientWidth));
     $("#ledger tbody").replaceChildren(
       ...ledger
         .slice()
