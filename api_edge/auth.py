@@ -150,3 +150,21 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     if not verify_password(form.password, user["password_hash"] if user else None) or user is None:
         raise _unauthorized("wrong username or password")
     return issue_token(request, f"user:{user['username']}", list(user["roles"]))
+
+
+@router.post(
+    "/refresh",
+    responses={401: {"description": "The token is invalid or expired, or the user no longer exists."}},
+)
+async def refresh(request: Request, principal: Annotated[Principal, Depends(require("viewer"))]) -> Token:
+    """A fresh access token for a user who holds a valid one, with the roles the user has now: a
+    dashboard renews its session before expiry without keeping the password. A removed or deactivated
+    user gets 401, a demoted one the smaller role set."""
+    kind, _, username = principal.subject.partition(":")
+    if kind != "user":
+        raise Problem(403, "Forbidden", "API keys do not use access tokens", type_="/problems/forbidden")
+    async with clients(request).engine.connect() as conn:
+        user = await auth_repo.get_user(conn, username)
+    if user is None:
+        raise _unauthorized("the user no longer exists or is deactivated")
+    return issue_token(request, principal.subject, list(user["roles"]))

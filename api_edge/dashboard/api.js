@@ -21,6 +21,12 @@ export class Api {
     this.session.token = data.access_token;
   }
 
+  async refresh() {
+    const data = await this.post("/v1/auth/refresh");
+    this.session.token = data.access_token;
+    return data.access_token;
+  }
+
   async request(path, { method = "GET", body } = {}) {
     const headers = { Authorization: `Bearer ${this.session.token}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";

@@ -5,10 +5,7 @@
 // what it missed) or reloaded (at least one channel had to be replaced by a snapshot); offline when we
 // stopped or the relay refused our token.
 
-import { claims } from "./session.js";
-
 const OPEN_TIMEOUT_MS = 10000;
-const REFRESH_LEAD_MS = 60000;
 
 export function backoffDelay(attempt, { baseMs = 250, maxMs = 8000 } = {}, random = Math.random) {
   // Equal jitter: never zero (no reconnect storm), never more than the cap.
@@ -17,10 +14,9 @@ export function backoffDelay(attempt, { baseMs = 250, maxMs = 8000 } = {}, rando
 }
 
 export class LiveClient {
-  constructor({ url, token, refreshToken, channels, handlers, backoff, WebSocketImpl }) {
+  constructor({ url, token, channels, handlers, backoff, WebSocketImpl }) {
     this.url = url;
     this.token = token; // () => current access token
-    this.refreshToken = refreshToken; // optional async () => new token, sent before expiry
     this.channels = channels; // [{ name, filter? }]
     this.handlers = handlers; // { status(state, detail), snapshot(channel, rows), pub(channel, event, offset), authFailed(reason) }
     this.backoff = backoff || {};
@@ -144,25 +140,12 @@ export class LiveClient {
     this.watchdog = setInterval(() => {
       if (Date.now() - this.lastSeen > 2.5 * intervalMs) this.drop(ws, "no ping");
     }, 1000);
-    this.scheduleRefresh(frame.expires_at);
     for (const channel of this.channels) this.subscribe(channel.name);
   }
 
-  scheduleRefresh(expiresAt) {
-    const expires = Date.parse(expiresAt || "");
-    if (!this.refreshToken || Number.isNaN(expires)) return;
-    const delay = Math.max(5000, expires - Date.now() - REFRESH_LEAD_MS);
-    this.later(delay, async () => {
-      try {
-        const token = await this.refreshToken();
-        if (token) {
-          this.send({ type: "refresh", token });
-          this.scheduleRefresh(new Date((claims(token)?.exp ?? 0) * 1000).toISOString());
-        }
-      } catch (error) {
-        console.warn("token refresh failed", error);
-      }
-    });
+  // A renewed token goes to the open connection at once; a reconnect reads `token()` anyway.
+  updateToken(token) {
+    this.send({ type: "refresh", token });
   }
 
   subscribe(name) {

@@ -21,6 +21,23 @@ const feed = new AlertFeed(state);
 const approvals = new Approvals(api, session);
 const item = new ItemView(api);
 let live = null;
+let renewal = 0;
+const RENEW_LEAD_MS = 60000;
+
+// Renew the token a minute before it expires, for the API calls and the open live connection alike.
+function scheduleRenewal() {
+  clearTimeout(renewal);
+  const delay = Math.max(5000, session.expiresAt - Date.now() - RENEW_LEAD_MS);
+  renewal = setTimeout(async () => {
+    try {
+      const token = await api.refresh();
+      if (live) live.updateToken(token);
+      scheduleRenewal();
+    } catch (error) {
+      if (session.token) renewal = setTimeout(scheduleRenewal, 5000); // a blip: try again shortly
+    }
+  }, delay);
+}
 
 function onSnapshot(channel, rows) {
   if (channel === "inventory") {
@@ -84,11 +101,13 @@ function start() {
     },
   });
   live.start();
+  scheduleRenewal();
   approvals.refresh();
   route();
 }
 
 function logout(message = "") {
+  clearTimeout(renewal);
   if (live) live.stop();
   live = null;
   session.token = null;

@@ -44,14 +44,16 @@ async def test_live_client_keeps_offsets_fills_gaps_and_recovers(module_page: Pa
     assert statuses[-1] == "offline"
 
 
-async def test_filtered_channel_accepts_increasing_offsets_and_expired_token_stops(module_page: Page) -> None:
+async def test_filtered_channel_offsets_token_refresh_and_expired_token(module_page: Page) -> None:
     result = await unit(module_page, "client_filtered")
     assert result["subscribe"] == {"type": "subscribe", "channel": "alerts", "filter": {"skus": ["A"]}}
     assert result["pubs"] == [3, 7, 20], "filtered offsets only increase: no resubscribe, no replays"
-    assert result["sent"] == 2
+    assert result["sent"] == 3
+    assert result["refresh"] == {"type": "refresh", "token": "T2"}
     assert result["auth"] == ["token expired"]
     assert result["statuses"][-1] == "offline"
     assert result["sockets"] == 1, "a refused token is not retried"
+    assert (result["pendingTimers"], result["stopped"]) == (0, True)
 
 
 async def test_backoff_has_jitter_and_a_cap(module_page: Page) -> None:

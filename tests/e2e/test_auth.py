@@ -89,6 +89,7 @@ ROLE_MAP: dict[tuple[str, str], Role] = {
     ("GET", "/v1/items/{sku}/prices/{currency}/lowest-prior"): "viewer",
     ("GET", "/v1/commands/{command_id}"): "viewer",
     ("GET", "/v1/price-changes"): "viewer",
+    ("POST", "/v1/auth/refresh"): "viewer",
 }
 
 # What a caller with enough rights may get from the walk's minimal requests: never 401/403, 429 or 5xx.
@@ -558,3 +559,38 @@ async def test_command_actor_is_the_authenticated_caller(
     assert actors == {by_user: "user:op-x", by_key: f"key:{key_id}", by_batch: "user:op-x"}
     ledger = (await edge.get(f"/v1/items/{sku}/ledger")).json()["entries"]
     assert [entry["actor"] for entry in ledger] == ["user:op-x", f"key:{key_id}", "user:op-x"]
+
+
+# --- 6. refresh ------------------------------------------------------------------------------------------
+
+
+async def test_refresh_renews_a_session_with_the_users_current_roles(
+    client: httpx.AsyncClient, stack: Settings, db: asyncpg.Connection
+) -> None:
+    # The CLI runs its own event loop: give it a thread of its own.
+    await asyncio.to_thread(add_user, "auth-refresh", "viewer")
+    login = await client.post("/v1/auth/token", data={"username": "auth-refresh", "password": PASSWORD})
+    first = login.json()["access_token"]
+
+    def decode(token: str) -> dict[str, Any]:
+        secret = stack.jwt_secret.get_secret_value()
+        options = {"audience": stack.jwt_audience, "issuer": stack.jwt_issuer}
+        return dict(jwt.decode(token, secret, algorithms=["HS256"], **options))
+
+    renewed = await client.post("/v1/auth/refresh", headers=bearer(first))
+    assert renewed.status_code == 200, renewed.text
+    second = renewed.json()["access_token"]
+    assert decode(second)["sub"] == "user:auth-refresh"
+    assert decode(second)["roles"] == ["viewer"]
+    assert decode(second)["exp"] >= decode(first)["exp"]
+
+    await asyncio.to_thread(add_user, "auth-refresh", "pricing")  # roles changed since the token was issued
+    assert decode((await client.post("/v1/auth/refresh", headers=bearer(second))).json()["access_token"])[
+        "roles"
+    ] == ["pricing"]
+
+    await db.execute("UPDATE users SET is_active = false WHERE username = 'auth-refresh'")
+    assert_unauthenticated(await client.post("/v1/auth/refresh", headers=bearer(second)))
+    assert_unauthenticated(await client.post("/v1/auth/refresh"))
+    key, _, _ = await asyncio.to_thread(create_api_key, "auth-refresh-key", "viewer")
+    assert_problem(await client.post("/v1/auth/refresh", headers={"X-API-Key": key}), 403)

@@ -16,7 +16,10 @@ export default async function () {
   s.recv({ type: "connected", client: "c", ping_interval_s: 15 });
   s.recv({ type: "subscribed", channel: "alerts", epoch: "E", offset: 2, recovered: false, snapshot: [] });
   for (const offset of [3, 7, 7, 5, 20]) s.recv({ type: "pub", channel: "alerts", epoch: "E", offset, event: { n: offset } });
+  client.updateToken("T2");
+  const refresh = s.sent.at(-1);
   s.die(1008, "token expired");
-  await new Promise((r) => setTimeout(r, 50));
-  return { ...seen, subscribe: s.sent[1], sockets: FakeSocket.all.length, sent: s.sent.length };
+  // No reconnect may be pending: nothing scheduled, and the client says it stopped.
+  const pendingTimers = client.timers.size;
+  return { ...seen, refresh, pendingTimers, stopped: client.stopped, subscribe: s.sent[1], sockets: FakeSocket.all.length, sent: s.sent.length };
 }
