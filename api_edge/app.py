@@ -15,7 +15,6 @@ from api_edge import (
     batch,
     commands,
     health,
-    live,
     price_commands,
     price_reads,
     problems,
@@ -80,6 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     problems.install(app)
     health.install_request_metrics(app)
-    for module in (auth, batch, commands, price_commands, reads, price_reads, live, health, asyncapi):
+    for module in (auth, batch, commands, price_commands, reads, price_reads, health, asyncapi):
         app.include_router(module.router, responses=problems.COMMON_RESPONSES)
     return app
