@@ -16,7 +16,6 @@ from api_edge import (
     commands,
     dashboard,
     health,
-    live,
     price_commands,
     price_reads,
     problems,
@@ -81,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     problems.install(app)
     health.install_request_metrics(app)
-    for module in (auth, batch, commands, price_commands, reads, price_reads, live, health, asyncapi):
+    for module in (auth, batch, commands, price_commands, reads, price_reads, health, asyncapi):
         app.include_router(module.router, responses=problems.COMMON_RESPONSES)
     dashboard.install(app, settings)
     return app

@@ -18,6 +18,7 @@ from api_edge.problems import Problem
 from api_edge.state import clients
 from db import auth_repo
 from infra.credentials import ROLES, Role, digest_matches, split_api_key, verify_password
+from infra.settings import Settings
 
 ALGORITHM = "HS256"  # pinned: the token's own header never chooses the algorithm
 MAX_TOKEN_BYTES = 4096
@@ -70,9 +71,14 @@ def issue_token(request: Request, subject: str, roles: list[str]) -> Token:
 
 
 def decode_token(request: HTTPConnection, token: str) -> Principal:
+    principal, _ = decode_access_token(clients(request).settings, token)
+    return principal
+
+
+def decode_access_token(settings: Settings, token: str) -> tuple[Principal, int]:
+    """The principal of a valid access token and its expiry (epoch seconds); 401 problem otherwise."""
     if len(token) > MAX_TOKEN_BYTES:
         raise _unauthorized("token too large")
-    settings = clients(request).settings
     try:
         claims = jwt.decode(
             token,
@@ -87,7 +93,7 @@ def decode_token(request: HTTPConnection, token: str) -> Principal:
     roles = claims.get("roles")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _unauthorized("invalid token: roles")
-    return Principal(str(claims["sub"]), frozenset(roles))
+    return Principal(str(claims["sub"]), frozenset(roles)), int(claims["exp"])
 
 
 async def _from_api_key(request: Request, key: str) -> Principal:
