@@ -126,8 +126,7 @@ export class LiveClient {
       case "ping":
         return this.send({ type: "pong" });
       case "error":
-        console.warn("live relay error", frame.code, frame.message);
-        return undefined;
+        return this.onError(frame);
       default:
         return undefined;
     }
@@ -213,13 +212,21 @@ export class LiveClient {
   }
 
   onReset(name) {
-    const position = this.positions.get(name);
-    if (!position) return;
-    // The relay cannot vouch for continuity: forget the position so the reply is a fresh snapshot.
-    position.epoch = null;
-    position.offset = 0;
-    this.cycle.reloaded = true;
-    this.resubscribe(name);
+    // The relay cannot vouch for continuity: ask with our position; the relay answers with what we
+    // missed if its history still holds it, else with a snapshot.
+    if (this.positions.has(name)) this.resubscribe(name);
+  }
+
+  onError(frame) {
+    console.warn("live relay error", frame.code, frame.message);
+    // The relay could not reach Redis or PostgreSQL for a subscribe: retry what is pending, later.
+    if (frame.code !== "unavailable" || this.pending.size === 0) return;
+    const retry = [...this.pending];
+    const ws = this.ws;
+    this.later(backoffDelay(this.attempt++, this.backoff), () => {
+      if (ws !== this.ws) return;
+      for (const name of retry) if (this.pending.has(name)) this.subscribe(name);
+    });
   }
 
   setStatus(state, detail) {

@@ -15,10 +15,13 @@ const FEED_LIMIT = 300;
 const time = (iso) => Date.parse(iso || "") || 0;
 const has = (value) => value !== undefined && value !== null;
 
-export function normalizeRow(raw) {
+// An inventory snapshot row carries `prices: [price rows]`, one per currency; the table shows one
+// currency per item: the one it already shows, else the first.
+export function normalizeRow(raw, currency = null) {
   const onHand = raw.on_hand ?? raw.stock_quantity ?? 0;
   const reserved = raw.reserved ?? raw.reserved_quantity ?? 0;
-  const price = raw.price && typeof raw.price === "object" ? raw.price : raw;
+  const prices = Array.isArray(raw.prices) ? raw.prices : [];
+  const price = prices.find((p) => p.currency === currency) || prices[0];
   return {
     sku: raw.sku,
     name: raw.name ?? "",
@@ -30,14 +33,23 @@ export function normalizeRow(raw) {
     alert_state: raw.alert_state ?? "ok",
     is_active: raw.is_active ?? true,
     version: raw.version ?? 0,
-    currency: price.currency ?? null,
-    effective_price: price.effective_price ?? null,
-    margin_pct: price.margin_pct ?? price.margin ?? null,
-    margin_state: price.margin_state ?? null,
-    price_version: price.price_version ?? (price === raw ? null : price.version) ?? null,
+    ...(price ? normalizePrice(price) : NO_PRICE),
     alert_at: time(raw.updated_at),
   };
 }
+
+// A price row of the prices channel (or of an inventory row's `prices`): its `version` is the price's.
+export function normalizePrice(raw) {
+  return {
+    currency: raw.currency,
+    effective_price: raw.effective_price ?? null,
+    margin_pct: raw.margin_pct ?? null,
+    margin_state: raw.margin_state ?? null,
+    price_version: raw.version ?? null,
+  };
+}
+
+const NO_PRICE = { currency: null, effective_price: null, margin_pct: null, margin_state: null, price_version: null };
 
 function feedEntry(event) {
   let state = event.current ?? null;
@@ -80,10 +92,10 @@ export class DashboardState {
   replaceItems(rawRows) {
     const next = new Map();
     for (const raw of rawRows) {
-      const row = normalizeRow(raw);
-      const old = this.rows.get(row.sku);
+      const old = this.rows.get(raw.sku);
+      const row = normalizeRow(raw, old && old.currency);
       // Price fields come from the prices channel too; keep ours if they are newer than the snapshot's.
-      if (old && has(old.price_version) && (!has(row.price_version) || old.price_version > row.price_version)) {
+      if (old && has(old.price_version) && old.currency === row.currency && !(row.price_version >= old.price_version)) {
         Object.assign(row, pickPrice(old));
       }
       next.set(row.sku, row);
@@ -93,12 +105,18 @@ export class DashboardState {
 
   replacePrices(rawRows) {
     const changed = new Set();
+    const bySku = new Map();
     for (const raw of rawRows) {
-      const fresh = normalizeRow(raw);
-      const row = this.rows.get(fresh.sku);
+      const list = bySku.get(raw.sku) || [];
+      list.push(raw);
+      bySku.set(raw.sku, list);
+    }
+    for (const [sku, list] of bySku) {
+      const row = this.rows.get(sku);
       if (!row) continue;
-      Object.assign(row, pickPrice(fresh));
-      changed.add(row.sku);
+      const price = list.find((p) => p.currency === row.currency) || list[0];
+      Object.assign(row, normalizePrice(price));
+      changed.add(sku);
     }
     return changed;
   }
@@ -110,7 +128,9 @@ export class DashboardState {
       sku: a.sku,
       type: a.type ?? `${a.kind ?? "stock"}_alert`,
       state: a.state ?? a.alert_state ?? a.current ?? null,
-      detail: has(a.available) ? `available ${a.available} (min ${a.min_stock_level})` : a.currency ?? "",
+      detail: has(a.available)
+        ? `available ${a.available}`
+        : `${a.currency ?? ""} margin ${a.margin_pct ?? "—"} %`,
     }));
     this.seen = new Set(this.feed.map((e) => e.id));
   }
@@ -137,7 +157,7 @@ export class DashboardState {
     if (event.type === "item_registered") {
       if (row && row.version >= event.version) return null;
       this.rows.set(event.sku, {
-        ...normalizeRow({ ...event, reserved: 0, available: undefined }),
+        ...normalizeRow({ ...event, reserved: 0 }),
         ...(row ? pickPrice(row) : {}),
         alert_state: row ? row.alert_state : "ok",
       });

@@ -31,13 +31,15 @@ async def test_live_client_keeps_offsets_fills_gaps_and_recovers(module_page: Pa
     assert result["snapshots"] == [1, 2, 0]
     assert result["afterReset"] == [
         {"type": "unsubscribe", "channel": "inventory"},
-        {"type": "subscribe", "channel": "inventory"},
-    ], "after a reset the client asks for a fresh snapshot, not a recovery"
+        {"type": "subscribe", "channel": "inventory", "recover": {"epoch": "E2", "offset": 3}},
+    ], "after a reset the client resubscribes from its position; the relay decides"
+    assert result["afterResetStatus"] == "reloaded"
     assert result["afterEpoch"][-1] == {
         "type": "subscribe",
         "channel": "inventory",
         "recover": {"epoch": "E3", "offset": 1},
     }
+    assert result["retried"] == result["afterEpoch"][-1], "an unavailable subscribe is retried"
     statuses = result["statuses"]
     assert statuses[:2] == ["connecting", "live"]
     assert statuses[2:4] == ["reconnecting", "recovered"]
@@ -81,6 +83,7 @@ async def test_state_applies_only_newer_versions(module_page: Page) -> None:
     assert result["dup"] is None
     assert result["feed"] == ["a2", "a1"]
     assert result["keptPrice"] == "11.90"
+    assert result["snapPrice"] == ["EUR", "12.90", 5]
     assert result["rows"] == ["A"]
 
 

@@ -81,13 +81,13 @@ async def test_stock_change_appears_live_and_the_alert_badge_follows(
         "data-state", "low", timeout=5000
     )
 
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-items.png"))
     await page.fill("#filter-text", sku)
     await expect(page.locator("#items tbody tr")).to_have_count(1)
     await page.select_option("#filter-alert", "out")
     await expect(page.locator("#items tbody tr")).to_have_count(0)
     await page.select_option("#filter-alert", "alert")
     await expect(page.locator("#items tbody tr")).to_have_count(1)
-    await page.screenshot(path=str(ARTIFACTS / "dashboard-items.png"), full_page=True)
 
     await page.click('#nav a[href="#/alerts"]')
     entry = page.locator(f'#alert-feed li[data-sku="{sku}"][data-type="low_stock_detected"]')

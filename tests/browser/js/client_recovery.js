@@ -46,9 +46,14 @@ export default async function () {
   s3.recv({ type: "reset", channel: "inventory" });
   const afterReset = s3.sent.slice(-2);
   s3.recv({ type: "subscribed", channel: "inventory", epoch: "E3", offset: 1, recovered: false, snapshot: [] });
+  const afterResetStatus = seen.statuses.at(-1);
   pub(s3, 2, "E-other");  // another epoch: resubscribe
   const afterEpoch = s3.sent.slice(-2);
+  const before = s3.sent.length;
+  s3.recv({ type: "error", code: "unavailable", message: "redis down" });  // the subscribe failed
+  await until(() => s3.sent.length === before + 1);
+  const retried = s3.sent.at(-1);
   client.stop();
   return { connect: s1.sent[0], subscribe: s1.sent[1], gapFrames, pong, resume, afterRecovery,
-           afterReload, afterReset, afterEpoch, ...seen };
+           afterReload, afterReset, afterResetStatus, afterEpoch, retried, ...seen };
 }

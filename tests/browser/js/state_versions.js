@@ -4,8 +4,9 @@ export default async function () {
   const st = new DashboardState();
   st.replaceItems([
     { sku: "A", name: "Alpha", on_hand: 10, reserved: 2, available: 8, alert_state: "ok", version: 5,
-      currency: "EUR", effective_price: "9.90", margin_pct: "30.0", price_version: 3,
-      updated_at: "2026-11-27T08:00:00Z" },
+      updated_at: "2026-11-27T08:00:00Z",
+      prices: [{ sku: "A", currency: "EUR", effective_price: "9.90", margin_pct: "30.0", version: 3 },
+               { sku: "A", currency: "USD", effective_price: "10.90", margin_pct: "31.0", version: 7 }] },
     { sku: "B", name: "Beta", on_hand: 1, reserved: 0, alert_state: "low", version: 1 },
   ]);
   const out = {};
@@ -31,8 +32,12 @@ export default async function () {
   out.feed = st.feed.map((e) => e.id);
   // A new inventory snapshot older than the price we applied keeps our price.
   st.replaceItems([{ sku: "A", name: "Alpha", on_hand: 12, reserved: 2, version: 6,
-                     currency: "EUR", effective_price: "9.90", price_version: 3 }]);
+                     prices: [{ sku: "A", currency: "EUR", effective_price: "9.90", version: 3 }] }]);
   out.keptPrice = st.rows.get("A").effective_price;
+  // A prices snapshot replaces the price of the currency shown.
+  st.replacePrices([{ sku: "A", currency: "USD", effective_price: "1.00", version: 9 },
+                    { sku: "A", currency: "EUR", effective_price: "12.90", margin_pct: "40.0", version: 5 }]);
+  out.snapPrice = [st.rows.get("A").currency, st.rows.get("A").effective_price, st.rows.get("A").price_version];
   out.rows = [...st.rows.keys()];
   return out;
 }
