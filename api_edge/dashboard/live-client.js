@@ -18,7 +18,8 @@ export class LiveClient {
     this.url = url;
     this.token = token; // () => current access token
     this.channels = channels; // [{ name, filter? }]
-    this.handlers = handlers; // { status(state, detail), snapshot(channel, rows), pub(channel, event, offset), authFailed(reason) }
+    // { status(state, detail), snapshot(channel, rows, truncated), pub(channel, event, offset), authFailed(reason) }
+    this.handlers = handlers;
     this.backoff = backoff || {};
     this.WebSocket = WebSocketImpl || WebSocket;
     this.positions = new Map(channels.map((c) => [c.name, { epoch: null, offset: 0 }]));
@@ -174,7 +175,7 @@ export class LiveClient {
     } else {
       // A first subscription always gets a snapshot; only a failed recovery counts as "reloaded".
       if (position.epoch !== null) this.cycle.reloaded = true;
-      this.call("snapshot", name, frame.snapshot || []);
+      this.call("snapshot", name, frame.snapshot || [], Boolean(frame.truncated));
     }
     position.epoch = frame.epoch;
     position.offset = frame.offset;

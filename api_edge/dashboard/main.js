@@ -39,9 +39,10 @@ function scheduleRenewal() {
   }, delay);
 }
 
-function onSnapshot(channel, rows) {
+function onSnapshot(channel, rows, truncated) {
   if (channel === "inventory") {
     state.replaceItems(rows);
+    table.truncated = truncated;
     table.replaced();
   } else if (channel === "prices") {
     for (const sku of state.replacePrices(rows)) table.changed(sku);

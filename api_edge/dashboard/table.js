@@ -9,6 +9,7 @@ export class ItemTable {
     this.state = state;
     this.body = $("#items tbody");
     this.trs = new Map();
+    this.truncated = false;
     this.options = { text: "", alert: "", sortKey: "sku", descending: false };
     this.dirty = new Set();
     this.reorder = true;
@@ -61,7 +62,9 @@ export class ItemTable {
       this.reorder = false;
       const rows = this.state.view(this.options);
       this.body.replaceChildren(...rows.map((r) => this.trs.get(r.sku) || this.fill(r)));
-      $("#items-shown").textContent = `${rows.length} of ${this.state.rows.size} items`;
+      // The relay caps a snapshot (INVMON_LIVE_SNAPSHOT_LIMIT): say so rather than pretend it is all.
+      const more = this.truncated ? " — more exist than the relay sends in one snapshot" : "";
+      $("#items-shown").textContent = `${rows.length} of ${this.state.rows.size} items${more}`;
       for (const th of document.querySelectorAll("#items th[data-sort]")) {
         const active = th.dataset.sort === this.options.sortKey;
         if (active) th.setAttribute("aria-sort", this.options.descending ? "descending" : "ascending");
