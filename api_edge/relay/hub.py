@@ -108,6 +108,12 @@ class Client:
         log.info("relay_close", client=self.id, code=code, reason=reason)
         self._closing = asyncio.create_task(self.ws.close(code, reason))
 
+    async def finish(self) -> None:
+        """Let a close begun by `close` complete: the handler's return would otherwise close with 1000."""
+        if self._closing is not None:
+            with contextlib.suppress(Exception):
+                await self._closing
+
 
 @dataclass(eq=False, slots=True)
 class Sub:

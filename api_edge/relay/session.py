@@ -78,6 +78,12 @@ class Session:
         self._bucket = TokenBucket(rate, 2 * rate, time.monotonic())
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self.client.finish()
+
+    async def _run(self) -> None:
         hub = self.relay.hub
         if len(hub.clients) >= self.relay.settings.live_max_connections:
             self.client.close(1013, "too many connections")
