@@ -52,7 +52,8 @@ export class Approvals {
         el("td", {}, ...(canDecide ? this.buttons(c) : [])),
       ),
     );
-    this.body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 7, class: "muted", text: "Nothing waits for approval." }))]));
+    const none = el("tr", {}, el("td", { colspan: 7, class: "muted", text: "Nothing waits for approval." }));
+    this.body.replaceChildren(...(rows.length ? rows : [none]));
   }
 
   buttons(change) {
@@ -60,16 +61,15 @@ export class Approvals {
       const row = event.target.closest("tr");
       for (const button of row.querySelectorAll("button")) button.disabled = true;
       try {
-        await this.api.post(`/v1/items/${enc(change.sku)}/price-changes/${enc(change.change_id)}/${verdict}?wait=5`, {});
+        const path = `/v1/items/${enc(change.sku)}/price-changes/${enc(change.change_id)}/${verdict}`;
+        await this.api.post(`${path}?wait=5`, {});
       } catch (error) {
         $("#approvals-note").textContent = `${verdict} failed: ${error.message}`;
       }
       await this.refresh();
     };
-    return [
-      el("button", { type: "button", class: "approve", onclick: (e) => decide("approve", e), text: "Approve" }),
-      " ",
-      el("button", { type: "button", class: "reject", onclick: (e) => decide("reject", e), text: "Reject" }),
-    ];
+    const button = (verdict, label) =>
+      el("button", { type: "button", class: verdict, text: label, onclick: (e) => decide(verdict, e) });
+    return [button("approve", "Approve"), " ", button("reject", "Reject")];
   }
 }

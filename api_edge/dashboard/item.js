@@ -95,7 +95,9 @@ export class ItemView {
       ...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-fact": k, text: v })]),
     );
     $("#item-currency").replaceChildren(
-      ...prices.map((p) => el("option", { value: p.currency, selected: p.currency === this.currency, text: p.currency })),
+      ...prices.map((p) =>
+        el("option", { value: p.currency, selected: p.currency === this.currency, text: p.currency }),
+      ),
     );
     const chart = $("#item-chart");
     const points = history.map((h) => ({ at: h.created_at, price: h.new_price }));

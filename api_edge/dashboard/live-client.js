@@ -18,7 +18,8 @@ export class LiveClient {
     this.url = url;
     this.token = token; // () => current access token
     this.channels = channels; // [{ name, filter? }]
-    // { status(state, detail), snapshot(channel, rows, truncated), pub(channel, event, offset), authFailed(reason) }
+    // { status(state, detail), snapshot(channel, rows, truncated), pub(channel, event, offset),
+    //   authFailed(reason) }
     this.handlers = handlers;
     this.backoff = backoff || {};
     this.WebSocket = WebSocketImpl || WebSocket;

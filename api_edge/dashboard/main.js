@@ -10,7 +10,12 @@ import { Session } from "./session.js";
 import { DashboardState } from "./state.js";
 import { ItemTable } from "./table.js";
 
-const APPROVAL_EVENTS = new Set(["price_change_pending_approval", "price_change_approved", "price_change_rejected"]);
+const APPROVAL_EVENTS = new Set([
+  "price_change_pending_approval",
+  "price_change_approved",
+  "price_change_rejected",
+]);
+const VIEWS = { "#/alerts": "alerts", "#/approvals": "approvals" };
 
 const config = await (await fetch("config.json")).json();
 const session = new Session();
@@ -76,9 +81,11 @@ function route() {
   if (!session.token) return;
   const hash = location.hash || "#/";
   const match = hash.match(/^#\/items\/(.+)$/);
-  const name = match ? "item" : hash === "#/alerts" ? "alerts" : hash === "#/approvals" ? "approvals" : "items";
+  const name = match ? "item" : VIEWS[hash] || "items";
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
-  for (const link of document.querySelectorAll("#nav a")) link.classList.toggle("active", link.getAttribute("href") === hash);
+  for (const link of document.querySelectorAll("#nav a")) {
+    link.classList.toggle("active", link.getAttribute("href") === hash);
+  }
   if (name === "item") item.show(decodeURIComponent(match[1]));
   else item.hide();
   if (name === "alerts") feed.render();

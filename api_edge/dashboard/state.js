@@ -49,7 +49,13 @@ export function normalizePrice(raw) {
   };
 }
 
-const NO_PRICE = { currency: null, effective_price: null, margin_pct: null, margin_state: null, price_version: null };
+const NO_PRICE = {
+  currency: null,
+  effective_price: null,
+  margin_pct: null,
+  margin_state: null,
+  price_version: null,
+};
 
 function feedEntry(event) {
   let state = event.current ?? null;
@@ -72,7 +78,7 @@ function describe(event) {
     case "command_rejected":
       return `${event.command_type}: ${event.reason}`;
     case "price_change_pending_approval":
-      return `${event.currency} ${event.old_price ?? "—"} → ${event.new_price} waits for approval: ${event.why}`;
+      return `${event.currency} ${event.old_price ?? "—"} → ${event.new_price} waits: ${event.why}`;
     case "margin_below_floor":
     case "margin_recovered":
       return `${event.currency} margin ${event.margin_pct ?? "—"} % (floor ${event.floor_pct} %)`;
@@ -95,9 +101,8 @@ export class DashboardState {
       const old = this.rows.get(raw.sku);
       const row = normalizeRow(raw, old && old.currency);
       // Price fields come from the prices channel too; keep ours if they are newer than the snapshot's.
-      if (old && has(old.price_version) && old.currency === row.currency && !(row.price_version >= old.price_version)) {
-        Object.assign(row, pickPrice(old));
-      }
+      const ours = old && has(old.price_version) && old.currency === row.currency;
+      if (ours && !(row.price_version >= old.price_version)) Object.assign(row, pickPrice(old));
       next.set(row.sku, row);
     }
     this.rows = next;
@@ -225,7 +230,9 @@ export class DashboardState {
         (!alert || (alert === "alert" ? r.alert_state !== "ok" : r.alert_state === alert)),
     );
     const numeric = ["on_hand", "reserved", "available", "effective_price", "margin_pct"].includes(sortKey);
-    const key = numeric ? (r) => (has(r[sortKey]) ? Number(r[sortKey]) : -Infinity) : (r) => String(r[sortKey] ?? "");
+    const key = numeric
+      ? (r) => (has(r[sortKey]) ? Number(r[sortKey]) : -Infinity)
+      : (r) => String(r[sortKey] ?? "");
     rows.sort((a, b) => {
       const x = key(a);
       const y = key(b);

@@ -1,7 +1,16 @@
 // The live item table: one <tr> per SKU, kept and updated in place; filter and sort re-order the rows.
 import { $, badge, el, formatMoney, formatPct } from "./dom.js";
 
-const COLUMNS = ["sku", "name", "on_hand", "reserved", "available", "alert_state", "effective_price", "margin_pct"];
+const COLUMNS = [
+  "sku",
+  "name",
+  "on_hand",
+  "reserved",
+  "available",
+  "alert_state",
+  "effective_price",
+  "margin_pct",
+];
 const NUMERIC = new Set(["on_hand", "reserved", "available", "effective_price", "margin_pct"]);
 
 export class ItemTable {
@@ -86,7 +95,9 @@ export class ItemTable {
     let tr = this.trs.get(row.sku);
     if (!tr) {
       tr = el("tr", { "data-sku": row.sku });
-      for (const column of COLUMNS) tr.append(el("td", { "data-col": column, class: NUMERIC.has(column) ? "num" : null }));
+      for (const column of COLUMNS) {
+        tr.append(el("td", { "data-col": column, class: NUMERIC.has(column) ? "num" : null }));
+      }
       this.trs.set(row.sku, tr);
     }
     const cells = tr.children;
