@@ -33,7 +33,9 @@ export class ItemView {
   }
 
   hide() {
+    clearTimeout(this.timer);
     this.sku = null;
+    this.generation++; // a load still in flight must not paint a hidden view
   }
 
   changed(sku) {
@@ -44,6 +46,7 @@ export class ItemView {
 
   async load() {
     const sku = this.sku;
+    if (!sku) return;
     const generation = ++this.generation;
     try {
       const [item, prices, ledger] = await Promise.all([

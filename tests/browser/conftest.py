@@ -14,6 +14,7 @@ from playwright.async_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
+    Response,
     Route,
     async_playwright,
     expect,
@@ -144,12 +145,18 @@ async def open_dashboard(
         if message.type == "error" and not message.text.startswith(NOISE):
             problems.append(message.text)
 
+    def on_response(response: Response) -> None:
+        # The console names no URL for a failed load; the response does.
+        if response.status >= 400:
+            problems.append(f"{response.status} {response.request.method} {response.url}")
+
     async def open_as(user: str) -> Page:
         context = await browser.new_context(viewport={"width": 1366, "height": 768})
         contexts.append(context)
         page = await context.new_page()
         page.on("pageerror", lambda error: problems.append(str(error)))
         page.on("console", on_console)
+        page.on("response", on_response)
         await page.goto(dashboard.url)
         await page.fill("input[name=username]", user)
         await page.fill("input[name=password]", PASSWORD)

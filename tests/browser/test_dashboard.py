@@ -154,17 +154,22 @@ async def test_relay_restart_recovers_the_table_without_missing_an_update(
     assert "reloaded" not in states, f"the relay's history should have covered the gap: {states}"
 
 
-async def test_pricing_user_approves_a_pending_price_change(
-    open_dashboard: OpenDashboard, api: httpx.AsyncClient
+async def pending_change(api: httpx.AsyncClient, sku: str) -> str:
+    changes = (await api.get("/v1/price-changes", params={"status": "pending", "limit": 500})).json()
+    pending = [c["change_id"] for c in changes if c["sku"] == sku]
+    assert len(pending) == 1, changes
+    return str(pending[0])
+
+
+async def test_pricing_user_decides_pending_price_changes_and_the_item_view_follows(
+    open_dashboard: OpenDashboard, api: httpx.AsyncClient, dashboard: Dashboard
 ) -> None:
     sku = new_sku()
     await register(api, sku, quantity=5, min_level=1, cost_price="5.00")
     price = {"currency": "EUR", "cost_price": "5.00"}
     await post(api, f"/v1/items/{sku}/prices", {**price, "selling_price": "10.00"}, wait=10)
     await post(api, f"/v1/items/{sku}/prices", {**price, "selling_price": "20.00"}, wait=10)
-    pending = [c for c in (await api.get("/v1/price-changes")).json() if c["sku"] == sku]
-    assert len(pending) == 1, pending
-    change_id = pending[0]["change_id"]
+    change_id = await pending_change(api, sku)
     change_row = f'#approvals tr[data-change-id="{change_id}"]'
 
     viewer = await open_dashboard("dash-viewer")
@@ -192,3 +197,24 @@ async def test_pricing_user_approves_a_pending_price_change(
     await expect(page.locator("#item-chart svg circle")).to_have_count(len(history))
     await expect(page.locator("#item-chart svg polyline")).to_have_count(1)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-item.png"), full_page=True)
+
+    # The view follows live events: a receipt adds a ledger row and changes the facts.
+    await post(api, f"/v1/items/{sku}/receipts", {"quantity": 3})
+    await expect(page.locator("#ledger tbody tr")).to_have_count(len(ledger) + 1, timeout=5000)
+    await expect(page.locator('#item-facts dd[data-fact="On hand"]')).to_have_text("8")
+
+    # A change rejected from the list never takes effect.
+    await post(api, f"/v1/items/{sku}/prices", {**price, "selling_price": "40.00"}, wait=10)
+    rejected_row = f'#approvals tr[data-change-id="{await pending_change(api, sku)}"]'
+    await page.click('#nav a[href="#/approvals"]')
+    await page.locator(rejected_row).get_by_role("button", name="Reject").click()
+    await expect(page.locator(rejected_row)).to_have_count(0, timeout=10000)
+    assert not [c for c in (await api.get("/v1/price-changes")).json() if c["sku"] == sku]
+    assert len((await api.get(f"/v1/items/{sku}/prices/EUR/history")).json()["entries"]) == 2
+
+    # The link the notifier's emails carry opens the item, here in a reloaded tab that keeps its session.
+    await viewer.goto(f"{dashboard.url}#/items/{sku}")
+    await viewer.reload()
+    await expect(viewer.locator("#view-item")).to_be_visible()
+    await expect(viewer.locator('#item-facts dd[data-fact="On hand"]')).to_have_text("8")
+    await expect(cell(viewer, sku, "effective_price")).to_have_text("20.00 EUR")
