@@ -50,7 +50,7 @@ function onSnapshot(channel, rows, truncated) {
     table.truncated = truncated;
     table.replaced();
   } else if (channel === "prices") {
-    for (const sku of state.replacePrices(rows)) table.changed(sku);
+    for (const sku of state.replacePrices(rows)) table.changed(sku, false);
   } else if (channel === "alerts") {
     state.replaceAlerts(rows);
     feed.changed();

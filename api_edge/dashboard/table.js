@@ -21,6 +21,7 @@ export class ItemTable {
     this.truncated = false;
     this.options = { text: "", alert: "", sortKey: "sku", descending: false };
     this.dirty = new Set();
+    this.flashes = new Set();
     this.reorder = true;
     this.frame = 0;
     $("#filter-text").addEventListener("input", (e) => this.set({ text: e.target.value }));
@@ -40,8 +41,10 @@ export class ItemTable {
     this.schedule();
   }
 
-  changed(sku) {
+  // `flash`: a live change the eye should catch; snapshots repaint quietly.
+  changed(sku, flash = true) {
     this.dirty.add(sku);
+    if (flash) this.flashes.add(sku);
     // A changed value may move the row or take it in or out of the filter.
     this.reorder = true;
     this.schedule();
@@ -65,7 +68,6 @@ export class ItemTable {
       const row = this.state.rows.get(sku);
       if (row) this.fill(row);
     }
-    const flashed = this.dirty;
     this.dirty = new Set();
     if (this.reorder) {
       this.reorder = false;
@@ -80,15 +82,14 @@ export class ItemTable {
         else th.removeAttribute("aria-sort");
       }
     }
-    for (const sku of flashed) {
+    for (const sku of this.flashes) {
       const tr = this.trs.get(sku);
-      if (tr && this.flashing) {
-        tr.classList.remove("flash");
-        void tr.offsetWidth; // restart the animation
-        tr.classList.add("flash");
-      }
+      if (!tr) continue;
+      tr.classList.remove("flash");
+      void tr.offsetWidth; // restart the animation
+      tr.classList.add("flash");
     }
-    this.flashing = true; // not on the first fill: only changes flash
+    this.flashes = new Set();
   }
 
   fill(row) {
