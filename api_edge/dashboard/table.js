@@ -27,10 +27,18 @@ export class ItemTable {
     $("#filter-text").addEventListener("input", (e) => this.set({ text: e.target.value }));
     $("#filter-alert").addEventListener("change", (e) => this.set({ alert: e.target.value }));
     for (const th of document.querySelectorAll("#items th[data-sort]")) {
-      th.addEventListener("click", () => {
+      const sort = () => {
         const key = th.dataset.sort;
         const descending = this.options.sortKey === key ? !this.options.descending : false;
         this.set({ sortKey: key, descending });
+      };
+      th.tabIndex = 0; // sortable from the keyboard too
+      th.addEventListener("click", sort);
+      th.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          sort();
+        }
       });
     }
   }

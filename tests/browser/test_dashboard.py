@@ -82,6 +82,12 @@ async def test_stock_change_appears_live_and_the_alert_badge_follows(
     )
 
     await page.screenshot(path=str(ARTIFACTS / "dashboard-items.png"))
+    header = page.locator('#items th[data-sort="available"]')
+    await header.click()
+    await header.press("Enter")  # the second time from the keyboard: most available first
+    await expect(header).to_have_attribute("aria-sort", "descending")
+    shown = await page.locator('#items tbody td[data-col="available"]').all_inner_texts()
+    assert [int(n) for n in shown] == sorted((int(n) for n in shown), reverse=True)
     await page.fill("#filter-text", sku)
     await expect(page.locator("#items tbody tr")).to_have_count(1)
     await page.select_option("#filter-alert", "out")
