@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import structlog
 from prometheus_client import Counter, Gauge
+from redis.asyncio.client import PubSub
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_edge.relay.hub import Hub
@@ -29,7 +30,12 @@ FILLED = Counter("invmon_relay_gap_filled_total", "Publications recovered from t
 UNFILLABLE = Counter("invmon_relay_gap_lost_total", "Gaps the history could not fill (a reset followed).")
 CONNECTED = Gauge("invmon_relay_redis_subscribed", "1 while the relay's Redis subscription is up.")
 
+AUDIT_CATCH_UPS = Counter(
+    "invmon_relay_audit_catch_ups_total", "Channels caught up from the history after a quiet second."
+)
+
 CATEGORY_CACHE_SIZE = 100_000
+QUIET_CHECK_S = 1.0
 
 
 class Categories:
@@ -86,15 +92,41 @@ class Feed:
                     self.ready.set()
                     CONNECTED.set(1)
                     log.info("relay_feed_subscribed")
-                    async for message in pubsub.listen():
-                        if message["type"] == "pmessage":
-                            name = channel_of(_text(message["channel"]))
-                            await self._on(name, parse_message(message["data"]))
+                    await self._listen(pubsub)
             except Exception as error:  # Redis lost, or a category lookup failed: resume from the cursor
                 self.ready.clear()
                 CONNECTED.set(0)
                 log.warning("relay_feed_lost", error=repr(error))
                 await asyncio.sleep(0.5)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        # redis-py may reconnect a pub/sub connection by itself and then hear nothing (seen when Redis
+        # restarts): after a quiet second the feed compares its cursors with Redis and catches up from the
+        # history; quiet and behind twice in a row means the subscription is dead, so it starts afresh.
+        behind = 0
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=QUIET_CHECK_S)
+            if message is None:
+                behind = behind + 1 if await self._audit() else 0
+                if behind >= 2:
+                    raise ConnectionError("pub/sub is silent while the channels move on")
+                continue
+            behind = 0
+            if message["type"] == "pmessage":
+                name = channel_of(_text(message["channel"]))
+                await self._on(name, parse_message(message["data"]))
+
+    async def _audit(self) -> bool:
+        """Catch up every channel that Redis has moved past the cursor; whether any had."""
+        behind = False
+        for channel in CHANNELS:
+            cursor = self._cursors[channel]
+            epoch, offset = await self._live.position(channel)
+            if epoch != cursor.epoch or offset > cursor.offset:
+                behind = True
+                AUDIT_CATCH_UPS.inc()
+                await self._catch_up(channel)
+        return behind
 
     async def _catch_up(self, channel: str) -> None:
         """After (re)subscribing: whatever was published while we were not listening."""

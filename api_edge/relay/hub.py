@@ -188,6 +188,7 @@ class Hub:
     def reset(self, channel: str) -> None:
         """Tell every subscriber of the channel that continuity is lost; they resubscribe."""
         frame = f'{{"type":"reset","channel":"{channel}"}}'.encode()
+        log.info("relay_reset", channel=channel, subscribers=len(self._subs[channel]))
         for sub in list(self._subs[channel].values()):
             if sub.pending is not None:
                 sub.was_reset = True  # its subscribe reply goes first; the reset follows it

@@ -16,6 +16,8 @@ import structlog
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from sqlalchemy import text
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -87,7 +89,13 @@ async def ping_loop(relay: Relay) -> None:
 
 
 async def run(settings: Settings) -> None:
-    redis = Redis.from_url(settings.redis_url)
+    # Quick retries: after a Redis restart a pooled connection fails fast and the client's retry (the
+    # protocol's `unavailable`) takes over, instead of redis-py's default back-off of seconds.
+    redis = Redis.from_url(
+        settings.redis_url,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
+        socket_connect_timeout=2,
+    )
     engine = make_engine(settings.database_url)
     live = LiveRedis(redis)
     hub = Hub()

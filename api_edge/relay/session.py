@@ -32,7 +32,6 @@ from contracts.live import (
     Error,
     ErrorCode,
     Pong,
-    Publication,
     Refresh,
     Refreshed,
     Subscribe,
@@ -180,6 +179,7 @@ class Session:
 
     async def _subscribe(self, frame: Subscribe) -> None:
         relay, channel = self.relay, frame.channel
+        started = time.monotonic()
         try:
             await asyncio.wait_for(relay.feed.ready.wait(), FEED_WAIT_S)
         except TimeoutError:
@@ -188,39 +188,42 @@ class Session:
         sub = Sub(self.client, channel, Match.of(frame.filter))
         relay.hub.add(sub)
         try:
-            reply = await self._reply(frame, sub)
+            reply, offset, recovered = await self._reply(frame, sub)
         except Exception as error:  # Redis or PostgreSQL failed: the client may retry
             log.warning("relay_subscribe_failed", client=self.client.id, error=repr(error))
             relay.hub.remove(sub)
             self._error("unavailable", f"subscribe failed: {type(error).__name__}; retry")
             return
-        unused = {"publications"} if reply.snapshot is not None else {"snapshot", "truncated"}
-        self.client.send(reply.model_dump_json(exclude=unused).encode())
-        self._flush(sub, reply.offset)
+        self.client.send(reply)
+        self._flush(sub, offset)
+        log.info(
+            "relay_subscribed",
+            client=self.client.id,
+            channel=channel,
+            recovered=recovered,
+            wanted=frame.recover.model_dump() if frame.recover else None,
+            offset=offset,
+            seconds=round(time.monotonic() - started, 3),
+        )
 
-    async def _reply(self, frame: Subscribe, sub: Sub) -> Subscribed:
+    async def _reply(self, frame: Subscribe, sub: Sub) -> tuple[bytes, int, bool]:
+        """The `subscribed` frame, the offset it is consistent with, and whether it recovered."""
         relay, channel = self.relay, frame.channel
         epoch, offset = await relay.live.position(channel)
         after = replay_from(frame.recover, epoch, offset)
         if after is not None:
             entries = await relay.live.history(channel, after)
-            if replayable(after, offset, [e.offset for e in entries]) and all(
-                e.epoch == epoch for e in entries
-            ):
+            same_epoch = all(e.epoch == epoch for e in entries)
+            if same_epoch and replayable(after, offset, [e.offset for e in entries]):
                 kept = await self._filtered(sub, entries)
-                return Subscribed(
-                    channel=channel,
-                    epoch=epoch,
-                    offset=entries[-1].offset if entries else after,
-                    recovered=True,
-                    publications=[Publication.model_validate_json(_publication(e)) for e in kept],
-                )
-        rows, truncated = await snapshot(
-            relay.engine, channel, frame.filter, relay.settings.live_snapshot_limit
-        )
-        return Subscribed(
+                last = entries[-1].offset if entries else after
+                return recovered_frame(channel, epoch, last, kept), last, True
+        limit = relay.settings.live_snapshot_limit
+        rows, truncated = await snapshot(relay.engine, channel, frame.filter, limit)
+        reply = Subscribed(
             channel=channel, epoch=epoch, offset=offset, recovered=False, snapshot=rows, truncated=truncated
         )
+        return reply.model_dump_json(exclude={"publications"}).encode(), offset, False
 
     async def _filtered(self, sub: Sub, entries: list[LiveMessage]) -> list[LiveMessage]:
         if sub.match.everything:
@@ -248,5 +251,11 @@ def _moves(message: LiveMessage) -> bool:
     return message.type == "item_details_updated" and '"category"' in message.payload
 
 
-def _publication(message: LiveMessage) -> str:
-    return f'{{"offset":{message.offset},"event":{message.payload}}}'
+def recovered_frame(channel: str, epoch: str, offset: int, publications: list[LiveMessage]) -> bytes:
+    """A `subscribed` frame with recovered publications (contracts.live.Subscribed), built by hand so the
+    event JSON of each is passed on as it is: a recovery of thousands of events costs no re-encoding."""
+    pubs = ",".join(f'{{"offset":{m.offset},"event":{m.payload}}}' for m in publications)
+    return (
+        f'{{"type":"subscribed","channel":"{channel}","epoch":"{epoch}","offset":{offset},'
+        f'"recovered":true,"publications":[{pubs}]}}'
+    ).encode()

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from api_edge.relay.hub import pub_frame
 from api_edge.relay.protocol import Cursor, Match, Step, TokenBucket, fills_gap, replay_from, replayable
-from contracts.live import CLIENT_FRAME, MAX_FILTER_SKUS, Filter, Position, Subscribe
+from api_edge.relay.session import recovered_frame
+from contracts.live import CLIENT_FRAME, MAX_FILTER_SKUS, Filter, Position, Subscribe, Subscribed
 from infra.live_redis import LiveMessage, parse_message
 
 
@@ -128,3 +129,12 @@ def test_client_frames_are_strict() -> None:
             CLIENT_FRAME.validate_json(bad)
     with pytest.raises(ValidationError):
         Filter(skus=[f"S{i}" for i in range(MAX_FILTER_SKUS + 1)])
+
+
+def test_recovered_frame_is_a_subscribed_frame_of_the_contract() -> None:
+    payloads = ['{"sku": "A-1", "version": 3}', '{"sku": "B-2", "version": 9}']
+    messages = [LiveMessage(7 + i, "ep", "A-1", "stock_changed", p) for i, p in enumerate(payloads)]
+    frame = Subscribed.model_validate_json(recovered_frame("alerts", "ep", 8, messages))
+    assert (frame.channel, frame.epoch, frame.offset, frame.recovered) == ("alerts", "ep", 8, True)
+    assert [(p.offset, p.event["version"]) for p in frame.publications] == [(7, 3), (8, 9)]
+    assert frame.snapshot is None
