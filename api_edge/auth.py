@@ -11,7 +11,7 @@ from typing import Annotated
 import jwt
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.requests import HTTPConnection
 
 from api_edge.problems import Problem
@@ -39,6 +39,12 @@ class Principal:
 
 
 class Token(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"access_token": "eyJhbGciOi...", "token_type": "bearer", "expires_in": 900}]
+        }
+    )
+
     access_token: str
     token_type: str = "bearer"
     expires_in: int
