@@ -128,6 +128,7 @@ class Sub:
 
 class Hub:
     def __init__(self) -> None:
+        self.connections = 0  # open sockets, also those that have not sent `connect` yet
         self.clients: set[Client] = set()
         self._subs: dict[str, dict[Client, Sub]] = {channel: {} for channel in CHANNELS}
         self._by_category: dict[str, int] = dict.fromkeys(CHANNELS, 0)

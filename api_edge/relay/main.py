@@ -119,7 +119,7 @@ async def run(settings: Settings) -> None:
             max_size=settings.live_max_frame_bytes,
             compression=None,  # per-message deflate would cost CPU per client on every fan-out
             ping_interval=None,  # the protocol's own ping/pong (ping_loop)
-            close_timeout=5,
+            close_timeout=10,  # a slow consumer reads its backlog before it sees 4008
         ):
             log.info("relay_listening", port=settings.live_port)
             await stop.wait()

@@ -77,16 +77,19 @@ class Session:
         self._bucket = TokenBucket(rate, 2 * rate, time.monotonic())
 
     async def run(self) -> None:
+        hub = self.relay.hub
+        hub.connections += 1
         try:
-            await self._run()
+            if hub.connections > self.relay.settings.live_max_connections:
+                self.client.close(1013, "too many connections")
+            else:
+                await self._run()
         finally:
+            hub.connections -= 1
             await self.client.finish()
 
     async def _run(self) -> None:
         hub = self.relay.hub
-        if len(hub.clients) >= self.relay.settings.live_max_connections:
-            self.client.close(1013, "too many connections")
-            return
         if not await self._connect():
             return
         hub.join(self.client)

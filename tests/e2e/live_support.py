@@ -119,17 +119,24 @@ def fake_event(sku: str, version: int, pad: int = 0) -> str:
 
 
 async def publish_fake(
-    settings: Settings, channel: str, sku: str, count: int, *, history: int | None = None, pad: int = 0
+    settings: Settings,
+    channel: str,
+    sku: str,
+    count: int,
+    *,
+    history: int | None = None,
+    pad: int = 0,
+    chunk: int = 200,
 ) -> int:
     """Publish `count` events the way the outbox relay does; returns the channel's last offset."""
     redis = Redis.from_url(settings.redis_url)
     try:
         live = LiveRedis(redis)
         last = 0
-        for start_at in range(0, count, 200):
+        for start_at in range(0, count, chunk):
             events = [
                 (sku, "stock_changed", fake_event(sku, v + 1, pad))
-                for v in range(start_at, min(count, start_at + 200))
+                for v in range(start_at, min(count, start_at + chunk))
             ]
             last = await live.publish(channel, events, history=history or settings.live_history_size)
         return last

@@ -258,19 +258,26 @@ async def test_a_new_epoch_resets_subscribers(live_url: str, stack: Settings) ->
 
 async def test_slow_consumer_is_closed_while_a_fast_one_keeps_receiving(stack: Settings, logs: Path) -> None:
     sku, count = new_sku(), 1500
-    with relay_process(logs, INVMON_LIVE_QUEUE_SIZE="20") as relay:
+    with relay_process(logs, INVMON_LIVE_QUEUE_SIZE="100") as relay:
         async with (
             connected(url_of(relay), token(stack), max_queue=1) as slow,
             connected(url_of(relay), token(stack), max_size=None) as fast,
         ):
             await subscribe(slow, "prices", filter={"skus": [sku]})
             start_at = (await subscribe(fast, "prices", filter={"skus": [sku]}))["offset"]
-            publishing = asyncio.create_task(publish_fake(stack, "prices", sku, count, pad=8000))
+            publishing = asyncio.create_task(publish_fake(stack, "prices", sku, count, pad=8000, chunk=10))
+
+            async def once_closed() -> tuple[int | None, str]:
+                # The slow client reads only once the relay has closed it: its backlog, then the close
+                # frame (read within the relay's close timeout, or the relay aborts the socket).
+                while await metric(relay, "invmon_relay_closed_total") < 1:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)  # poll interval while waiting for the relay to close it
+                return await close_code(slow, within=30)
+
+            slow_closed = asyncio.create_task(once_closed())
             got = [(await next_frame(fast, "pub", within=60))["offset"] for _ in range(count)]
             await publishing
-            # Only now does the slow client read: its backlog, then the relay's close.
-            assert (await close_code(slow, within=30))[0] == 4008
-        assert await metric(relay, "invmon_relay_closed_total") >= 1
+            assert (await asyncio.wait_for(slow_closed, 60))[0] == 4008
     assert got == sorted(got)
     assert len(set(got)) == count
     assert got[0] > start_at
