@@ -44,7 +44,16 @@ from bench.live_ws import BUCKET_US, LiveClient, RssSampler, Tally, mb, percenti
 from infra.settings import get_settings
 from tests import processes
 
-COMMAND_ID = b'"command_id":"'
+COMMAND_ID = b'"command_id":'
+
+
+def command_id(body: bytes) -> str | None:
+    """The command id in a JSON body, whatever the spacing (the outbox's jsonb text has `": "`)."""
+    at = body.find(COMMAND_ID)
+    if at < 0:
+        return None
+    start = body.index(b'"', at + len(COMMAND_ID)) + 1
+    return body[start : body.index(b'"', start)].decode()
 
 
 def start_pipeline(log_dir: Path) -> dict[str, processes.Process]:
@@ -102,10 +111,9 @@ async def send_paced(
                 now = time.monotonic_ns()
                 statuses[head[9:12].decode()] += 1
                 latencies.append((now - sent) / 1e6)
-                at = answer.find(COMMAND_ID)
-                if at >= 0:
-                    at += len(COMMAND_ID)
-                    accepted[answer[at : answer.index(b'"', at)].decode()] = now
+                found = command_id(answer)
+                if found is not None:
+                    accepted[found] = now
         finally:
             writer.close()
 
@@ -130,14 +138,10 @@ async def run(args: argparse.Namespace) -> int:
         token = await login(f"http://127.0.0.1:{pipeline['edge'].port}")
         subscribed = asyncio.Event()
 
-        def arrived(payload: bytes) -> None:
-            at = payload.find(COMMAND_ID)
-            if at >= 0:
-                at += len(COMMAND_ID)
-                seen.setdefault(payload[at : payload.index(b'"', at)].decode(), time.monotonic_ns())
-
         def stamp(payload: bytes) -> int | None:
-            arrived(payload)
+            found = command_id(payload)
+            if found is not None:
+                seen.setdefault(found, time.monotonic_ns())
             return None
 
         relay_port = pipeline["live_relay"].port
@@ -164,9 +168,9 @@ async def run(args: argparse.Namespace) -> int:
             process.stop()
     hist: Counter[int] = Counter()
     early = 0
-    for command_id, at in accepted.items():
-        if command_id in seen:
-            delta = seen[command_id] - at
+    for cid, at in accepted.items():
+        if cid in seen:
+            delta = seen[cid] - at
             early += delta < 0
             hist[max(0, delta) // (BUCKET_US * 1000)] += 1
     http_ms.sort()

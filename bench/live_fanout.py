@@ -146,6 +146,7 @@ async def spawn(
         "--clients", str(clients), "--expect", str(expect), "--timeout", str(within),
         env={**os.environ, "BENCH_LIVE_TOKEN": token},
         stdout=asyncio.subprocess.PIPE,
+        limit=2**26,  # the tally line carries a whole latency histogram
     )  # fmt: skip
 
 

@@ -1,7 +1,9 @@
 """Fan-out: subscriptions per channel, and per client a bounded queue in front of its socket.
 
-A frame goes straight into the socket's write buffer while that buffer is small and nothing is queued
-(one encoded copy per publication, written to every such client); otherwise it waits in the client's queue,
+A frame goes straight into the socket's write buffer while that buffer is small and nothing is queued:
+a publication is encoded once as a complete WebSocket frame (server frames are never masked and the relay
+negotiates no extension, so the bytes are the same for every client) and those bytes are written to every
+such socket, the only per-client cost of a fan-out. Otherwise it waits in the client's queue,
 which a writer task drains at the client's pace. A full queue closes the client with 4008: a slow client
 never holds up the others, and never silently misses a frame."""
 
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import Counter, Gauge
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from api_edge.relay.protocol import Match
 from contracts.live import CHANNELS
@@ -32,6 +36,11 @@ RESETS = Counter("invmon_relay_resets_total", "Reset frames sent, by channel.", 
 
 # Above this many bytes waiting in a socket's write buffer, frames go through the client's queue instead.
 WRITE_HIGH_WATER = 64 * 1024
+
+
+def wire(frame: bytes) -> bytes:
+    """A text message as the bytes of one unmasked WebSocket frame."""
+    return Frame(Opcode.TEXT, frame).serialize(mask=False)
 
 
 def pub_frame(channel: str, message: LiveMessage) -> bytes:
@@ -57,17 +66,17 @@ class Client:
         self._closing: asyncio.Task[None] | None = None
 
     def writable(self) -> bool:
-        transport = self.ws.transport
         return (
             not self._queue
             and not self._sending
             and not self.closed
-            and transport.get_write_buffer_size() < WRITE_HIGH_WATER
+            and self.ws.protocol.state is State.OPEN
+            and self.ws.transport.get_write_buffer_size() < WRITE_HIGH_WATER
         )
 
     def send(self, frame: bytes) -> None:
         if self.writable():
-            broadcast([self.ws], frame, text=True)
+            self.ws.transport.write(wire(frame))
             FRAMES.inc()
         else:
             self.enqueue(frame)
@@ -167,7 +176,7 @@ class Hub:
 
     def dispatch(self, channel: str, message: LiveMessage, category: str | None, moved: bool) -> None:
         frame: bytes | None = None
-        direct = []
+        direct: list[Client] = []
         for client, sub in self._subs[channel].items():
             if sub.pending is not None:
                 sub.pending.append((message, category, moved))
@@ -179,11 +188,13 @@ class Hub:
             if frame is None:
                 frame = pub_frame(channel, message)
             if client.writable():
-                direct.append(client.ws)
+                direct.append(client)
             else:
                 client.enqueue(frame)
         if direct and frame is not None:
-            broadcast(direct, frame, text=True)
+            encoded = wire(frame)
+            for client in direct:
+                client.ws.transport.write(encoded)
             FRAMES.inc(len(direct))
 
     def reset(self, channel: str) -> None:

@@ -25,6 +25,7 @@ from websockets.http11 import Request, Response
 from api_edge.relay.feed import Categories, Feed
 from api_edge.relay.hub import Hub, close_all
 from api_edge.relay.session import Relay, Session
+from api_edge.relay.snapshot import Snapshots
 from db.engine import make_engine
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
@@ -99,7 +100,8 @@ async def run(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
     live = LiveRedis(redis)
     hub = Hub()
-    relay = Relay(settings, hub, Feed(live, hub, Categories(engine)), live, engine)
+    snapshots = Snapshots(engine, settings.live_snapshot_limit)
+    relay = Relay(settings, hub, Feed(live, hub, Categories(engine)), live, engine, snapshots)
 
     async def handler(ws: ServerConnection) -> None:
         await Session(relay, ws).run()

@@ -24,7 +24,7 @@ from api_edge.problems import Problem
 from api_edge.relay.feed import Feed
 from api_edge.relay.hub import Client, Hub, Sub, pub_frame
 from api_edge.relay.protocol import Match, TokenBucket, replay_from, replayable
-from api_edge.relay.snapshot import snapshot
+from api_edge.relay.snapshot import Snapshots
 from contracts.live import (
     CLIENT_FRAME,
     Connect,
@@ -35,7 +35,6 @@ from contracts.live import (
     Refresh,
     Refreshed,
     Subscribe,
-    Subscribed,
     Unsubscribe,
 )
 from infra.live_redis import LiveMessage, LiveRedis
@@ -56,6 +55,7 @@ class Relay:
     feed: Feed
     live: LiveRedis
     engine: AsyncEngine
+    snapshots: Snapshots
 
 
 def _token(settings: Settings, token: str) -> tuple[Principal, int] | None:
@@ -221,12 +221,16 @@ class Session:
                 kept = await self._filtered(sub, entries)
                 last = entries[-1].offset if entries else after
                 return recovered_frame(channel, epoch, last, kept), last, True
-        limit = relay.settings.live_snapshot_limit
-        rows, truncated = await snapshot(relay.engine, channel, frame.filter, limit)
-        reply = Subscribed(
-            channel=channel, epoch=epoch, offset=offset, recovered=False, snapshot=rows, truncated=truncated
+        rows, truncated = await relay.snapshots.get(channel, frame.filter)
+        reply = (
+            (
+                f'{{"type":"subscribed","channel":"{channel}","epoch":"{epoch}","offset":{offset},'
+                f'"recovered":false,"snapshot":'
+            ).encode()
+            + rows
+            + (b',"truncated":true}' if truncated else b',"truncated":false}')
         )
-        return reply.model_dump_json(exclude={"publications"}).encode(), offset, False
+        return reply, offset, False
 
     async def _filtered(self, sub: Sub, entries: list[LiveMessage]) -> list[LiveMessage]:
         if sub.match.everything:

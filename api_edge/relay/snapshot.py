@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
+from dataclasses import dataclass
 
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -79,3 +81,65 @@ async def snapshot(
         for r in margin
     ]  # fmt: skip
     return alerts[:limit], len(alerts) > limit
+
+
+@dataclass(slots=True)
+class _Round:
+    channel: Channel
+    wanted: Filter | None
+    running: asyncio.Future[tuple[bytes, bool]] | None = None
+    following: asyncio.Future[tuple[bytes, bool]] | None = None
+
+
+class Snapshots:
+    """Snapshot reads shared by concurrent subscribes of the same channel and filter (a relay restart
+    brings every client back at once). A subscriber may only use a read that began after it read the
+    channel position, so one that arrives while a read runs waits for the next one, which starts when the
+    running one ends: a burst of any size costs two reads, and the rows are encoded once per read."""
+
+    def __init__(self, engine: AsyncEngine, limit: int) -> None:
+        self._engine = engine
+        self._limit = limit
+        self._rounds: dict[tuple[str, str], _Round] = {}
+
+    async def get(self, channel: Channel, wanted: Filter | None) -> tuple[bytes, bool]:
+        """The rows as a JSON array, and whether the limit cut them short."""
+        key = (channel, wanted.model_dump_json() if wanted else "")
+        state = self._rounds.get(key)
+        if state is None:
+            state = self._rounds[key] = _Round(channel, wanted)
+        if state.running is None:
+            state.running = self._start(key, state)
+            return await asyncio.shield(state.running)
+        if state.following is None:
+            state.following = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(state.following)
+
+    def _start(self, key: tuple[str, str], state: _Round) -> asyncio.Future[tuple[bytes, bool]]:
+        task = asyncio.ensure_future(self._read(state.channel, state.wanted))
+        task.add_done_callback(lambda _: self._next(key, state))
+        return task
+
+    def _next(self, key: tuple[str, str], state: _Round) -> None:
+        state.running = None
+        if state.following is None:
+            del self._rounds[key]
+            return
+        waiting, state.following = state.following, None
+        state.running = self._start(key, state)
+        state.running.add_done_callback(lambda done: _settle(waiting, done))
+
+    async def _read(self, channel: Channel, wanted: Filter | None) -> tuple[bytes, bool]:
+        rows, truncated = await snapshot(self._engine, channel, wanted, self._limit)
+        return b"[" + b",".join(row.model_dump_json().encode() for row in rows) + b"]", truncated
+
+
+def _settle(waiting: asyncio.Future[tuple[bytes, bool]], done: asyncio.Future[tuple[bytes, bool]]) -> None:
+    if waiting.done():
+        return
+    if done.cancelled():
+        waiting.cancel()
+    elif (error := done.exception()) is not None:
+        waiting.set_exception(error)
+    else:
+        waiting.set_result(done.result())

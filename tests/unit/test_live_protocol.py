@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,7 +12,8 @@ from pydantic import ValidationError
 from api_edge.relay.hub import pub_frame
 from api_edge.relay.protocol import Cursor, Match, Step, TokenBucket, fills_gap, replay_from, replayable
 from api_edge.relay.session import recovered_frame
-from contracts.live import CLIENT_FRAME, MAX_FILTER_SKUS, Filter, Position, Subscribe, Subscribed
+from api_edge.relay.snapshot import Snapshots
+from contracts.live import CLIENT_FRAME, MAX_FILTER_SKUS, Channel, Filter, Position, Subscribe, Subscribed
 from infra.live_redis import LiveMessage, parse_message
 
 
@@ -138,3 +141,28 @@ def test_recovered_frame_is_a_subscribed_frame_of_the_contract() -> None:
     assert (frame.channel, frame.epoch, frame.offset, frame.recovered) == ("alerts", "ep", 8, True)
     assert [(p.offset, p.event["version"]) for p in frame.publications] == [(7, 3), (8, 9)]
     assert frame.snapshot is None
+
+
+async def test_concurrent_snapshots_share_reads_that_began_after_their_position() -> None:
+    reads: list[int] = []
+    gate = asyncio.Event()
+
+    class Counted(Snapshots):
+        async def _read(self, channel: Channel, wanted: Filter | None) -> tuple[bytes, bool]:
+            reads.append(len(reads) + 1)
+            number = len(reads)
+            await gate.wait()
+            return f"[{number}]".encode(), False
+
+    snapshots = Counted(engine=None, limit=10)  # type: ignore[arg-type]
+    first = asyncio.create_task(snapshots.get("inventory", None))
+    await asyncio.sleep(0)  # the first read is running
+    later = [asyncio.create_task(snapshots.get("inventory", None)) for _ in range(50)]
+    other = asyncio.create_task(snapshots.get("inventory", Filter(category="lamps")))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await first == (b"[1]", False)
+    results = await asyncio.gather(*later)
+    assert {r[0] for r in results} == {b"[3]"}  # the read that began after they asked (2: the filtered one)
+    assert await other == (b"[2]", False)
+    assert len(reads) == 3
