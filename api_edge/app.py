@@ -14,8 +14,8 @@ from api_edge import (
     auth,
     batch,
     commands,
+    dashboard,
     health,
-    live,
     notifications,
     price_commands,
     price_reads,
@@ -92,9 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reads,
         price_reads,
         notifications,
-        live,
         health,
         asyncapi,
     ):
         app.include_router(module.router, responses=problems.COMMON_RESPONSES)
+    dashboard.install(app, settings)
     return app

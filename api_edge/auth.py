@@ -13,13 +13,14 @@ import anyio.to_thread
 import jwt
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.requests import HTTPConnection
 
 from api_edge.problems import Problem
 from api_edge.state import clients
 from db import auth_repo
 from infra.credentials import ROLES, Role, digest_matches, split_api_key, verify_password
+from infra.settings import Settings
 
 LOGINS_AT_ONCE = 2  # argon2 verifications in threads at once (each holds 64 MiB while it runs)
 ALGORITHM = "HS256"  # pinned: the token's own header never chooses the algorithm
@@ -41,6 +42,12 @@ class Principal:
 
 
 class Token(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"access_token": "eyJhbGciOi...", "token_type": "bearer", "expires_in": 900}]
+        }
+    )
+
     access_token: str
     token_type: str = "bearer"
     expires_in: int
@@ -76,18 +83,23 @@ _VERIFIED_MAX = 10_000
 # A verified token's principal and expiry, by (token, secret, audience, issuer): the same token is checked
 # once, not on every request (HMAC + claims cost more CPU than the rest of authentication). Bounded: when
 # full, the oldest entries go. An entry is used only before the token's `exp`, so expiry still holds.
-_verified: dict[tuple[str, str, str, str], tuple[Principal, float]] = {}
+_verified: dict[tuple[str, str, str, str], tuple[Principal, int]] = {}
 
 
 def decode_token(request: HTTPConnection, token: str) -> Principal:
+    principal, _ = decode_access_token(clients(request).settings, token)
+    return principal
+
+
+def decode_access_token(settings: Settings, token: str) -> tuple[Principal, int]:
+    """The principal of a valid access token and its expiry (epoch seconds); 401 problem otherwise."""
     if len(token) > MAX_TOKEN_BYTES:
         raise _unauthorized("token too large")
-    settings = clients(request).settings
     secret = settings.jwt_secret.get_secret_value()
     cache_key = (token, secret, settings.jwt_audience, settings.jwt_issuer)
     cached = _verified.get(cache_key)
     if cached is not None and time.time() < cached[1]:
-        return cached[0]
+        return cached
     try:
         claims = jwt.decode(
             token,
@@ -102,12 +114,12 @@ def decode_token(request: HTTPConnection, token: str) -> Principal:
     roles = claims.get("roles")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _unauthorized("invalid token: roles")
-    principal = Principal(str(claims["sub"]), frozenset(roles))
+    verified = Principal(str(claims["sub"]), frozenset(roles)), int(claims["exp"])
     if len(_verified) >= _VERIFIED_MAX:
         for stale in list(_verified)[: _VERIFIED_MAX // 10]:  # dicts keep insertion order: oldest first
             del _verified[stale]
-    _verified[cache_key] = (principal, float(claims["exp"]))
-    return principal
+    _verified[cache_key] = verified
+    return verified
 
 
 async def _from_api_key(request: Request, key: str) -> Principal:
@@ -183,3 +195,21 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     if not verified or user is None:
         raise _unauthorized("wrong username or password")
     return issue_token(request, f"user:{user['username']}", list(user["roles"]))
+
+
+@router.post(
+    "/refresh",
+    responses={401: {"description": "The token is invalid or expired, or the user no longer exists."}},
+)
+async def refresh(request: Request, principal: Annotated[Principal, Depends(require("viewer"))]) -> Token:
+    """A fresh access token for a user who holds a valid one, with the roles the user has now: a
+    dashboard renews its session before expiry without keeping the password. A removed or deactivated
+    user gets 401, a demoted one the smaller role set."""
+    kind, _, username = principal.subject.partition(":")
+    if kind != "user":
+        raise Problem(403, "Forbidden", "API keys do not use access tokens", type_="/problems/forbidden")
+    async with clients(request).engine.connect() as conn:
+        user = await auth_repo.get_user(conn, username)
+    if user is None:
+        raise _unauthorized("the user no longer exists or is deactivated")
+    return issue_token(request, principal.subject, list(user["roles"]))

@@ -134,9 +134,36 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Origins allowed by CORS (JSON list); never a wildcard with credentials.",
     )
+    live_public_url: str = Field(
+        "ws://127.0.0.1:8001/v1/live",
+        pattern=r"^wss?://",
+        description="WebSocket URL of the live relay as browsers reach it; the dashboard connects there.",
+    )
     idempotency_ttl_s: int = Field(86400, ge=60, description="How long an Idempotency-Key answer is kept.")
     batch_max_commands: int = Field(10000, ge=1, description="Most commands one batch request may carry.")
     batch_max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest batch request body in bytes.")
+    live_port: int = Field(8001, description="Port of the WebSocket relay (/v1/live, /metrics, /health).")
+    live_history_size: int = Field(
+        10000, ge=100, description="Publications each live channel keeps in Redis for recovery (about)."
+    )
+    live_max_connections: int = Field(
+        5000, ge=1, description="WebSocket connections one relay process accepts (then closes with 1013)."
+    )
+    live_max_frame_bytes: int = Field(
+        65536, ge=1024, description="Largest client frame the relay reads (bigger: closed with 1009)."
+    )
+    live_max_messages_per_s: float = Field(
+        20, gt=0, description="Client frames per second (burst: twice that) before a close with 1008."
+    )
+    live_queue_size: int = Field(
+        1000, ge=1, description="Frames a relay client may have waiting before it is closed with 4008."
+    )
+    live_ping_interval_s: float = Field(
+        15, gt=0, description="Relay ping interval; no pong within two intervals closes the socket."
+    )
+    live_snapshot_limit: int = Field(
+        10000, ge=1, description="Most rows in one subscribe snapshot (more: `truncated` is true)."
+    )
     log_level: str = Field("INFO", description="Log level of every process.")
     log_json: bool = Field(True, description="Log JSON lines (false: human-readable console lines).")
 

@@ -53,6 +53,17 @@ def down(
 
 
 @stack_app.command()
+def restart(
+    service: Annotated[str, typer.Argument(help="kafka, postgres or redis.")],
+) -> None:
+    """Stop one service and start it again (fault drills; the test profile's Redis comes back empty)."""
+    try:
+        manager.restart(get_settings(), service, console)
+    except StackError as exc:
+        raise _fail(exc) from exc
+
+
+@stack_app.command()
 def status() -> None:
     """One line per service. Exit code 0 when every service is running and ready, 1 otherwise."""
     try:

@@ -73,12 +73,15 @@ def wait_ready(process: Process, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def running(names: dict[str, int], log_dir: Path) -> Iterator[dict[str, Process]]:
-    processes = {name: start(name, port, log_dir) for name, port in names.items()}
+def running(
+    names: dict[str, int], log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[dict[str, Process]]:
+    processes = {name: start(name, port, log_dir, env) for name, port in names.items()}
     try:
         for process in processes.values():
             wait_ready(process)
         yield processes
     finally:
+        # A test may have replaced a process (a restart): stop whatever the dict holds now.
         for process in processes.values():
             process.stop()

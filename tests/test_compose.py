@@ -30,6 +30,9 @@ def _procfile() -> dict[str, str]:
 
 
 PROCESSES = _procfile()
+# Processes whose port setting is not named after the process.
+PORT_FIELDS = {"live_relay": "live_port"}
+PUBLISHED = {"edge", "live_relay"}  # the HTTP edge and the WebSocket relay face clients
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +111,7 @@ def test_app_service_waits_for_init_and_has_a_readiness_healthcheck(
         f"service {process!r} must listen on all interfaces (INVMON_EDGE_HOST=0.0.0.0), env has "
         f"{env.get('INVMON_EDGE_HOST')!r}"
     )
-    port_field = f"{process}_port"
+    port_field = PORT_FIELDS.get(process, f"{process}_port")
     assert port_field in Settings.model_fields, f"Settings has no {port_field} for process {process!r}"
     port = env.get(f"INVMON_{port_field.upper()}") or str(Settings.model_fields[port_field].default)
     assert f":{port}/health/ready" in " ".join(health), (
@@ -148,11 +151,14 @@ def test_init_runs_existing_cli_commands(services: dict[str, dict[str, Any]]) ->
         )
 
 
-def test_only_the_edge_is_published_on_loopback(services: dict[str, dict[str, Any]]) -> None:
+def test_only_the_client_facing_processes_are_published_on_loopback(
+    services: dict[str, dict[str, Any]],
+) -> None:
     published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
-    assert set(published) <= {"edge"}, f"only the edge may publish ports, found {published}"
-    for port in published.get("edge", []):
-        assert str(port).startswith("127.0.0.1:"), f"edge port {port!r} must bind to 127.0.0.1 only"
+    assert set(published) <= PUBLISHED, f"only {PUBLISHED} may publish ports, found {published}"
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} port {port!r} must bind to 127.0.0.1 only"
 
 
 def test_kafka_never_auto_creates_topics(services: dict[str, dict[str, Any]]) -> None:

@@ -30,6 +30,8 @@ __all__ = [
     "down",
     "down_async",
     "log_files",
+    "restart",
+    "restart_async",
     "status",
     "status_async",
     "tail",
@@ -127,6 +129,19 @@ async def down_async(settings: Settings, reporter: Reporter, *, purge: bool = Fa
     reporter.console.print(f"stack down: done in {time.monotonic() - start:.2f}s")
 
 
+async def restart_async(settings: Settings, reporter: Reporter, service: str) -> None:
+    """Stop one service and start it again (its data kept; the `test` profile's Redis keeps none). Fault
+    tests use it to restart exactly one dependency under a running pipeline."""
+    if service not in SERVICE_NAMES:
+        raise StackError(f"unknown service {service!r}; one of {', '.join(SERVICE_NAMES)}")
+    paths = StackPaths.from_settings(settings)
+    with _locked(paths):
+        state = StackState(paths.state_file)
+        (svc,) = [s for s in _services(settings, paths, state) if s.name == service]
+        await svc.down(reporter)
+        await svc.up(reporter)
+
+
 async def status_async(settings: Settings) -> list[ServiceStatus]:
     paths = StackPaths.from_settings(settings)
     state = StackState(paths.state_file)
@@ -141,6 +156,10 @@ def up(settings: Settings | None = None, console: Console | None = None) -> bool
 def down(settings: Settings | None = None, *, purge: bool = False, console: Console | None = None) -> None:
     """Stop exactly the processes this stack started; with `purge`, delete the stack dir too."""
     asyncio.run(down_async(settings or get_settings(), Reporter(console), purge=purge))
+
+
+def restart(settings: Settings | None, service: str, console: Console | None = None) -> None:
+    asyncio.run(restart_async(settings or get_settings(), Reporter(console), service))
 
 
 def status(settings: Settings | None = None) -> list[ServiceStatus]:

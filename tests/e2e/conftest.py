@@ -14,13 +14,14 @@ from tests.processes import Process, running
 
 @pytest.fixture(scope="package")
 def pipeline(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Process]]:
-    """The edge, the stock worker and the outbox relay as real processes, started from the Procfile."""
+    """Every Procfile process (edge, workers, outbox relay, WebSocket relay) as a real process."""
     log_dir: Path = tmp_path_factory.mktemp("pipeline-logs")
     ports = {
         "edge": stack.edge_port,
         "stock_worker": stack.stock_worker_port,
         "outbox_relay": stack.outbox_relay_port,
         "price_worker": stack.price_worker_port,
+        "live_relay": stack.live_port,
     }
     with running(ports, log_dir) as processes:
         yield processes
@@ -58,5 +59,6 @@ async def edge(admin_token: str, stack: Settings) -> AsyncIterator[httpx.AsyncCl
 
 
 @pytest.fixture
-def live_url(admin_token: str, stack: Settings) -> str:
-    return f"ws://127.0.0.1:{stack.edge_port}/v1/live?token={admin_token}"
+def live_url(pipeline: dict[str, Process], stack: Settings) -> str:
+    """The WebSocket relay of the pipeline (send the token in the `connect` frame)."""
+    return f"ws://127.0.0.1:{stack.live_port}/v1/live"

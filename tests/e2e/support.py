@@ -5,20 +5,50 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+CHANNELS = ("inventory", "prices", "alerts")
 
 
 def new_sku() -> str:
     return f"E2E-{uuid.uuid4().hex[:10].upper()}"
 
 
+@asynccontextmanager
+async def live_session(
+    url: str, token: str, channels: tuple[str, ...] = CHANNELS
+) -> AsyncIterator[ClientConnection]:
+    """A WebSocket relay connection, connected with `token` and subscribed to `channels`."""
+    async with websockets.connect(url, open_timeout=10) as ws:
+        await ws.send(json.dumps({"type": "connect", "token": token}))
+        connected = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert connected["type"] == "connected", connected
+        for channel in channels:
+            await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
+            await asyncio.wait_for(_subscribed(ws, channel), 10)
+        yield ws
+
+
+async def _subscribed(ws: ClientConnection, channel: str) -> None:
+    while True:
+        frame = json.loads(await ws.recv())
+        if frame["type"] == "subscribed" and frame["channel"] == channel:
+            return
+
+
 async def next_event(ws: Any, predicate: Any, within: float = 15.0) -> dict[str, Any]:
+    """The next event on a `live_session` that `predicate` accepts."""
+
     async def scan() -> dict[str, Any]:
         while True:
             frame = json.loads(await ws.recv())
-            if frame.get("kind") == "event" and predicate(frame["event"]):
+            if frame["type"] == "pub" and predicate(frame["event"]):
                 return dict(frame["event"])
 
     return await asyncio.wait_for(scan(), within)

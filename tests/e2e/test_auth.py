@@ -2,8 +2,8 @@
 
 Every route of the OpenAPI document needs credentials and its role; JWTs are checked strictly (pinned
 algorithm, signature, exp, iat, iss, aud, size); API keys are shown once, stored as a SHA-256 digest and
-can be revoked; the live WebSocket wants a viewer token; commands record their authenticated caller as
-the actor.
+can be revoked; commands record their authenticated caller as the actor. The WebSocket relay's own
+authentication is tested in test_live_relay.py.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ import asyncpg
 import httpx
 import jwt
 import pytest
-import websockets
 from jwt.warnings import InsecureKeyLengthWarning
 from typer.testing import CliRunner
-from websockets.exceptions import InvalidStatus
 
 from infra.credentials import ROLES, Role
 from infra.settings import Settings
@@ -101,6 +99,7 @@ ROLE_MAP: dict[tuple[str, str], Role] = {
     ("POST", "/v1/notifications/subscriptions/{subscription_id}/replay"): "admin",
     ("GET", "/v1/notifications/deliveries/{delivery_id}"): "admin",
     ("POST", "/v1/notifications/deliveries/{delivery_id}/replay"): "admin",
+    ("POST", "/v1/auth/refresh"): "viewer",
 }
 
 # What a caller with enough rights may get from the walk's minimal requests: never 401/403, 429 or 5xx.
@@ -464,64 +463,6 @@ async def test_login_rejects_wrong_credentials_and_issues_checked_claims(
     assert decoded["roles"] == ["operator"]
 
 
-# --- 5. WebSocket ----------------------------------------------------------------------------------------
-
-
-async def ws_rejection(url: str) -> int:
-    """The HTTP status with which the server refuses the WebSocket handshake."""
-    with pytest.raises(InvalidStatus) as refused:
-        async with websockets.connect(url, open_timeout=10):
-            pass
-    return refused.value.response.status_code
-
-
-async def test_live_websocket_needs_a_viewer_token(
-    base_url: str, tokens: dict[str, str], stack: Settings
-) -> None:
-    """The edge closes before accepting (meant as 1008); under ASGI that is a refused handshake: HTTP 403."""
-    live = base_url.replace("http://", "ws://") + "/v1/live"
-    for url in (
-        live,
-        f"{live}?token=",
-        f"{live}?token=not.a.jwt",
-        f"{live}?token={sign(stack, claims(stack), key=OTHER_SECRET)}",
-        f"{live}?token={_expired(stack, '')}",
-        f"{live}?token={tokens[NO_ROLES]}",
-    ):
-        assert await ws_rejection(url) == 403, url
-
-    async with websockets.connect(f"{live}?token={tokens['viewer']}", open_timeout=10) as ws:
-        hello = await asyncio.wait_for(ws.recv(), 10)
-    assert json.loads(hello) == {"kind": "hello"}
-
-
-async def until_logged(process: Process, marker: str, within: float = 10.0) -> str:
-    """The process's log once `marker` is in it; everything logged before the marker is in it too."""
-
-    async def poll() -> str:
-        while True:
-            text = process.log.read_text(errors="replace")
-            if marker in text:
-                return text
-            await asyncio.sleep(0.05)  # poll interval while waiting for a condition
-
-    return await asyncio.wait_for(poll(), within)
-
-
-async def test_live_websocket_token_is_not_written_to_the_log(
-    base_url: str, client: httpx.AsyncClient, tokens: dict[str, str], pipeline: dict[str, Process]
-) -> None:
-    token = tokens["viewer"]
-    live = base_url.replace("http://", "ws://") + "/v1/live"
-    async with websockets.connect(f"{live}?token={token}", open_timeout=10) as ws:
-        assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"kind": "hello"}
-    # A request after the handshake, found in the log, proves the handshake's own lines are there too.
-    marker = uuid.uuid4().hex
-    assert (await client.get("/health/live", params={"after": marker})).status_code == 200
-    log = await until_logged(pipeline["edge"], marker)
-    assert token.split(".")[2] not in log
-
-
 # --- 6. the actor of a command is its authenticated caller ---------------------------------------------
 
 
@@ -570,3 +511,38 @@ async def test_command_actor_is_the_authenticated_caller(
     assert actors == {by_user: "user:op-x", by_key: f"key:{key_id}", by_batch: "user:op-x"}
     ledger = (await edge.get(f"/v1/items/{sku}/ledger")).json()["entries"]
     assert [entry["actor"] for entry in ledger] == ["user:op-x", f"key:{key_id}", "user:op-x"]
+
+
+# --- 6. refresh ------------------------------------------------------------------------------------------
+
+
+async def test_refresh_renews_a_session_with_the_users_current_roles(
+    client: httpx.AsyncClient, stack: Settings, db: asyncpg.Connection
+) -> None:
+    # The CLI runs its own event loop: give it a thread of its own.
+    await asyncio.to_thread(add_user, "auth-refresh", "viewer")
+    login = await client.post("/v1/auth/token", data={"username": "auth-refresh", "password": PASSWORD})
+    first = login.json()["access_token"]
+
+    def decode(token: str) -> dict[str, Any]:
+        secret = stack.jwt_secret.get_secret_value()
+        options = {"audience": stack.jwt_audience, "issuer": stack.jwt_issuer}
+        return dict(jwt.decode(token, secret, algorithms=["HS256"], **options))
+
+    renewed = await client.post("/v1/auth/refresh", headers=bearer(first))
+    assert renewed.status_code == 200, renewed.text
+    second = renewed.json()["access_token"]
+    assert decode(second)["sub"] == "user:auth-refresh"
+    assert decode(second)["roles"] == ["viewer"]
+    assert decode(second)["exp"] >= decode(first)["exp"]
+
+    await asyncio.to_thread(add_user, "auth-refresh", "pricing")  # roles changed since the token was issued
+    assert decode((await client.post("/v1/auth/refresh", headers=bearer(second))).json()["access_token"])[
+        "roles"
+    ] == ["pricing"]
+
+    await db.execute("UPDATE users SET is_active = false WHERE username = 'auth-refresh'")
+    assert_unauthenticated(await client.post("/v1/auth/refresh", headers=bearer(second)))
+    assert_unauthenticated(await client.post("/v1/auth/refresh"))
+    key, _, _ = await asyncio.to_thread(create_api_key, "auth-refresh-key", "viewer")
+    assert_problem(await client.post("/v1/auth/refresh", headers={"X-API-Key": key}), 403)

@@ -7,9 +7,8 @@ import uuid
 
 import httpx
 import pytest
-import websockets
 
-from tests.e2e.support import new_sku, next_event, wait_for_status
+from tests.e2e.support import live_session, new_sku, next_event, wait_for_status
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 
@@ -20,10 +19,11 @@ async def applied(edge: httpx.AsyncClient, response: httpx.Response) -> None:
     assert status["status"] == "applied", status
 
 
-async def test_reservation_lifecycle_alerts_and_ledger(edge: httpx.AsyncClient, live_url: str) -> None:
+async def test_reservation_lifecycle_alerts_and_ledger(
+    edge: httpx.AsyncClient, live_url: str, admin_token: str
+) -> None:
     sku = new_sku()
-    async with websockets.connect(live_url) as ws:
-        await ws.recv()
+    async with live_session(live_url, admin_token) as ws:
         await applied(
             edge, await edge.post("/v1/items", json={"sku": sku, "name": "Lamp", "min_stock_level": 3})
         )

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-import websockets
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.topics import STOCK_COMMANDS
 from infra.settings import Settings
-from tests.e2e.support import new_sku, next_event, wait_for_status
+from tests.e2e.support import live_session, new_sku, next_event, wait_for_status
 from tests.processes import Process
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
@@ -29,10 +27,11 @@ async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-async def test_command_reaches_websocket_and_read_api(edge: httpx.AsyncClient, live_url: str) -> None:
+async def test_command_reaches_websocket_and_read_api(
+    edge: httpx.AsyncClient, live_url: str, admin_token: str
+) -> None:
     sku = new_sku()
-    async with websockets.connect(live_url) as ws:
-        assert json.loads(await ws.recv()) == {"kind": "hello"}
+    async with live_session(live_url, admin_token) as ws:
         response = await edge.post(
             "/v1/items", json={"sku": sku.lower(), "name": "Skeleton mug", "initial_quantity": 5}
         )

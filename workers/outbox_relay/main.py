@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from db.outbox_repo import asyncpg_dsn
 from infra.kafka import make_broker
+from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
 from infra.service import service_routes
 from infra.settings import Settings, get_settings
@@ -49,9 +50,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         relay = OutboxRelay(
             dsn,
             send,
-            redis,
+            LiveRedis(redis),
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
+            history=settings.live_history_size,
         )
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         try:

@@ -10,11 +10,11 @@ from typing import Any
 import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from redis.asyncio import Redis
 
 from contracts.topics import EVENTS
 from db import outbox_repo
 from db.outbox_repo import PendingEvent
+from infra.live_redis import LiveRedis
 
 log = structlog.get_logger("invmon.outbox_relay")
 
@@ -27,18 +27,13 @@ DELAY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
 )
 
-REDIS_CHANNEL_PREFIX = "invmon:events:"
-
 # (payload, topic, key, headers) -> a future that resolves when the broker acknowledged the record.
 KafkaSend = Callable[[bytes, str, bytes, dict[str, str]], Awaitable["asyncio.Future[Any]"]]
 
 
-def redis_channel(channel: str) -> str:
-    return f"{REDIS_CHANNEL_PREFIX}{channel}"
-
-
-async def publish(events: Sequence[PendingEvent], send: KafkaSend, redis: Redis) -> None:
-    """Kafka first (enqueued in order, acks awaited together), then Redis in one pipeline."""
+async def publish(events: Sequence[PendingEvent], send: KafkaSend, live: LiveRedis, *, history: int) -> None:
+    """Kafka first (enqueued in order, acks awaited together), then Redis: one script call per live
+    channel numbers the channel's events, keeps them in its bounded history and publishes them."""
     acks = []
     for event in events:
         body = event.payload.encode()
@@ -49,19 +44,28 @@ async def publish(events: Sequence[PendingEvent], send: KafkaSend, redis: Redis)
         }
         acks.append(await send(body, EVENTS.name, event.sku.encode(), headers))
     await asyncio.gather(*acks)
-    async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.publish(redis_channel(event.channel), event.payload)
-        await pipe.execute()
+    by_channel: dict[str, list[tuple[str, str, str]]] = {}
+    for event in events:
+        by_channel.setdefault(event.channel, []).append((event.sku, event.event_type, event.payload))
+    for channel, entries in by_channel.items():
+        await live.publish(channel, entries, history=history)
 
 
 class OutboxRelay:
     def __init__(
-        self, dsn: str, send: KafkaSend, redis: Redis, *, batch_size: int, poll_interval_s: float
+        self,
+        dsn: str,
+        send: KafkaSend,
+        live: LiveRedis,
+        *,
+        batch_size: int,
+        poll_interval_s: float,
+        history: int,
     ) -> None:
         self._dsn = dsn
         self._send = send
-        self._redis = redis
+        self._live = live
+        self._history = history
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
@@ -96,7 +100,7 @@ class OutboxRelay:
     async def _round(self, conn: asyncpg.Connection) -> int:
         events = await outbox_repo.pending(conn, self._batch_size)
         if events:
-            await publish(events, self._send, self._redis)
+            await publish(events, self._send, self._live, history=self._history)
             await outbox_repo.mark_published(conn, [e.id for e in events])
             for event in events:
                 PUBLISHED.labels(event.channel).inc()

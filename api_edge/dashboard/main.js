@@ -1,0 +1,148 @@
+// Wiring: session, API, live client, state and views; the hash route picks the view.
+import { Api } from "./api.js";
+import { AlertFeed } from "./alerts.js";
+import { Approvals } from "./approvals.js";
+import { $ } from "./dom.js";
+import { showConnection } from "./indicator.js";
+import { ItemView } from "./item.js";
+import { LiveClient } from "./live-client.js";
+import { Session } from "./session.js";
+import { DashboardState } from "./state.js";
+import { ItemTable } from "./table.js";
+
+const APPROVAL_EVENTS = new Set([
+  "price_change_pending_approval",
+  "price_change_approved",
+  "price_change_rejected",
+]);
+const VIEWS = { "#/alerts": "alerts", "#/approvals": "approvals" };
+
+const config = await (await fetch("config.json")).json();
+const session = new Session();
+const api = new Api(config.api_base, session, () => logout("Your session has ended; log in again."));
+const state = new DashboardState();
+const table = new ItemTable(state);
+const feed = new AlertFeed(state);
+const approvals = new Approvals(api, session);
+const item = new ItemView(api);
+let live = null;
+let renewal = 0;
+const RENEW_LEAD_MS = 60000;
+
+// Renew the token a minute before it expires, for the API calls and the open live connection alike.
+function scheduleRenewal() {
+  clearTimeout(renewal);
+  const delay = Math.max(5000, session.expiresAt - Date.now() - RENEW_LEAD_MS);
+  renewal = setTimeout(async () => {
+    try {
+      const token = await api.refresh();
+      if (live) live.updateToken(token);
+      scheduleRenewal();
+    } catch (error) {
+      if (session.token) renewal = setTimeout(scheduleRenewal, 5000); // a blip: try again shortly
+    }
+  }, delay);
+}
+
+function onSnapshot(channel, rows, truncated) {
+  if (channel === "inventory") {
+    state.replaceItems(rows);
+    table.truncated = truncated;
+    table.replaced();
+  } else if (channel === "prices") {
+    for (const sku of state.replacePrices(rows)) table.changed(sku, false);
+  } else if (channel === "alerts") {
+    state.replaceAlerts(rows);
+    feed.changed();
+    approvals.refresh(); // the queue may have moved while we could not vouch for the feed
+  }
+}
+
+function onPub(channel, event) {
+  const result = state.apply(channel, event);
+  if (APPROVAL_EVENTS.has(event.type)) approvals.refresh();
+  item.changed(event.sku);
+  if (!result) return;
+  if (result.feed) feed.changed();
+  if (result.missing) fetchRow(event.sku);
+  else if (state.rows.has(result.sku)) table.changed(result.sku);
+}
+
+async function fetchRow(sku) {
+  // Only if an event names an item no snapshot had (e.g. while a resubscription was in flight).
+  try {
+    if (state.upsertItem(await api.get(`/v1/items/${encodeURIComponent(sku)}`))) table.changed(sku);
+  } catch (error) {
+    console.warn("could not load", sku, error);
+  }
+}
+
+function route() {
+  if (!session.token) return;
+  const hash = location.hash || "#/";
+  const match = hash.match(/^#\/items\/(.+)$/);
+  const name = match ? "item" : VIEWS[hash] || "items";
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
+  for (const link of document.querySelectorAll("#nav a")) {
+    link.classList.toggle("active", link.getAttribute("href") === hash);
+  }
+  if (name === "item") item.show(decodeURIComponent(match[1]));
+  else item.hide();
+  if (name === "alerts") feed.render();
+  if (name === "approvals") approvals.refresh();
+}
+
+function start() {
+  $("#login").hidden = true;
+  $("#nav").hidden = false;
+  $("#logout").hidden = false;
+  $("#who").textContent = session.subject;
+  live = new LiveClient({
+    url: config.live_url,
+    token: () => session.token,
+    channels: [{ name: "inventory" }, { name: "prices" }, { name: "alerts" }],
+    handlers: {
+      status: showConnection,
+      snapshot: onSnapshot,
+      pub: onPub,
+      authFailed: () => logout("Your session has ended; log in again."),
+    },
+  });
+  live.start();
+  scheduleRenewal();
+  approvals.refresh();
+  route();
+}
+
+function logout(message = "") {
+  clearTimeout(renewal);
+  if (live) live.stop();
+  live = null;
+  session.token = null;
+  for (const view of document.querySelectorAll(".view")) view.hidden = true;
+  $("#nav").hidden = true;
+  $("#logout").hidden = true;
+  $("#who").textContent = "";
+  $("#login-error").textContent = message;
+  $("#login").hidden = false;
+  showConnection("offline");
+}
+
+$("#login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  $("#login-error").textContent = "";
+  try {
+    await api.login(String(form.get("username")), String(form.get("password")));
+  } catch (error) {
+    $("#login-error").textContent = error.status === 401 ? "Wrong user or password." : error.message;
+    return;
+  }
+  event.target.reset();
+  start();
+});
+$("#logout").addEventListener("click", () => logout());
+window.addEventListener("hashchange", route);
+
+if (session.token) start();
+else logout();

@@ -1,0 +1,145 @@
+"""Channel snapshots from PostgreSQL, as the protocol's row models."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.live import AlertRow, Channel, Filter, ItemRow, PriceRow
+from contracts.money import margin_pct
+from db import live_reads
+
+Rows = list[ItemRow] | list[PriceRow] | list[AlertRow]
+
+
+def price_row(row: RowMapping) -> PriceRow:
+    price = row["effective_price"]
+    return PriceRow(
+        sku=row["sku"],
+        currency=row["currency"],
+        effective_price=price,
+        selling_price=row["selling_price"],
+        discount_price=row["discount_price"],
+        cost_price=row["cost_price"],
+        margin_pct=margin_pct(price, row["cost_price"]) if price is not None else None,
+        margin_state=row["margin_state"],
+        version=row["version"],
+    )
+
+
+def item_row(row: RowMapping, prices: list[PriceRow]) -> ItemRow:
+    on_hand, reserved = row["stock_quantity"], row["reserved_quantity"]
+    return ItemRow(
+        sku=row["sku"],
+        name=row["name"],
+        category=row["category"],
+        on_hand=on_hand,
+        reserved=reserved,
+        available=on_hand - reserved,
+        min_stock_level=row["min_stock_level"],
+        max_stock_level=row["max_stock_level"],
+        alert_state=row["alert_state"],
+        is_active=row["is_active"],
+        version=row["version"],
+        prices=prices,
+    )
+
+
+async def snapshot(
+    engine: AsyncEngine, channel: Channel, wanted: Filter | None, limit: int
+) -> tuple[Rows, bool]:
+    """The channel's rows (after the filter) and whether the row limit cut them short."""
+    skus = wanted.skus if wanted else None
+    category = wanted.category if wanted else None
+    async with engine.connect() as conn:
+        if channel == "inventory":
+            items = await live_reads.items(conn, skus, category, limit + 1)
+            by_sku: defaultdict[str, list[PriceRow]] = defaultdict(list)
+            found = [r["sku"] for r in items[:limit]]
+            if found:
+                for row in await live_reads.prices(conn, found, None, len(found) * 50):
+                    by_sku[row["sku"]].append(price_row(row))
+            return [item_row(r, by_sku[r["sku"]]) for r in items[:limit]], len(items) > limit
+        if channel == "prices":
+            rows = await live_reads.prices(conn, skus, category, limit + 1)
+            return [price_row(r) for r in rows[:limit]], len(rows) > limit
+        stock = await live_reads.stock_alerts(conn, skus, category, limit + 1)
+        margin = await live_reads.margin_alerts(conn, skus, category, limit + 1)
+    alerts = [
+        AlertRow(kind="stock", sku=r["sku"], state=r["alert_state"],
+                 available=r["stock_quantity"] - r["reserved_quantity"], updated_at=r["updated_at"])
+        for r in stock
+    ] + [
+        AlertRow(kind="margin", sku=r["sku"], state="below", currency=r["currency"],
+                 margin_pct=margin_pct(r["effective_price"], r["cost_price"])
+                 if r["effective_price"] is not None else None,
+                 updated_at=r["updated_at"])
+        for r in margin
+    ]  # fmt: skip
+    return alerts[:limit], len(alerts) > limit
+
+
+@dataclass(slots=True)
+class _Round:
+    channel: Channel
+    wanted: Filter | None
+    running: asyncio.Future[tuple[bytes, bool]] | None = None
+    following: asyncio.Future[tuple[bytes, bool]] | None = None
+
+
+class Snapshots:
+    """Snapshot reads shared by concurrent subscribes of the same channel and filter (a relay restart
+    brings every client back at once). A subscriber may only use a read that began after it read the
+    channel position, so one that arrives while a read runs waits for the next one, which starts when the
+    running one ends: a burst of any size costs two reads, and the rows are encoded once per read."""
+
+    def __init__(self, engine: AsyncEngine, limit: int) -> None:
+        self._engine = engine
+        self._limit = limit
+        self._rounds: dict[tuple[str, str], _Round] = {}
+
+    async def get(self, channel: Channel, wanted: Filter | None) -> tuple[bytes, bool]:
+        """The rows as a JSON array, and whether the limit cut them short."""
+        key = (channel, wanted.model_dump_json() if wanted else "")
+        state = self._rounds.get(key)
+        if state is None:
+            state = self._rounds[key] = _Round(channel, wanted)
+        if state.running is None:
+            state.running = self._start(key, state)
+            return await asyncio.shield(state.running)
+        if state.following is None:
+            state.following = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(state.following)
+
+    def _start(self, key: tuple[str, str], state: _Round) -> asyncio.Future[tuple[bytes, bool]]:
+        task = asyncio.ensure_future(self._read(state.channel, state.wanted))
+        task.add_done_callback(lambda _: self._next(key, state))
+        return task
+
+    def _next(self, key: tuple[str, str], state: _Round) -> None:
+        state.running = None
+        if state.following is None:
+            del self._rounds[key]
+            return
+        waiting, state.following = state.following, None
+        state.running = self._start(key, state)
+        state.running.add_done_callback(lambda done: _settle(waiting, done))
+
+    async def _read(self, channel: Channel, wanted: Filter | None) -> tuple[bytes, bool]:
+        rows, truncated = await snapshot(self._engine, channel, wanted, self._limit)
+        return b"[" + b",".join(row.model_dump_json().encode() for row in rows) + b"]", truncated
+
+
+def _settle(waiting: asyncio.Future[tuple[bytes, bool]], done: asyncio.Future[tuple[bytes, bool]]) -> None:
+    if waiting.done():
+        return
+    if done.cancelled():
+        waiting.cancel()
+    elif (error := done.exception()) is not None:
+        waiting.set_exception(error)
+    else:
+        waiting.set_result(done.result())

@@ -1,0 +1,237 @@
+"""End to end: HTTP 202 from the edge -> the command's event on a WebSocket, at a fixed command rate.
+
+    python -m bench.live_e2e [--rate 1000] [--duration 20] [--skus 1000] [--connections 32]
+                             [--json out.json] [--force]
+
+What one run does, on YOUR OWN stack (it recreates the stock command topics and truncates the stock
+tables; it refuses the default `.stack` / `.stack-test` stack dirs unless --force):
+
+1. clean slate and --skus SKUs registered directly (bench.edge_http.prepare), an operator user;
+2. start the real processes from the Procfile: edge (rate limits raised, still counted in Redis),
+   stock_worker, outbox_relay and live_relay, each on a free port;
+3. one WebSocket client (bench/live_ws.py) connects and subscribes to `inventory`;
+4. POST /v1/items/{sku}/receipts {"quantity": 1} at --rate requests a second for --duration seconds,
+   paced on a schedule over --connections keep-alive connections (a minimal HTTP/1.1 client: httpx would
+   spend more CPU than the edge); for each 202 the time its response arrived and its command id;
+5. for each command, the time its `stock_changed` publication arrived on the WebSocket.
+
+Printed: p50/p90/p99/max of 202 -> frame (the frame can win the race against the 202's parsing on a busy
+machine: counted, and taken as 0), the edge's 202 latency, how far the sender fell behind its schedule,
+RSS of every process at the start, peak and end, and the machine's load. Everything (the generators too)
+shares the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
+import uvloop
+
+from bench import load
+from bench.edge_http import HIGH_LIMIT, login, prepare
+from bench.live_fanout import free_port
+from bench.live_ws import BUCKET_US, LiveClient, RssSampler, Tally, mb, percentile_ms
+from infra.settings import get_settings
+from tests import processes
+
+COMMAND_ID = b'"command_id":'
+
+
+def command_id(body: bytes) -> str | None:
+    """The command id in a JSON body, whatever the spacing (the outbox's jsonb text has `": "`)."""
+    at = body.find(COMMAND_ID)
+    if at < 0:
+        return None
+    start = body.index(b'"', at + len(COMMAND_ID)) + 1
+    return body[start : body.index(b'"', start)].decode()
+
+
+def start_pipeline(log_dir: Path) -> dict[str, processes.Process]:
+    ports = {name: free_port() for name in ("edge", "stock_worker", "outbox_relay", "live_relay")}
+    env = {
+        "INVMON_EDGE_PORT": str(ports["edge"]),
+        "INVMON_STOCK_WORKER_PORT": str(ports["stock_worker"]),
+        "INVMON_OUTBOX_RELAY_PORT": str(ports["outbox_relay"]),
+        "INVMON_LIVE_PORT": str(ports["live_relay"]),
+        "INVMON_RATE_LIMIT_PRINCIPAL": HIGH_LIMIT,
+        "INVMON_RATE_LIMIT_IP": HIGH_LIMIT,
+        "INVMON_LOG_LEVEL": "WARNING",
+    }
+    started = {name: processes.start(name, port, log_dir, env=env) for name, port in ports.items()}
+    for process in started.values():
+        processes.wait_ready(process)
+    return started
+
+
+async def send_paced(
+    port: int, token: str, skus: int, rate: float, count: int, connections: int
+) -> tuple[dict[str, int], list[float], float, Counter[str]]:
+    """Send `count` receipts on schedule; (command id -> monotonic ns of its 202, 202 latencies in ms,
+    most seconds behind schedule, statuses)."""
+    body = b'{"quantity":1}'
+    accepted: dict[str, int] = {}
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    behind = 0.0
+    start = time.monotonic() + 0.5
+
+    async def connection(index: int) -> None:
+        nonlocal behind
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in range(index, count, connections):
+                due = start + i / rate
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # pacing the sender on its schedule
+                behind = max(behind, -wait)
+                sent = time.monotonic_ns()
+                writer.write(
+                    (
+                        f"POST /v1/items/{load.sku_name(i % skus)}/receipts HTTP/1.1\r\n"
+                        f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                    ).encode()
+                    + body
+                )
+                head = await reader.readuntil(b"\r\n\r\n")
+                at = head.lower().find(b"content-length:")
+                length = int(head[at + 15 : head.index(b"\r\n", at)]) if at >= 0 else 0
+                answer = await reader.readexactly(length)
+                now = time.monotonic_ns()
+                statuses[head[9:12].decode()] += 1
+                latencies.append((now - sent) / 1e6)
+                found = command_id(answer)
+                if found is not None:
+                    accepted[found] = now
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection(i) for i in range(connections)))
+    return accepted, latencies, behind, statuses
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test") and not args.force:
+        print(f"refusing to wipe topics/tables of stack {str(settings.stack_dir)!r}: set INVMON_STACK_DIR")
+        return 2
+    print(f"preparing: recreate stock command topics, truncate stock tables, register {args.skus} SKUs ...")
+    await prepare(settings, args.skus)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-live-e2e-"))
+    pipeline = await asyncio.to_thread(start_pipeline, log_dir)
+    samplers = {name: RssSampler(p.popen.pid).start() for name, p in pipeline.items()}
+    loop = asyncio.get_running_loop()
+    seen: dict[str, int] = {}
+    count = int(args.rate * args.duration)
+    try:
+        token = await login(f"http://127.0.0.1:{pipeline['edge'].port}")
+        subscribed = asyncio.Event()
+
+        def stamp(payload: bytes) -> int | None:
+            found = command_id(payload)
+            if found is not None:
+                seen.setdefault(found, time.monotonic_ns())
+            return None
+
+        relay_port = pipeline["live_relay"].port
+        await loop.create_connection(
+            lambda: LiveClient("127.0.0.1", relay_port, token, Tally(), subscribed.set, stamp),
+            "127.0.0.1",
+            relay_port,
+        )
+        await asyncio.wait_for(subscribed.wait(), 30)
+        rss_start = {name: psutil.Process(p.popen.pid).memory_info().rss for name, p in pipeline.items()}
+        load_before = os.getloadavg()[0]
+        print(f"sending {count} receipts at {args.rate:g}/s over {args.connections} connections ...")
+        accepted, http_ms, behind, statuses = await send_paced(
+            pipeline["edge"].port, token, args.skus, args.rate, count, args.connections
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(c not in seen for c in accepted):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)  # poll interval while the last events travel
+        rss_end = {name: psutil.Process(p.popen.pid).memory_info().rss for name, p in pipeline.items()}
+    finally:
+        for sampler in samplers.values():
+            sampler.stop()
+        for process in pipeline.values():
+            process.stop()
+    hist: Counter[int] = Counter()
+    early = 0
+    for cid, at in accepted.items():
+        if cid in seen:
+            delta = seen[cid] - at
+            early += delta < 0
+            hist[max(0, delta) // (BUCKET_US * 1000)] += 1
+    http_ms.sort()
+    figures: dict[str, Any] = {
+        "rate": args.rate,
+        "commands": count,
+        "accepted": len(accepted),
+        "statuses": dict(statuses),
+        "frames_matched": sum(hist.values()),
+        "frame_before_202": early,
+        "p50_ms": percentile_ms(hist, 50),
+        "p90_ms": percentile_ms(hist, 90),
+        "p99_ms": percentile_ms(hist, 99),
+        "max_ms": percentile_ms(hist, 100),
+        "http_202_p50_ms": http_ms[len(http_ms) // 2] if http_ms else float("nan"),
+        "http_202_p99_ms": http_ms[int(len(http_ms) * 0.99)] if http_ms else float("nan"),
+        "sender_behind_max_s": behind,
+        "rss": {
+            name: {
+                "start": rss_start[name],
+                "peak": max((s for _, s in samplers[name].samples), default=0),
+                "end": rss_end[name],
+            }
+            for name in pipeline
+        },
+        "load_avg_1m_before": load_before,
+        "load_avg_1m_after": os.getloadavg()[0],
+        "cores": os.cpu_count(),
+    }
+    print(
+        f"accepted          {len(accepted)} of {count} ({dict(statuses)}); frames matched "
+        f"{figures['frames_matched']}, of which {early} arrived before their 202 was read\n"
+        f"202 -> WS frame   p50 {figures['p50_ms']:.1f} ms (target <= 10), p90 {figures['p90_ms']:.1f} ms, "
+        f"p99 {figures['p99_ms']:.1f} ms (target <= 50), max {figures['max_ms']:.1f} ms\n"
+        f"HTTP 202          p50 {figures['http_202_p50_ms']:.1f} ms, "
+        f"p99 {figures['http_202_p99_ms']:.1f} ms; "
+        f"sender behind schedule by at most {behind * 1000:.0f} ms"
+    )
+    for name, rss in figures["rss"].items():
+        print(f"RSS {name:<13} start {mb(rss['start'])}, peak {mb(rss['peak'])}, end {mb(rss['end'])}")
+    print(
+        f"machine           {figures['cores']} cores, load average {load_before:.1f} before, "
+        f"{figures['load_avg_1m_after']:.1f} after (other users of the box included)"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))  # noqa: ASYNC240  # once, at the end
+    return 0 if figures["frames_matched"] == count else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=1000.0, help="commands per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of sending")
+    parser.add_argument("--skus", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=32, help="HTTP keep-alive connections")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--force", action="store_true", help="allow the default .stack/.stack-test dirs")
+    sys.exit(uvloop.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
