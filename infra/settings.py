@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     smtp_host: str = Field("127.0.0.1", description="SMTP server the notifier sends email through.")
     smtp_port: int = Field(25, description="Port of the SMTP server.")
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS (required).")
+    smtp_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA certificates trusted for the SMTP server's STARTTLS certificate "
+        "(instead of the system trust store); none: the system trust store.",
+    )
     smtp_username: str | None = Field(None, description="SMTP AUTH user name (none: no AUTH).")
     smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password.")
     smtp_from: str = Field("inventory-monitor <invmon@localhost>", description="From: of notification email.")

@@ -3,10 +3,13 @@ email (aiosmtplib). Each returns what happened; the policy decides what it means
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
+from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiosmtplib
@@ -73,15 +76,43 @@ def build_message(mail: Email, recipients: list[str], msg_id: str, settings: Set
     return message
 
 
+def smtp_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Verifies the certificate chain and the host name. With a CA file, only that file's CAs are trusted
+    (like curl's --cacert), so a private relay can be pinned to its own CA; without one, the system trust
+    store. A replaced CA file applies from the next attempt, without a restart."""
+    try:
+        # Cache key: the file's identity and mtime, so a rewrite or an atomic swap (a new inode, as when a
+        # mounted secret is updated) loads the new CAs; loading costs milliseconds, too much for every send.
+        stat = ca_file.stat() if ca_file is not None else None
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size) if stat is not None else None
+        return _tls_context(ca_file, version)
+    except OSError as error:  # ssl's message names neither the file nor the setting
+        raise OSError(f"INVMON_SMTP_CA_FILE {ca_file}: {error}") from error
+
+
+@lru_cache(maxsize=4)
+def _tls_context(ca_file: Path | None, version: tuple[int, int, int] | None) -> ssl.SSLContext:
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+
+
 async def send_email(message: EmailMessage, settings: Settings) -> Sent:
+    """A server without STARTTLS when it is required, or a certificate that fails verification, comes back
+    as a failure with no code (aiosmtplib raises before AUTH or MAIL, so nothing goes out in clear text),
+    which the policy retries. Temporary on purpose, as an MTA defers mail it cannot send securely (Postfix's
+    `secure` level, RFC 7672, RFC 8461): the usual causes (an expired or renewed certificate, a CA file not
+    yet updated, a relay misconfigured or STARTTLS stripped on the path) are fixed by an operator, and the
+    notification should then go out on the retry schedule rather than be dropped after one attempt."""
     started = time.perf_counter()
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     try:
+        # Inside the try: an unreadable CA file is a recorded, retried failure, not a crashed dispatcher.
+        tls_context = smtp_tls_context(settings.smtp_ca_file) if settings.smtp_starttls else None
         await aiosmtplib.send(
             message,
             hostname=settings.smtp_host,
             port=settings.smtp_port,
             start_tls=settings.smtp_starttls,
+            tls_context=tls_context,
             username=settings.smtp_username,
             password=password,
             timeout=settings.smtp_timeout_s,
