@@ -43,6 +43,7 @@ from redis.asyncio import Redis
 from bench import load
 from contracts.stock_commands import ReceiveStock
 from contracts.topics import EVENTS, STOCK_COMMANDS, STOCK_COMMANDS_DLQ
+from infra import live_redis
 from infra.settings import Settings, get_settings
 from tests import processes
 from tests.e2e.notify_support import free_port, serving
@@ -143,7 +144,7 @@ async def relay_phase(
     )
     redis = Redis.from_url(settings.redis_url)
     pubsub = redis.pubsub()
-    await pubsub.psubscribe("invmon:events:*")
+    await pubsub.psubscribe(live_redis.PUB_PATTERN)
     received = 0
 
     async def count_redis() -> None:

@@ -265,7 +265,6 @@ async def test_slow_consumer_is_closed_while_a_fast_one_keeps_receiving(stack: S
         ):
             await subscribe(slow, "prices", filter={"skus": [sku]})
             start_at = (await subscribe(fast, "prices", filter={"skus": [sku]}))["offset"]
-            publishing = asyncio.create_task(publish_fake(stack, "prices", sku, count, pad=8000, chunk=10))
 
             async def once_closed() -> tuple[int | None, str]:
                 # The slow client reads only once the relay has closed it: its backlog, then the close
@@ -275,8 +274,10 @@ async def test_slow_consumer_is_closed_while_a_fast_one_keeps_receiving(stack: S
                 return await close_code(slow, within=30)
 
             slow_closed = asyncio.create_task(once_closed())
-            got = [(await next_frame(fast, "pub", within=60))["offset"] for _ in range(count)]
-            await publishing
+            got: list[int] = []
+            for _ in range(0, count, 10):  # the fast client reads each step before the next is published
+                await publish_fake(stack, "prices", sku, 10, pad=16000)
+                got += [(await next_frame(fast, "pub", within=60))["offset"] for _ in range(10)]
             assert (await asyncio.wait_for(slow_closed, 60))[0] == 4008
     assert got == sorted(got)
     assert len(set(got)) == count

@@ -23,6 +23,7 @@ from contracts.topics import EVENTS
 from db import command_log
 from db.command_log import OutboxRow
 from db.engine import make_engine
+from infra import live_redis
 from infra.settings import Settings
 from tests.e2e.support import new_sku
 from tests.integration.helpers import pg_dsn
@@ -47,7 +48,7 @@ async def test_a_rolled_back_batch_publishes_no_event(
     sku = new_sku()
     redis = Redis.from_url(stack.redis_url)
     pubsub = redis.pubsub()
-    await pubsub.psubscribe("invmon:events:*")
+    await pubsub.psubscribe(live_redis.PUB_PATTERN)
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     engine = make_engine(stack.database_url)
@@ -114,7 +115,7 @@ async def test_a_rolled_back_batch_publishes_no_event(
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is None:
                     continue
-                event = json.loads(message["data"])
+                event = json.loads(live_redis.parse_message(message["data"]).payload)
                 if event.get("sku") == sku:
                     seen.append(event)
                     if event["type"] == "item_registered":

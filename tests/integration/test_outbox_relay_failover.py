@@ -21,6 +21,7 @@ from contracts.topics import EVENTS
 from db import command_log
 from db.command_log import OutboxRow
 from db.engine import make_engine
+from infra import live_redis
 from infra.settings import Settings
 from tests.integration.helpers import database, wait_until
 from tests.processes import Process, start, wait_ready
@@ -69,7 +70,7 @@ async def test_the_other_relay_takes_over_and_nothing_is_lost(stack: Settings, t
         relays.append(start("outbox_relay", port, log_dir, env))
     redis = Redis.from_url(stack.redis_url)
     pubsub = redis.pubsub()
-    await pubsub.psubscribe("invmon:events:*")
+    await pubsub.psubscribe(live_redis.PUB_PATTERN)
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -117,8 +118,10 @@ async def test_the_other_relay_takes_over_and_nothing_is_lost(stack: Settings, t
         async def drain_redis() -> None:
             while not set(expected) <= redis_seen:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and json.loads(message["data"]).get("sku") == sku:
-                    redis_seen.add(json.loads(message["data"])["event_id"])
+                if message is not None:
+                    event = json.loads(live_redis.parse_message(message["data"]).payload)
+                    if event.get("sku") == sku:
+                        redis_seen.add(event["event_id"])
 
         await asyncio.wait_for(asyncio.gather(drain_kafka(), drain_redis()), 30)
         first_seen = list(dict.fromkeys(kafka_seen))
