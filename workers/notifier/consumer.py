@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.topics import EVENTS
 from db import command_log, notify_repo
 from db.notify_repo import NewDelivery
-from infra.kafka import CONSUMER_SAFETY
 from infra.settings import Settings
 from workers.notifier.matching import EventFacts, Filter, route
-from workers.pipeline.consumer import RETRYABLE, raw_batch, tolerant_batch_parser
+from workers.pipeline.consumer import RETRYABLE, batch_subscriber
 
 log = structlog.get_logger("invmon.notifier")
 
@@ -97,16 +96,12 @@ async def store_with_retry(engine: AsyncEngine, events: Sequence[Decoded]) -> in
 def register(broker: KafkaBroker, settings: Settings, engine: Any) -> None:
     """`engine` is a callable returning the lifespan's engine: nothing connects at registration."""
 
-    @broker.subscriber(
+    @batch_subscriber(
+        broker,
         EVENTS.name,
-        batch=True,
         group_id=settings.notifier_consumer_group,
-        ack_policy=CONSUMER_SAFETY.ack_policy,
-        auto_offset_reset=CONSUMER_SAFETY.auto_offset_reset,
         max_records=settings.worker_max_records,
         batch_timeout_ms=settings.notifier_batch_timeout_ms,
-        decoder=raw_batch,
-        parser=tolerant_batch_parser,
         title="notifier",
         description="Turns events into email and webhook deliveries for matching subscriptions.",
     )

@@ -17,6 +17,7 @@ import stamina
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter
 from sqlalchemy.exc import DBAPIError
@@ -154,17 +155,40 @@ def _log_outcomes(worker: str, report: BatchReport[Any], invalid: Sequence[Inval
         log.info("duplicate_command", worker=worker, command_id=str(command.command_id), sku=command.sku)
 
 
-def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) -> None:
-    @broker.subscriber(
-        worker.topic.name,
+def batch_subscriber(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    group_id: str,
+    max_records: int,
+    batch_timeout_ms: int,
+    title: str,
+    description: str,
+) -> BatchSubscriber:
+    """A batch subscriber with the settings `require_safe` checks (manual ack, earliest reset) and the
+    tolerant parser, so that one bad record never fails the batch: the one place that declares them."""
+    return broker.subscriber(
+        topic,
         batch=True,
-        group_id=worker.group_id,
+        group_id=group_id,
         ack_policy=CONSUMER_SAFETY.ack_policy,
         auto_offset_reset=CONSUMER_SAFETY.auto_offset_reset,
-        max_records=worker.max_records,
-        batch_timeout_ms=worker.batch_timeout_ms,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
         decoder=raw_batch,
         parser=tolerant_batch_parser,
+        title=title,
+        description=description,
+    )
+
+
+def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) -> None:
+    @batch_subscriber(
+        broker,
+        worker.topic.name,
+        group_id=worker.group_id,
+        max_records=worker.max_records,
+        batch_timeout_ms=worker.batch_timeout_ms,
         title=worker.name,
         description=f"Applies {worker.topic.description} exactly once to PostgreSQL.",
     )
