@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     )
     smtp_username: str | None = Field(None, description="SMTP AUTH user name (none: no AUTH).")
     smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password.")
+    smtp_allow_plaintext_auth: bool = Field(
+        False,
+        description="Allow SMTP AUTH without STARTTLS (a trusted local relay only); otherwise refused.",
+    )
     smtp_from: str = Field("inventory-monitor <invmon@localhost>", description="From: of notification email.")
     smtp_timeout_s: float = Field(30.0, gt=0, description="Timeout of one SMTP conversation.")
     notify_retry_schedule_s: list[float] = Field(

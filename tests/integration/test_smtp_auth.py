@@ -47,6 +47,7 @@ async def test_smtp_auth_from_settings(settings: Settings, password: str, verdic
                 "smtp_port": controller.port,
                 "smtp_username": USER,
                 "smtp_password": SecretStr(password),
+                "smtp_allow_plaintext_auth": True,
             }
         )
         message = build_message(Email("subject", "text", "<p>html</p>"), ["a@example.com"], "<m@x>", config)
@@ -55,6 +56,29 @@ async def test_smtp_auth_from_settings(settings: Settings, password: str, verdic
         controller.stop()
     assert classify_smtp(sent.code) is verdict, sent
     assert len(mailbox.messages) == (1 if verdict is Verdict.DELIVERED else 0)
+
+
+async def test_auth_without_starttls_is_refused_before_connecting(settings: Settings) -> None:
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), auth_require_tls=False)
+    controller.start()
+    try:
+        config = settings.model_copy(
+            update={
+                "smtp_host": "127.0.0.1",
+                "smtp_port": controller.port,
+                "smtp_username": USER,
+                "smtp_password": SecretStr(PASSWORD),
+            }
+        )
+        message = build_message(Email("s", "t", "<p>h</p>"), ["a@example.com"], "<m@x>", config)
+        sent = await send_email(message, config)
+    finally:
+        controller.stop()
+    assert classify_smtp(sent.code) is Verdict.RETRY, sent
+    assert sent.error is not None
+    assert "INVMON_SMTP_STARTTLS" in sent.error
+    assert mailbox.messages == []
 
 
 async def test_no_smtp_server_is_a_temporary_failure(settings: Settings) -> None:

@@ -103,6 +103,15 @@ async def send_email(message: EmailMessage, settings: Settings) -> Sent:
     yet updated, a relay misconfigured or STARTTLS stripped on the path) are fixed by an operator, and the
     notification should then go out on the retry schedule rather than be dropped after one attempt."""
     started = time.perf_counter()
+    if settings.smtp_username and not settings.smtp_starttls and not settings.smtp_allow_plaintext_auth:
+        # The password would cross the network readable. A recorded, retried failure: the mail goes out
+        # once an operator turns STARTTLS on (or opts in for a trusted local relay).
+        return Sent(
+            None,
+            _ms(started),
+            "refused: SMTP AUTH over a clear-text connection; set INVMON_SMTP_STARTTLS=true "
+            "(or INVMON_SMTP_ALLOW_PLAINTEXT_AUTH=true for a trusted local relay)",
+        )
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     try:
         # Inside the try: an unreadable CA file is a recorded, retried failure, not a crashed dispatcher.
