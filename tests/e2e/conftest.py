@@ -5,10 +5,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from infra.settings import Settings
-from invmon.cli import app
+from tests.e2e.support import user_token
 from tests.processes import Process, running
 
 
@@ -34,18 +33,7 @@ ADMIN_PASSWORD = "e2e-admin-password-0123"
 @pytest.fixture(scope="package")
 def admin_token(pipeline: dict[str, Process], stack: Settings) -> str:
     """An admin user made the way an operator would (`invmon user add`), logged in through the edge."""
-    result = CliRunner().invoke(
-        app, ["user", "add", ADMIN, "--role", "admin", "--password-stdin"], input=ADMIN_PASSWORD + "\n"
-    )
-    assert result.exit_code == 0, result.output
-    response = httpx.post(
-        f"http://127.0.0.1:{stack.edge_port}/v1/auth/token",
-        data={"username": ADMIN, "password": ADMIN_PASSWORD},
-        timeout=10.0,
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
+    return user_token(stack.edge_port, ADMIN, "admin", ADMIN_PASSWORD)
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ class Receiver:
     port: int = 0
     hits: list[Hit] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    held: asyncio.Event = field(default_factory=asyncio.Event)  # a /hold request is waiting for `release`
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -78,6 +79,7 @@ class Receiver:
         status, extra = self._status(request.url.path, headers.get("webhook-id", ""))
         self.hits.append(Hit(request.url.path, headers, body, time.monotonic(), status))
         if request.url.path.startswith("/hold"):
+            self.held.set()
             await self.release.wait()
         return Response(status_code=status, headers=extra)
 

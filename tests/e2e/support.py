@@ -11,7 +11,10 @@ from typing import Any
 
 import httpx
 import websockets
+from typer.testing import CliRunner
 from websockets.asyncio.client import ClientConnection
+
+from invmon.cli import app
 
 CHANNELS = ("inventory", "prices", "alerts")
 
@@ -63,3 +66,20 @@ async def wait_for_status(edge: httpx.AsyncClient, command_id: str, within: floa
             await asyncio.sleep(0.05)  # poll interval while waiting for a condition
 
     return await asyncio.wait_for(poll(), within)
+
+
+def user_token(edge_port: int, name: str, role: str, password: str) -> str:
+    """A user made the way an operator would (`invmon user add`), logged in through the edge. Blocking (the
+    CLI runs its own event loop): async tests call it through `asyncio.to_thread`."""
+    result = CliRunner().invoke(
+        app, ["user", "add", name, "--role", role, "--password-stdin"], input=password + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    response = httpx.post(
+        f"http://127.0.0.1:{edge_port}/v1/auth/token",
+        data={"username": name, "password": password},
+        timeout=10.0,
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token

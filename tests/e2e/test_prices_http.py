@@ -11,10 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from invmon.cli import app
-from tests.e2e.support import new_sku, wait_for_status
+from tests.e2e.support import new_sku, user_token, wait_for_status
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 
@@ -33,24 +31,13 @@ APPROVER_PASSWORD = "e2e-approver-password-0123"
 @contextlib.asynccontextmanager
 async def approver_client(edge: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
     """A second person with the pricing role: price approvals need four eyes."""
-    # The CLI runs its own event loop, so it gets a thread of its own.
-    result = await asyncio.to_thread(
-        CliRunner().invoke,
-        app,
-        ["user", "add", APPROVER, "--role", "pricing", "--password-stdin"],
-        input=APPROVER_PASSWORD + "\n",
-    )
-    assert result.exit_code == 0, result.output
-    login = await edge.post(
-        "/v1/auth/token",
-        data={"username": APPROVER, "password": APPROVER_PASSWORD},
-        headers={"Authorization": ""},
-    )
-    assert login.status_code == 200, login.text
+    port = edge.base_url.port
+    assert port is not None
+    token = await asyncio.to_thread(user_token, port, APPROVER, "pricing", APPROVER_PASSWORD)
     async with httpx.AsyncClient(
         base_url=str(edge.base_url),
         timeout=10.0,
-        headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+        headers={"Authorization": f"Bearer {token}"},
     ) as client:
         yield client
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck
@@ -19,11 +18,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from typer.testing import CliRunner
 
 from api_edge.app import create_app
 from infra.settings import Settings, get_settings
-from invmon.cli import app
+from tests.e2e.support import user_token
 from tests.processes import Process
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
@@ -37,18 +35,7 @@ MAX_WAIT_S = 0.2
 
 @pytest.fixture(scope="module")
 def token(pipeline: dict[str, Process], stack: Settings) -> str:
-    result = CliRunner().invoke(
-        app, ["user", "add", USER, "--role", "admin", "--password-stdin"], input=PASSWORD + "\n"
-    )
-    assert result.exit_code == 0, result.output
-    response = httpx.post(
-        f"http://127.0.0.1:{stack.edge_port}/v1/auth/token",
-        data={"username": USER, "password": PASSWORD},
-        timeout=10.0,
-    )
-    assert response.status_code == 200, response.text
-    value: str = response.json()["access_token"]
-    return value
+    return user_token(stack.edge_port, USER, "admin", PASSWORD)
 
 
 # The document the edge serves at /openapi.json, built from the same code without starting it (pytest 9

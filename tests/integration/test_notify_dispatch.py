@@ -194,8 +194,7 @@ async def test_a_subscription_deleted_mid_send_leaves_the_dispatcher_working(
                         [notify_repo.NewDelivery(uuid.uuid4(), sub, "stock_changed", sku, None, "{}")],
                     )
                 sending = asyncio.create_task(dispatcher.round())
-                while not receiver.of(f"/hold/{sku}"):  # noqa: ASYNC110  # the receiver records arrivals
-                    await asyncio.sleep(0.01)
+                await asyncio.wait_for(receiver.held.wait(), 15)
                 await pg.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
                 receiver.release.set()
                 assert await sending >= 1  # the vanished delivery is logged, not raised
