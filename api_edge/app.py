@@ -22,11 +22,13 @@ from api_edge import (
     problems,
     reads,
 )
+from api_edge.fast_intake import FastIntake
 from api_edge.live import LiveHub
 from api_edge.ratelimit import RateLimits
 from api_edge.state import Clients
 from db.engine import make_engine
 from infra.kafka import make_broker, raw_producer
+from infra.service import freeze_startup_objects
 from infra.settings import Settings, get_settings
 
 
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await broker.connect()
         await producer.start()
         await hub.start()
+        app.openapi()  # built now, so it is frozen with the rest instead of on the first /docs request
+        freeze_startup_objects()
         try:
             yield
         finally:
@@ -67,6 +71,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # look up the global providers (environment reads) on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    for module in (
+        auth,
+        batch,
+        commands,
+        price_commands,
+        reads,
+        price_reads,
+        notifications,
+        health,
+        asyncapi,
+    ):
+        app.include_router(module.router, responses=problems.COMMON_RESPONSES)
+    # Middleware added first runs innermost: the access line and metrics wrap CORS, which wraps the fast path.
+    app.add_middleware(FastIntake, routes=[*commands.stock.routes, *price_commands.prices.routes])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -84,17 +102,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     problems.install(app)
     health.install_request_metrics(app)
-    for module in (
-        auth,
-        batch,
-        commands,
-        price_commands,
-        reads,
-        price_reads,
-        notifications,
-        health,
-        asyncapi,
-    ):
-        app.include_router(module.router, responses=problems.COMMON_RESPONSES)
     dashboard.install(app, settings)
     return app

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi import Body, Path, Request
+from fastapi.responses import Response
 
-from api_edge.auth import require
-from api_edge.intake import POST as _POST
-from api_edge.intake import accept, wait_param
+from api_edge.intake import CommandRouter, accept
 from api_edge.requests import (
     AdjustStockRequest,
     CommandMeta,
@@ -35,9 +33,8 @@ from contracts.stock_commands import (
 )
 from contracts.topics import STOCK_COMMANDS
 
-router = APIRouter(
-    prefix="/v1", tags=["commands"], dependencies=[Depends(require("operator")), Depends(wait_param)]
-)
+stock = CommandRouter(tags=["commands"], role="operator", topic=STOCK_COMMANDS)
+router = stock.router
 
 SkuPath = Annotated[Sku, Path(description="The item's SKU.")]
 ReservationPath = Annotated[ReservationId, Path(description="The reservation's id.")]
@@ -46,65 +43,65 @@ OptionalMeta = Annotated[CommandMeta, Body(default_factory=CommandMeta)]
 OptionalReason = Annotated[ReasonRequest, Body(default_factory=ReasonRequest)]
 
 
-@router.post("/items", **_POST)
-async def register_item(body: RegisterItemRequest, request: Request) -> JSONResponse:
+@stock.post("/items", RegisterItem)
+async def register_item(body: RegisterItemRequest, request: Request) -> Response:
     """Register a new item."""
-    return await accept(request, STOCK_COMMANDS, RegisterItem, body.sku, body)
+    return await accept(request, body.sku, body)
 
 
-@router.patch("/items/{sku}", **_POST)
-async def update_item(sku: SkuPath, body: UpdateItemDetailsRequest, request: Request) -> JSONResponse:
+@stock.patch("/items/{sku}", UpdateItemDetails)
+async def update_item(sku: SkuPath, body: UpdateItemDetailsRequest, request: Request) -> Response:
     """Change an item's details or stock levels (omitted fields keep their value)."""
-    return await accept(request, STOCK_COMMANDS, UpdateItemDetails, sku, body)
+    return await accept(request, sku, body)
 
 
-@router.post("/items/{sku}/deactivate", **_POST)
-async def deactivate_item(sku: SkuPath, body: OptionalReason, request: Request) -> JSONResponse:
+@stock.post("/items/{sku}/deactivate", DeactivateItem)
+async def deactivate_item(sku: SkuPath, body: OptionalReason, request: Request) -> Response:
     """Stop trading an item."""
-    return await accept(request, STOCK_COMMANDS, DeactivateItem, sku, body)
+    return await accept(request, sku, body)
 
 
-@router.post("/items/{sku}/reactivate", **_POST)
-async def reactivate_item(sku: SkuPath, body: OptionalReason, request: Request) -> JSONResponse:
+@stock.post("/items/{sku}/reactivate", ReactivateItem)
+async def reactivate_item(sku: SkuPath, body: OptionalReason, request: Request) -> Response:
     """Trade a deactivated item again."""
-    return await accept(request, STOCK_COMMANDS, ReactivateItem, sku, body)
+    return await accept(request, sku, body)
 
 
-@router.post("/items/{sku}/receipts", **_POST)
-async def receive_stock(sku: SkuPath, body: ReceiveStockRequest, request: Request) -> JSONResponse:
+@stock.post("/items/{sku}/receipts", ReceiveStock)
+async def receive_stock(sku: SkuPath, body: ReceiveStockRequest, request: Request) -> Response:
     """Add received units to an item's on-hand stock."""
-    return await accept(request, STOCK_COMMANDS, ReceiveStock, sku, body)
+    return await accept(request, sku, body)
 
 
-@router.post("/items/{sku}/adjustments", **_POST)
-async def adjust_stock(sku: SkuPath, body: AdjustStockRequest, request: Request) -> JSONResponse:
+@stock.post("/items/{sku}/adjustments", AdjustStock)
+async def adjust_stock(sku: SkuPath, body: AdjustStockRequest, request: Request) -> Response:
     """Correct an item's on-hand stock by a signed delta with a reason code."""
-    return await accept(request, STOCK_COMMANDS, AdjustStock, sku, body)
+    return await accept(request, sku, body)
 
 
-@router.post("/items/{sku}/counts", **_POST)
-async def count_stock(sku: SkuPath, body: CountStockRequest, request: Request) -> JSONResponse:
+@stock.post("/items/{sku}/counts", CountStock)
+async def count_stock(sku: SkuPath, body: CountStockRequest, request: Request) -> Response:
     """Record a cycle count: set on-hand to the counted quantity."""
-    return await accept(request, STOCK_COMMANDS, CountStock, sku, body)
+    return await accept(request, sku, body)
 
 
-@router.post("/items/{sku}/reservations", **_POST)
-async def reserve_stock(sku: SkuPath, body: ReserveStockRequest, request: Request) -> JSONResponse:
+@stock.post("/items/{sku}/reservations", ReserveStock)
+async def reserve_stock(sku: SkuPath, body: ReserveStockRequest, request: Request) -> Response:
     """Reserve units for an order; rejected when fewer are available."""
-    return await accept(request, STOCK_COMMANDS, ReserveStock, sku, body)
+    return await accept(request, sku, body)
 
 
-@router.post("/items/{sku}/reservations/{reservation_id}/release", **_POST)
+@stock.post("/items/{sku}/reservations/{reservation_id}/release", ReleaseReservation)
 async def release_reservation(
     sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, request: Request
-) -> JSONResponse:
+) -> Response:
     """Give reserved units back to available stock."""
-    return await accept(request, STOCK_COMMANDS, ReleaseReservation, sku, body, reservation_id=reservation_id)
+    return await accept(request, sku, body, reservation_id=reservation_id)
 
 
-@router.post("/items/{sku}/reservations/{reservation_id}/fulfil", **_POST)
+@stock.post("/items/{sku}/reservations/{reservation_id}/fulfil", FulfilReservation)
 async def fulfil_reservation(
     sku: SkuPath, reservation_id: ReservationPath, body: OptionalMeta, request: Request
-) -> JSONResponse:
+) -> Response:
     """The reserved units shipped."""
-    return await accept(request, STOCK_COMMANDS, FulfilReservation, sku, body, reservation_id=reservation_id)
+    return await accept(request, sku, body, reservation_id=reservation_id)

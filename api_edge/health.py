@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -58,6 +59,19 @@ async def metrics() -> Response:
     return metrics_response()
 
 
+_children: dict[tuple[object, ...], Any] = {}
+
+
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    """`metric.labels(*labels)`, remembered: routes are templates and statuses few, so this stays small,
+    and `labels()` takes a lock and builds its key on every call."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 class RequestMetrics:
     """Pure ASGI middleware around every HTTP request: the latency histogram and request counter, the
     rate-limit headers of the verdict the request earned, and ONE access line (method, path and query
@@ -94,8 +108,8 @@ class RequestMetrics:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
-            LATENCY.labels(route).observe(elapsed)
-            REQUESTS.labels(route, str(status)).inc()
+            _child(LATENCY, route).observe(elapsed)
+            _child(REQUESTS, route, str(status)).inc()
             state = scope.get("state", {})
             query = scope.get("query_string", b"")
             hot_path_line(

@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
-from fastapi import Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import JSONResponse, Response
+from pydantic import TypeAdapter
+from starlette.routing import compile_path
 
 from api_edge import idempotency
-from api_edge.auth import actor
+from api_edge.auth import actor, require
 from api_edge.idempotency import Stored
 from api_edge.publish import publish_command
 from api_edge.requests import Accepted, CommandMeta
@@ -22,8 +27,11 @@ from contracts.price_commands import PriceCommand
 from contracts.stock_commands import StockCommand
 from contracts.topics import Topic
 from db import read_repo
+from infra.credentials import Role
 
 SOURCE = "http-edge"
+PREFIX = "/v1"
+_E = TypeVar("_E", bound=Callable[..., Coroutine[Any, Any, Response]])
 MAX_WAIT_S = 30.0
 
 POST: dict[str, Any] = {
@@ -65,14 +73,43 @@ async def _outcome(
     )
 
 
-async def accept(
-    request: Request,
-    topic: Topic,
-    kind: type[StockCommand] | type[PriceCommand],
+def new_command(
+    route: CommandRoute,
     sku: str,
+    principal: str,
     body: CommandMeta,
+    default_id: uuid.UUID | None,
     **fields: Any,
-) -> JSONResponse:
+) -> StockCommand | PriceCommand:
+    """The command a request asks for: the body's fields, the path's, and what the edge fills in."""
+    return route.kind(
+        command_id=body.command_id or default_id or uuid.uuid4(),
+        sku=sku,
+        issued_at=datetime.now(UTC),
+        actor=principal,
+        source=SOURCE,
+        expected_version=body.expected_version,
+        # exclude_unset keeps an explicit null (clear this field) apart from an omitted one.
+        **body.model_dump(exclude_unset=True, exclude={"command_id", "expected_version", "sku"}),
+        **fields,
+    )
+
+
+def answer(command_id: uuid.UUID, outcome: Accepted | None = None) -> tuple[int, Accepted]:
+    if outcome is not None:
+        return status.HTTP_200_OK, outcome
+    return status.HTTP_202_ACCEPTED, Accepted(command_id=command_id, status_url=f"/v1/commands/{command_id}")
+
+
+def answer_response(code: int, body: Accepted) -> Response:
+    return Response(
+        body.model_dump_json(), code, headers={"Location": body.status_url}, media_type="application/json"
+    )
+
+
+async def accept(request: Request, sku: str, body: CommandMeta, **fields: Any) -> Response:
+    """The endpoint's whole work, for the command its `CommandRouter` declaration names."""
+    route = _ROUTES[request.scope["endpoint"]]
     c = clients(request)
     principal = actor(request)
     claim, replay = await idempotency.claim(c.redis, request, principal, c.settings.idempotency_ttl_s)
@@ -80,31 +117,80 @@ async def accept(
         headers = {"Location": replay.location} if replay.location else None
         return JSONResponse(replay.body, status_code=replay.status, headers=headers)
     try:
-        command = kind(
-            command_id=body.command_id or (claim.command_id if claim else uuid.uuid4()),
-            sku=sku,
-            issued_at=datetime.now(UTC),
-            actor=principal,
-            source=SOURCE,
-            expected_version=body.expected_version,
-            # exclude_unset keeps an explicit null (clear this field) apart from an omitted one.
-            **body.model_dump(exclude_unset=True, exclude={"command_id", "expected_version", "sku"}),
-            **fields,
-        )
+        command = new_command(route, sku, principal, body, claim.command_id if claim else None, **fields)
         wait: float = getattr(request.state, "wait", 0)
         waiter = c.hub.waiter(str(command.command_id)) if wait else None
-        await publish_command(c, command, topic)
+        await publish_command(c, command, route.topic)
     except BaseException:
         if claim is not None:
             await idempotency.release(c.redis, claim)
         raise
     request.state.command_id = str(command.command_id)  # for the access line
-    url = f"/v1/commands/{command.command_id}"
-    answer = Accepted(command_id=command.command_id, status_url=url)
-    code = status.HTTP_202_ACCEPTED
-    if waiter is not None and (outcome := await _outcome(c, command.command_id, waiter, wait)) is not None:
-        answer, code = outcome, status.HTTP_200_OK
+    outcome = await _outcome(c, command.command_id, waiter, wait) if waiter is not None else None
+    code, body_out = answer(command.command_id, outcome)
     if claim is not None:
-        stored = Stored(code, answer.model_dump(mode="json"), url)
+        stored = Stored(code, body_out.model_dump(mode="json"), body_out.status_url)
         await idempotency.complete(c.redis, claim, stored, c.settings.idempotency_ttl_s)
-    return JSONResponse(answer.model_dump(mode="json"), status_code=code, headers={"Location": url})
+    return answer_response(code, body_out)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRoute:
+    """One command endpoint: what `accept` publishes for it, and what the plain-ASGI fast path
+    (`api_edge.fast_intake`) needs to answer it without FastAPI."""
+
+    method: str
+    path: str  # the full template, e.g. /v1/items/{sku}/receipts; also the metrics label
+    kind: type[StockCommand] | type[PriceCommand]
+    topic: Topic
+    role: Role
+    body: type[CommandMeta]
+    params: dict[str, TypeAdapter[Any]]  # each path parameter but the SKU, validated as the endpoint does
+    sku: TypeAdapter[Any] | None  # None: the SKU is in the body (registration)
+
+
+_ROUTES: dict[Callable[..., Any], CommandRoute] = {}
+
+
+class CommandRouter:
+    """The command endpoints of one topic and role: an APIRouter (for FastAPI and the OpenAPI document)
+    whose every route is also recorded as a `CommandRoute`."""
+
+    def __init__(self, *, tags: list[str | Enum], role: Role, topic: Topic) -> None:
+        self.router = APIRouter(
+            prefix=PREFIX, tags=tags, dependencies=[Depends(require(role)), Depends(wait_param)]
+        )
+        self.role = role
+        self.topic = topic
+        self.routes: list[CommandRoute] = []
+
+    def post(self, path: str, kind: type[StockCommand] | type[PriceCommand]) -> Callable[[_E], _E]:
+        return self._route("POST", path, kind)
+
+    def patch(self, path: str, kind: type[StockCommand] | type[PriceCommand]) -> Callable[[_E], _E]:
+        return self._route("PATCH", path, kind)
+
+    def _route(
+        self, method: str, path: str, kind: type[StockCommand] | type[PriceCommand]
+    ) -> Callable[[_E], _E]:
+        def register(endpoint: _E) -> _E:
+            hints = get_type_hints(endpoint, include_extras=True)
+            body = hints["body"]
+            model = get_args(body)[0] if get_origin(body) is Annotated else body
+            names = compile_path(PREFIX + path)[2]  # the path's parameters, as Starlette parses them
+            route = CommandRoute(
+                method=method,
+                path=PREFIX + path,
+                kind=kind,
+                topic=self.topic,
+                role=self.role,
+                body=model,
+                params={name: TypeAdapter(hints[name]) for name in names if name != "sku"},
+                sku=TypeAdapter(hints["sku"]) if "sku" in names else None,
+            )
+            self.routes.append(route)
+            _ROUTES[endpoint] = route
+            self.router.add_api_route(path, endpoint, methods=[method], **POST)
+            return endpoint
+
+        return register

@@ -39,7 +39,7 @@ class Problem(Exception):
 
 
 def problem_response(
-    request: Request,
+    instance: str,
     status: int,
     title: str,
     detail: str | None = None,
@@ -48,19 +48,29 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "instance": request.url.path}
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "instance": instance}
     if detail:
         body["detail"] = detail
     body.update(extra or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def render(problem: Problem, instance: str) -> JSONResponse:
+    return problem_response(
+        instance,
+        problem.status,
+        problem.title,
+        problem.detail,
+        type_=problem.type_,
+        headers=problem.headers,
+        extra=problem.extra,
+    )
+
+
 def install(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
-        return problem_response(
-            request, exc.status, exc.title, exc.detail, type_=exc.type_, headers=exc.headers, extra=exc.extra
-        )
+        return render(exc, request.url.path)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -69,7 +79,7 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return problem_response(
-            request,
+            request.url.path,
             422,
             "Request validation failed",
             f"{len(errors)} error(s) in the request",
@@ -79,11 +89,12 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return problem_response(request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        return problem_response(request.url.path, exc.status_code, str(exc.detail), headers=headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
-        return problem_response(request, 500, "Internal Server Error")
+        return problem_response(request.url.path, 500, "Internal Server Error")
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -48,11 +48,14 @@ async def send_all(clients: Clients, topic: Topic, commands: Sequence[StockComma
         async with asyncio.timeout(clients.settings.edge_publish_timeout_s):
             if len(commands) == 1:
                 command = commands[0]
+                key = command.sku.encode()
+                partitions = tuple(await producer.partitions_for(topic.name))
                 ack = await producer.send(
                     topic.name,
                     command.model_dump_json().encode(),
-                    command.sku.encode(),
-                    headers=_headers(command),
+                    key,
+                    partition=_partition_of(key, partitions),
+                    headers=_HEADERS[command.type],
                 )
                 await ack
             else:
@@ -63,8 +66,15 @@ async def send_all(clients: Clients, topic: Topic, commands: Sequence[StockComma
     PUBLISHES.labels("ok").inc(len(commands))
 
 
-def _headers(command: StockCommand | PriceCommand) -> list[tuple[str, bytes]]:
-    return [("content-type", b"application/json"), ("command-type", command.type.encode())]
+class _Headers(dict[str, list[tuple[str, bytes]]]):
+    """The record headers of each command type, built once (the producer only reads them)."""
+
+    def __missing__(self, kind: str) -> list[tuple[str, bytes]]:
+        headers = self[kind] = [("content-type", b"application/json"), ("command-type", kind.encode())]
+        return headers
+
+
+_HEADERS = _Headers()
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -83,7 +93,7 @@ async def _send_batches(
     for command in commands:
         key = command.sku.encode()
         partition = _partition_of(key, partitions)
-        value, headers = command.model_dump_json().encode(), _headers(command)
+        value, headers = command.model_dump_json().encode(), _HEADERS[command.type]
         batch = batches.get(partition)
         if batch is None or batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
             if batch is not None:  # full: submit it, start the next one

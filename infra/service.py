@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -48,3 +49,12 @@ async def run_checks(checks: Mapping[str, ReadyCheck], *, timeout_s: float) -> d
     names = list(checks)
     outcomes = await asyncio.gather(*(one(checks[n]) for n in names))
     return dict(zip(names, outcomes, strict=True))
+
+
+def freeze_startup_objects() -> None:
+    """Call once a process has started: move everything allocated so far (the app, models, routes,
+    schemas, ~180k objects in the edge) out of the cycle collector's reach. A full collection over them
+    takes ~50 ms on this box, a stall every in-flight request waits for; after the freeze it takes
+    microseconds. Those objects live as long as the process anyway."""
+    gc.collect()
+    gc.freeze()

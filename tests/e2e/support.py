@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 import websockets
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 from websockets.asyncio.client import ClientConnection
 
+from contracts.topics import STOCK_COMMANDS, Topic
+from infra.settings import Settings
 from invmon.cli import app
 
 CHANNELS = ("inventory", "prices", "alerts")
@@ -83,3 +86,34 @@ def user_token(edge_port: int, name: str, role: str, password: str) -> str:
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
+
+
+async def stock_offsets(settings: Settings, topic: Topic = STOCK_COMMANDS) -> dict[TopicPartition, int]:
+    """End offsets of every partition of a command topic: where records published from now on will land."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(settings.kafka_partitions)]
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def published(settings: Settings, sku: str, since: dict[TopicPartition, int]) -> list[dict[str, Any]]:
+    """Every command record keyed by `sku` on the broker after the offsets `since`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = list(since)
+        consumer.assign(partitions)
+        end = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, since[tp])
+        found: list[dict[str, Any]] = []
+        async with asyncio.timeout(20):
+            while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [json.loads(r.value) for r in records if r.key == sku.encode()]
+        return found
+    finally:
+        await consumer.stop()

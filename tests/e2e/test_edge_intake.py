@@ -19,15 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from contracts.topics import STOCK_COMMANDS
 from infra.settings import Settings
 from invmon.cli import app as cli_app
 from tests.e2e.conftest import ADMIN
-from tests.e2e.support import new_sku, wait_for_status
+from tests.e2e.support import new_sku, published, stock_offsets, wait_for_status
 from tests.processes import Process, start, wait_ready
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
@@ -112,37 +110,6 @@ async def ledger(edge: httpx.AsyncClient, sku: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     entries: list[dict[str, Any]] = response.json()["entries"]
     return entries
-
-
-async def stock_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    """End offsets of every stock command partition: where records published from now on will land."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(STOCK_COMMANDS.name, p) for p in range(settings.kafka_partitions)]
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
-
-
-async def published(settings: Settings, sku: str, since: dict[TopicPartition, int]) -> list[dict[str, Any]]:
-    """Every stock command record keyed by `sku` on the broker after the offsets `since`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = list(since)
-        consumer.assign(partitions)
-        end = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, since[tp])
-        found: list[dict[str, Any]] = []
-        async with asyncio.timeout(20):
-            while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    found += [json.loads(r.value) for r in records if r.key == sku.encode()]
-        return found
-    finally:
-        await consumer.stop()
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
