@@ -6,6 +6,7 @@ is applied once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -24,8 +25,8 @@ from api_edge.intake import SOURCE
 from api_edge.problems import Problem
 from api_edge.publish import broker_unavailable, send_all
 from api_edge.state import Clients, clients
-from contracts.price_commands import PRICE_COMMAND_ADAPTER
-from contracts.stock_commands import STOCK_COMMAND_ADAPTER
+from contracts.price_commands import PriceCommand
+from contracts.stock_commands import StockCommand
 from contracts.topics import PRICE_COMMANDS, STOCK_COMMANDS, Topic
 
 
@@ -60,13 +61,54 @@ async def _items(request: Request, max_bytes: int, max_count: int) -> list[Any]:
 
 
 def _random_uuid4s(count: int) -> list[str]:
-    """`count` random version-4 UUIDs as text, from one os.urandom call: uuid.uuid4() per command (a
-    syscall and a UUID object each) was a quarter of a batch's CPU; pydantic parses the text as fast."""
+    """`count` random version-4 UUIDs in their canonical text, from one os.urandom call: uuid.uuid4() per
+    command (a syscall and a UUID object each) was a quarter of a batch's CPU; pydantic parses the text
+    as fast, and the text is the answer's id."""
     raw = os.urandom(16 * count).hex()
     return [
-        f"{raw[i : i + 12]}4{raw[i + 13 : i + 16]}{'89ab'[int(raw[i + 16], 16) & 3]}{raw[i + 17 : i + 32]}"
+        f"{raw[i : i + 8]}-{raw[i + 8 : i + 12]}-4{raw[i + 13 : i + 16]}-"
+        f"{'89ab'[int(raw[i + 16], 16) & 3]}{raw[i + 17 : i + 20]}-{raw[i + 20 : i + 32]}"
         for i in range(0, 32 * count, 32)
     ]
+
+
+def _validate(
+    items: list[Any], adapter: TypeAdapter[Any], principal: str, idempotency_id: uuid.UUID | None
+) -> tuple[list[tuple[int, str, Any]], list[dict[str, Any]]]:
+    """(index, command id text, command) of each valid item, and the errors of each invalid one.
+
+    The whole list is validated in ONE pydantic call (its per-call overhead was half of a batch's CPU);
+    only when that fails is each item validated on its own, to report errors by index."""
+    now = datetime.now(UTC)
+    ids = [str(uuid.uuid5(idempotency_id, str(i))) for i in range(len(items))] if idempotency_id else []
+    ids = ids or _random_uuid4s(len(items))
+    envelopes = [
+        {"command_id": ids[index], **item, "issued_at": now, "actor": principal, "source": SOURCE}
+        if isinstance(item, dict)
+        else item
+        for index, item in enumerate(items)
+    ]
+    with contextlib.suppress(ValidationError):
+        commands = adapter.validate_python(envelopes)  # adapter: a list of the topic's commands
+        return [
+            # An id the client sent may be spelled differently (upper case, braces): give it as stored.
+            (index, ids[index] if "command_id" not in items[index] else str(command.command_id), command)
+            for index, command in enumerate(commands)
+        ], []
+    valid: list[tuple[int, str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for index, envelope in enumerate(envelopes):
+        if not isinstance(envelope, dict):
+            errors.append({"index": index, "errors": [{"loc": [], "msg": "each command must be an object"}]})
+            continue
+        try:
+            [command] = adapter.validate_python([envelope])
+        except ValidationError as error:
+            details = [{"loc": list(e["loc"])[1:], "msg": e["msg"]} for e in error.errors(include_url=False)]
+            errors.append({"index": index, "errors": details})
+        else:
+            valid.append((index, str(command.command_id), command))
+    return valid, errors
 
 
 async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> JSONResponse:
@@ -77,30 +119,8 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
         return JSONResponse(replay.body, status_code=replay.status)
     try:
         items = await _items(request, c.settings.batch_max_bytes, c.settings.batch_max_commands)
-        now = datetime.now(UTC)
-        random_ids = [] if claim else _random_uuid4s(len(items))
-        valid: list[tuple[int, Any]] = []
-        errors: list[dict[str, Any]] = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                errors.append(
-                    {"index": index, "errors": [{"loc": [], "msg": "each command must be an object"}]}
-                )
-                continue
-            default_id = uuid.uuid5(claim.command_id, str(index)) if claim else random_ids[index]
-            envelope = {
-                "command_id": default_id,
-                **item,
-                "issued_at": now,
-                "actor": principal,
-                "source": SOURCE,
-            }
-            try:
-                valid.append((index, adapter.validate_python(envelope)))
-            except ValidationError as error:
-                details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors(include_url=False)]
-                errors.append({"index": index, "errors": details})
-        await _publish(c, topic, [command for _, command in valid])
+        valid, errors = _validate(items, adapter, principal, claim.command_id if claim else None)
+        await _publish(c, topic, [command for _, _, command in valid])
     except BaseException:
         if claim is not None:
             await idempotency.release(c.redis, claim)
@@ -108,7 +128,7 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
     # The BatchAccepted shape, built as plain JSON data: a model per answer costs ~3.5 us per command.
     answer: dict[str, Any] = {
         "accepted": len(valid),
-        "command_ids": [{"index": i, "command_id": str(cmd.command_id)} for i, cmd in valid],
+        "command_ids": [{"index": i, "command_id": command_id} for i, command_id, _ in valid],
         "errors": errors,
     }
     if errors and not valid:
@@ -154,15 +174,17 @@ _BATCH_DOC: dict[str, Any] = {
 }
 
 router = APIRouter(prefix="/v1/commands", tags=["batch"])
+_STOCK_LIST: TypeAdapter[list[StockCommand]] = TypeAdapter(list[StockCommand])
+_PRICE_LIST: TypeAdapter[list[PriceCommand]] = TypeAdapter(list[PriceCommand])
 
 
 @router.post("/stock:batch", dependencies=[Depends(require("operator"))], **_BATCH_DOC)
 async def stock_batch(request: Request) -> JSONResponse:
     """Stock commands (each with `type`, `sku` and its fields; the edge sets actor, source, issued_at)."""
-    return await _batch(request, STOCK_COMMANDS, STOCK_COMMAND_ADAPTER)
+    return await _batch(request, STOCK_COMMANDS, _STOCK_LIST)
 
 
 @router.post("/price:batch", dependencies=[Depends(require("pricing"))], **_BATCH_DOC)
 async def price_batch(request: Request) -> JSONResponse:
     """Price commands, like the stock batch."""
-    return await _batch(request, PRICE_COMMANDS, PRICE_COMMAND_ADAPTER)
+    return await _batch(request, PRICE_COMMANDS, _PRICE_LIST)

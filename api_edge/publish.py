@@ -52,7 +52,7 @@ async def send_all(clients: Clients, topic: Topic, commands: Sequence[StockComma
                 partitions = tuple(await producer.partitions_for(topic.name))
                 ack = await producer.send(
                     topic.name,
-                    command.model_dump_json().encode(),
+                    _json(command),
                     key,
                     partition=_partition_of(key, partitions),
                     headers=_HEADERS[command.type],
@@ -64,6 +64,11 @@ async def send_all(clients: Clients, topic: Topic, commands: Sequence[StockComma
         PUBLISHES.labels("failed").inc(len(commands))
         raise
     PUBLISHES.labels("ok").inc(len(commands))
+
+
+def _json(command: StockCommand | PriceCommand) -> bytes:
+    """`model_dump_json().encode()` without the str round trip and the keyword handling (~1 us each)."""
+    return command.__pydantic_serializer__.to_json(command)
 
 
 class _Headers(dict[str, list[tuple[str, bytes]]]):
@@ -93,7 +98,7 @@ async def _send_batches(
     for command in commands:
         key = command.sku.encode()
         partition = _partition_of(key, partitions)
-        value, headers = command.model_dump_json().encode(), _HEADERS[command.type]
+        value, headers = _json(command), _HEADERS[command.type]
         batch = batches.get(partition)
         if batch is None or batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
             if batch is not None:  # full: submit it, start the next one

@@ -6,14 +6,17 @@ import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 SKU_PATTERN = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,62}[A-Z0-9])?$")
 _MARKUP = re.compile(r"[<>]")
-
-
-def _normalise_sku(value: object) -> object:
-    return value.strip().upper() if isinstance(value, str) else value
 
 
 def _check_sku(value: str) -> str:
@@ -32,7 +35,9 @@ def _check_plain_text(value: str) -> str:
 
 Sku = Annotated[
     str,
-    BeforeValidator(_normalise_sku),
+    # Normalised by pydantic-core, not a Python validator: one less Python call per command (it was ~3%
+    # of a batch's CPU at the edge).
+    StringConstraints(strip_whitespace=True, to_upper=True),
     AfterValidator(_check_sku),
     Field(
         description="Stock keeping unit: letters, digits and inner hyphens; normalised to upper case.",

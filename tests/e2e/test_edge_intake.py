@@ -383,7 +383,7 @@ async def test_batch_reports_errors_by_index_and_applies_the_valid_ones(edge: ht
     for error in body["errors"]:
         assert error["errors"], error
         assert all(e["msg"] for e in error["errors"]), error
-    assert any(e["loc"][-1] == "quantity" for e in body["errors"][0]["errors"]), body["errors"][0]
+    assert body["errors"][0]["errors"][0]["loc"] == ["receive_stock", "quantity"], body["errors"][0]
     assert any("sku" in e["loc"] for e in body["errors"][3]["errors"]), body["errors"][3]
 
     for command in body["command_ids"]:
@@ -393,6 +393,25 @@ async def test_batch_reports_errors_by_index_and_applies_the_valid_ones(edge: ht
     entries = await ledger(edge, sku)
     assert [e["command_id"] for e in entries] == [c["command_id"] for c in body["command_ids"]]
     assert {e["actor"] for e in entries} == {f"user:{ADMIN}"}  # the edge sets the actor, not the body
+
+
+async def test_valid_batch_answers_each_id_as_stored(edge: httpx.AsyncClient, stack: Settings) -> None:
+    """All valid: the one-call validation. An id the client sent comes back in canonical form, the
+    edge's own ids are canonical version-4 UUIDs, and the records on the broker carry the same ids."""
+    sku = new_sku()
+    own = uuid.uuid4()
+    since = await stock_offsets(stack)
+    items = [
+        {"type": "register_item", "sku": sku, "name": "Ids", "command_id": str(own).upper()},
+        {"type": "receive_stock", "sku": sku, "quantity": 2},
+    ]
+    response = await edge.post("/v1/commands/stock:batch", json=items)
+    assert response.status_code == 202, response.text
+    ids = [c["command_id"] for c in response.json()["command_ids"]]
+    assert ids[0] == str(own)
+    assert str(uuid.UUID(ids[1])) == ids[1]
+    assert uuid.UUID(ids[1]).version == 4
+    assert [r["command_id"] for r in await published(stack, sku, since)] == ids
 
 
 async def test_batch_as_ndjson(edge: httpx.AsyncClient) -> None:
