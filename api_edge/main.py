@@ -18,6 +18,7 @@ def main() -> None:
         port=settings.edge_port,
         log_config=None,
         access_log=False,  # api_edge.health.RequestMetrics writes one access line per request
+        server_header=False,  # names no server software to clients (and is one header less per answer)
     )
 
 

@@ -22,6 +22,7 @@ from infra.kafka import PARTITIONER
 log = structlog.get_logger("invmon.edge")
 
 PUBLISHES = Counter("invmon_edge_publishes_total", "Commands published by the edge, by outcome.", ["outcome"])
+_OK, _FAILED = PUBLISHES.labels("ok"), PUBLISHES.labels("failed")
 
 
 def broker_unavailable(detail: str, extra: dict[str, str] | None = None) -> Problem:
@@ -61,9 +62,9 @@ async def send_all(clients: Clients, topic: Topic, commands: Sequence[StockComma
             else:
                 await asyncio.gather(*await _send_batches(producer, topic.name, commands))
     except (KafkaError, OSError, TimeoutError):
-        PUBLISHES.labels("failed").inc(len(commands))
+        _FAILED.inc(len(commands))
         raise
-    PUBLISHES.labels("ok").inc(len(commands))
+    _OK.inc(len(commands))
 
 
 def _json(command: StockCommand | PriceCommand) -> bytes:

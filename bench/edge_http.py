@@ -374,6 +374,78 @@ async def raw_phase(
     return result
 
 
+async def paced_phase(
+    port: int,
+    token: str,
+    skus: int,
+    rate: float,
+    connections: int,
+    duration: float,
+    edge: psutil.Process,
+    rss: Sampler,
+) -> SinglePhase:
+    """Open loop: request i is due at start + i / rate, sent over `connections` keep-alive connections
+    (request i on connection i % connections). Latency counts from when the request was DUE, so a
+    request that waited for its connection, or a sender that fell behind, shows in the figures
+    (no coordinated omission)."""
+    result = SinglePhase(f"asyncio paced at {rate:.0f} requests/s (latency from the schedule)", connections)
+    body = b'{"quantity":1}'
+    requests = [
+        (
+            f"POST /v1/items/{load.sku_name(i)}/receipts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for i in range(skus)
+    ]
+    count = int(rate * duration)
+    latencies: list[float] = []
+    statuses: collections.Counter[str] = collections.Counter()
+    errors: collections.Counter[str] = collections.Counter()
+    start = time.perf_counter() + 0.2
+
+    async def connection(index: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in range(index, count, connections):
+                due = start + i / rate
+                if (wait := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)  # the schedule
+                writer.write(requests[i % skus])
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    at = head.lower().find(b"content-length:")
+                    length = int(head[at + 15 : head.index(b"\r\n", at)]) if at >= 0 else 0
+                    await reader.readexactly(length)
+                except (asyncio.IncompleteReadError, ConnectionError) as error:
+                    errors[type(error).__name__] += 1
+                    return
+                latencies.append(time.perf_counter() - due)
+                statuses[head[9:12].decode()] += 1
+        finally:
+            writer.close()
+
+    base = f"http://127.0.0.1:{port}"
+    before = await scrape(base)
+    edge_cpu, own_cpu, busy = cpu_s(edge), time.process_time(), machine_busy()
+    started = time.monotonic()
+    await asyncio.gather(*(connection(i) for i in range(connections)))
+    ended = time.monotonic()
+    result.edge_cpu_s = cpu_s(edge) - edge_cpu
+    result.generator_cpu_s = time.process_time() - own_cpu
+    result.machine_busy_pct = (machine_busy() - busy) / (ended - started) / (os.cpu_count() or 1) * 100
+    result.seconds = ended - started
+    result.requests = len(latencies)
+    result.statuses, result.errors = dict(statuses), dict(errors)
+    ms = [x * 1000 for x in latencies]
+    result.p50_ms, result.p90_ms, result.p99_ms = percentile(ms, 50), percentile(ms, 90), percentile(ms, 99)
+    result.max_ms = max(ms, default=float("nan"))
+    result.rss_peak = rss.peak_between(started, ended)
+    result.server = server_side(before, await scrape(base), RECEIPTS_ROUTE)
+    return result
+
+
 async def wrk_phase(
     base: str,
     token: str,
@@ -905,6 +977,12 @@ async def run(args: argparse.Namespace) -> int:
         singles.append(
             await raw_phase(process.port, token, args.skus, args.concurrency, args.duration, edge, rss)
         )
+        paced: SinglePhase | None = None
+        if args.rate:
+            mark(f"single commands paced at {args.rate:.0f}/s for {args.duration:.0f} s")
+            paced = await paced_phase(
+                process.port, token, args.skus, args.rate, args.concurrency, args.duration, edge, rss
+            )
         if args.latency_concurrency:
             low = args.latency_concurrency
             mark(f"single commands at concurrency {low} for {args.latency_duration:.0f} s")
@@ -959,6 +1037,8 @@ async def run(args: argparse.Namespace) -> int:
     ]
     for phase in singles:
         report += single_lines(phase)
+    if paced is not None:
+        report += single_lines(paced)
     if baseline is not None:
         report += [
             "",
@@ -993,6 +1073,11 @@ async def run(args: argparse.Namespace) -> int:
             if p.concurrency != args.concurrency
         ),
     ]
+    if paced is not None:
+        report += [
+            verdict(f"single: requests/s answered at {args.rate:.0f}/s offered", paced.rate, 4000),
+            verdict(f"single: p99 latency ms at {args.rate:.0f}/s offered", paced.p99_ms, 20, False),
+        ]
     if best_batch:
         report.append(verdict("batch: commands/s", best_batch.rate, 100_000))
     report += ["", *section_lines(steps, singles[0], baseline)]
@@ -1002,6 +1087,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.json:
         figures = {
             "single": [_dump(p) for p in singles],
+            "paced": _dump(paced) if paced is not None else None,
             "batch": [{**_dump(b), "latencies_ms": None, "rate": b.rate} for b in batches],
             "rss": {
                 "start": rss_start,
@@ -1044,6 +1130,9 @@ def main() -> None:
         help="also a light-load phase at this concurrency (0: no)",
     )
     parser.add_argument("--latency-duration", type=float, default=10.0)
+    parser.add_argument(
+        "--rate", type=float, default=4000.0, help="offered requests/s of the paced phase (0: skip it)"
+    )
     parser.add_argument(
         "--baseline-duration", type=float, default=10.0, help="GET /health/live with wrk (0: skip)"
     )
