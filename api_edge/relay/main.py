@@ -29,7 +29,7 @@ from api_edge.relay.snapshot import Snapshots
 from db.engine import make_engine
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
-from infra.service import ReadyCheck, run_checks
+from infra.service import ReadyCheck, freeze_startup_objects, run_checks
 from infra.settings import Settings, get_settings
 
 log = structlog.get_logger("invmon.relay")
@@ -124,6 +124,7 @@ async def run(settings: Settings) -> None:
             close_timeout=10,  # a slow consumer reads its backlog before it sees 4008
         ):
             log.info("relay_listening", port=settings.live_port)
+            freeze_startup_objects()
             await stop.wait()
             await close_all(hub, 1012, "service restart")
     finally:

@@ -17,7 +17,7 @@ from db.engine import make_engine
 from db.outbox_repo import asyncpg_dsn
 from infra.kafka import make_broker, require_safe
 from infra.logging import configure_logging
-from infra.service import service_routes
+from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, get_settings
 from workers.notifier import consumer
 from workers.notifier.dispatcher import Dispatcher
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await broker.start()
             require_safe(broker)
             task = asyncio.create_task(dispatcher.run(), name="notify-dispatcher")
+            freeze_startup_objects()
             yield
         finally:
             if task is not None:

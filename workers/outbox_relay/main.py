@@ -17,7 +17,7 @@ from db.outbox_repo import asyncpg_dsn
 from infra.kafka import make_broker
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
-from infra.service import service_routes
+from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, get_settings
 from workers.outbox_relay.relay import OutboxRelay
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             history=settings.live_history_size,
         )
         task = asyncio.create_task(relay.run(), name="outbox-relay")
+        freeze_startup_objects()
         try:
             yield
         finally:

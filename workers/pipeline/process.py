@@ -19,7 +19,7 @@ from contracts.topics import Topic
 from db.engine import make_engine
 from infra.kafka import make_broker, raw_producer, require_safe
 from infra.logging import configure_logging
-from infra.service import service_routes
+from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings
 from workers.pipeline import scheduler
 from workers.pipeline.consumer import Runtime
@@ -64,6 +64,7 @@ def create_worker_app(
             await broker.start()
             require_safe(broker)
             tasks = [asyncio.create_task(scheduler.run(engine, s, publish, runtime.clock)) for s in schedules]
+            freeze_startup_objects()
             yield
         finally:
             for task in tasks:
