@@ -55,6 +55,11 @@ def freeze_startup_objects() -> None:
     """Call once a process has started: move everything allocated so far (the app, models, routes,
     schemas, ~180k objects in the edge) out of the cycle collector's reach. A full collection over them
     takes ~50 ms on this box, a stall every in-flight request waits for; after the freeze it takes
-    microseconds. Those objects live as long as the process anyway."""
+    microseconds. Those objects live as long as the process anyway.
+
+    The youngest generation is collected every 10,000 net allocations instead of 700: a batch of
+    commands allocates tens of thousands of objects that die together, and the default ran a collection
+    every few dozen commands (edge batch intake: 12.0 -> 10.5 us of CPU per command)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
