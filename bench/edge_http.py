@@ -312,66 +312,87 @@ def machine_busy() -> float:
                  + getattr(times, "softirq", 0.0))  # fmt: skip
 
 
+class _RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: pre-encoded receipts, the answer read by
+    its Content-Length; latencies, statuses and transport errors tallied. httpx spends 1-7 ms of CPU per
+    request at this concurrency (its pool degrades with many connections), so it would measure itself."""
+
+    def __init__(self, port: int, token: str, skus: int) -> None:
+        body = b'{"quantity":1}'
+        self.port = port
+        self.requests = [
+            (
+                f"POST /v1/items/{load.sku_name(i)}/receipts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+            for i in range(skus)
+        ]
+        self.latencies: list[float] = []
+        self.statuses: collections.Counter[str] = collections.Counter()
+        self.errors: collections.Counter[str] = collections.Counter()
+
+    async def exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, since: float
+    ) -> bool:
+        """Send request n, read its answer, record its latency from `since`; False if the connection broke."""
+        writer.write(self.requests[n % len(self.requests)])
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            at = head.lower().find(b"content-length:")
+            length = int(head[at + 15 : head.index(b"\r\n", at)]) if at >= 0 else 0
+            await reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
+            self.errors[type(error).__name__] += 1
+            return False
+        self.latencies.append(time.perf_counter() - since)
+        self.statuses[head[9:12].decode()] += 1
+        return True
+
+    async def measure(
+        self, result: SinglePhase, connections: list[Any], edge: psutil.Process, rss: Sampler
+    ) -> SinglePhase:
+        base = f"http://127.0.0.1:{self.port}"
+        before = await scrape(base)
+        edge_cpu, own_cpu, busy = cpu_s(edge), time.process_time(), machine_busy()
+        started = time.monotonic()
+        await asyncio.gather(*connections)
+        ended = time.monotonic()
+        result.edge_cpu_s = cpu_s(edge) - edge_cpu
+        result.generator_cpu_s = time.process_time() - own_cpu
+        result.machine_busy_pct = (machine_busy() - busy) / (ended - started) / (os.cpu_count() or 1) * 100
+        result.seconds = ended - started
+        result.requests = len(self.latencies)
+        result.statuses, result.errors = dict(self.statuses), dict(self.errors)
+        ms = [x * 1000 for x in self.latencies]
+        result.p50_ms, result.p90_ms = percentile(ms, 50), percentile(ms, 90)
+        result.p99_ms, result.max_ms = percentile(ms, 99), max(ms, default=float("nan"))
+        result.rss_peak = rss.peak_between(started, ended)
+        result.server = server_side(before, await scrape(base), RECEIPTS_ROUTE)
+        return result
+
+
 async def raw_phase(
     port: int, token: str, skus: int, concurrency: int, duration: float, edge: psutil.Process, rss: Sampler
 ) -> SinglePhase:
-    """A minimal HTTP/1.1 keep-alive client on asyncio streams: one connection per in-flight request,
-    pre-encoded requests, the answer read by its Content-Length. httpx spends 1-7 ms of CPU per request
-    at this concurrency (its pool degrades with many connections), so it would measure itself."""
-    result = SinglePhase("asyncio raw HTTP/1.1 client (this process)", concurrency)
-    body = b'{"quantity":1}'
-    requests = [
-        (
-            f"POST /v1/items/{load.sku_name(i)}/receipts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        + body
-        for i in range(skus)
-    ]
-    latencies: list[float] = []
-    statuses: collections.Counter[str] = collections.Counter()
-    errors: collections.Counter[str] = collections.Counter()
+    """Closed loop: `concurrency` connections, each sending its next request when the last is answered."""
+    client = _RawClient(port, token, skus)
+    deadline = time.monotonic() + duration
 
-    async def connection(index: int, deadline: float) -> None:
+    async def connection(index: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        n = index
         try:
-            while time.monotonic() < deadline:
-                sent = time.perf_counter()
-                writer.write(requests[n % skus])
+            n = index
+            while time.monotonic() < deadline and await client.exchange(
+                reader, writer, n, time.perf_counter()
+            ):
                 n += concurrency
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    at = head.lower().find(b"content-length:")
-                    length = int(head[at + 15 : head.index(b"\r\n", at)]) if at >= 0 else 0
-                    await reader.readexactly(length)
-                except (asyncio.IncompleteReadError, ConnectionError) as error:
-                    errors[type(error).__name__] += 1
-                    return
-                latencies.append(time.perf_counter() - sent)
-                statuses[head[9:12].decode()] += 1
         finally:
             writer.close()
 
-    base = f"http://127.0.0.1:{port}"
-    before = await scrape(base)
-    edge_cpu, own_cpu, busy = cpu_s(edge), time.process_time(), machine_busy()
-    started = time.monotonic()
-    await asyncio.gather(*(connection(i, started + duration) for i in range(concurrency)))
-    ended = time.monotonic()
-    result.edge_cpu_s = cpu_s(edge) - edge_cpu
-    result.generator_cpu_s = time.process_time() - own_cpu
-    result.machine_busy_pct = (machine_busy() - busy) / (ended - started) / (os.cpu_count() or 1) * 100
-    result.seconds = ended - started
-    result.requests = len(latencies)
-    result.statuses, result.errors = dict(statuses), dict(errors)
-    ms = [x * 1000 for x in latencies]
-    result.p50_ms, result.p90_ms, result.p99_ms = percentile(ms, 50), percentile(ms, 90), percentile(ms, 99)
-    result.max_ms = max(ms, default=float("nan"))
-    result.rss_peak = rss.peak_between(started, ended)
-    result.server = server_side(before, await scrape(base), RECEIPTS_ROUTE)
-    return result
+    result = SinglePhase("asyncio raw HTTP/1.1 client (this process)", concurrency)
+    return await client.measure(result, [connection(i) for i in range(concurrency)], edge, rss)
 
 
 async def paced_phase(
@@ -388,21 +409,8 @@ async def paced_phase(
     (request i on connection i % connections). Latency counts from when the request was DUE, so a
     request that waited for its connection, or a sender that fell behind, shows in the figures
     (no coordinated omission)."""
-    result = SinglePhase(f"asyncio paced at {rate:.0f} requests/s (latency from the schedule)", connections)
-    body = b'{"quantity":1}'
-    requests = [
-        (
-            f"POST /v1/items/{load.sku_name(i)}/receipts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        + body
-        for i in range(skus)
-    ]
+    client = _RawClient(port, token, skus)
     count = int(rate * duration)
-    latencies: list[float] = []
-    statuses: collections.Counter[str] = collections.Counter()
-    errors: collections.Counter[str] = collections.Counter()
     start = time.perf_counter() + 0.2
 
     async def connection(index: int) -> None:
@@ -412,38 +420,13 @@ async def paced_phase(
                 due = start + i / rate
                 if (wait := due - time.perf_counter()) > 0:
                     await asyncio.sleep(wait)  # the schedule
-                writer.write(requests[i % skus])
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    at = head.lower().find(b"content-length:")
-                    length = int(head[at + 15 : head.index(b"\r\n", at)]) if at >= 0 else 0
-                    await reader.readexactly(length)
-                except (asyncio.IncompleteReadError, ConnectionError) as error:
-                    errors[type(error).__name__] += 1
+                if not await client.exchange(reader, writer, i, due):
                     return
-                latencies.append(time.perf_counter() - due)
-                statuses[head[9:12].decode()] += 1
         finally:
             writer.close()
 
-    base = f"http://127.0.0.1:{port}"
-    before = await scrape(base)
-    edge_cpu, own_cpu, busy = cpu_s(edge), time.process_time(), machine_busy()
-    started = time.monotonic()
-    await asyncio.gather(*(connection(i) for i in range(connections)))
-    ended = time.monotonic()
-    result.edge_cpu_s = cpu_s(edge) - edge_cpu
-    result.generator_cpu_s = time.process_time() - own_cpu
-    result.machine_busy_pct = (machine_busy() - busy) / (ended - started) / (os.cpu_count() or 1) * 100
-    result.seconds = ended - started
-    result.requests = len(latencies)
-    result.statuses, result.errors = dict(statuses), dict(errors)
-    ms = [x * 1000 for x in latencies]
-    result.p50_ms, result.p90_ms, result.p99_ms = percentile(ms, 50), percentile(ms, 90), percentile(ms, 99)
-    result.max_ms = max(ms, default=float("nan"))
-    result.rss_peak = rss.peak_between(started, ended)
-    result.server = server_side(before, await scrape(base), RECEIPTS_ROUTE)
-    return result
+    result = SinglePhase(f"asyncio paced at {rate:.0f} requests/s (latency from the schedule)", connections)
+    return await client.measure(result, [connection(i) for i in range(connections)], edge, rss)
 
 
 async def wrk_phase(

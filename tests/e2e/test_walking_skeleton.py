@@ -7,24 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts.topics import STOCK_COMMANDS
 from infra.settings import Settings
-from tests.e2e.support import live_session, new_sku, next_event, wait_for_status
+from tests.e2e.support import live_session, new_sku, next_event, stock_offsets, wait_for_status
 from tests.processes import Process
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
-
-
-async def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(STOCK_COMMANDS.name, p) for p in range(settings.kafka_partitions)]
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
 
 
 async def test_command_reaches_websocket_and_read_api(
@@ -100,14 +88,14 @@ async def test_rejected_command_reports_its_reason(edge: httpx.AsyncClient) -> N
 async def test_bad_input_gets_422_problem_and_publishes_nothing(
     edge: httpx.AsyncClient, stack: Settings, path: str, body: dict[str, Any]
 ) -> None:
-    before = await end_offsets(stack)
+    before = await stock_offsets(stack)
     response = await edge.post(path, json=body)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert problem["status"] == 422
     assert problem["errors"]
-    assert await end_offsets(stack) == before
+    assert await stock_offsets(stack) == before
 
 
 async def test_unknown_item_and_command(edge: httpx.AsyncClient) -> None:
