@@ -13,9 +13,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from api_edge import idempotency
@@ -111,7 +112,7 @@ def _validate(
     return valid, errors
 
 
-async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> JSONResponse:
+async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> Response:
     c: Clients = clients(request)
     principal = actor(request)
     claim, replay = await idempotency.claim(c.redis, request, principal, c.settings.idempotency_ttl_s)
@@ -143,7 +144,8 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> J
         )
     if claim is not None:
         await idempotency.complete(c.redis, claim, Stored(202, answer, None), c.settings.idempotency_ttl_s)
-    return JSONResponse(answer, status_code=202)
+    # orjson: the answer lists every command id, and json.dumps of it was ~7 % of a batch's CPU.
+    return Response(orjson.dumps(answer), 202, media_type="application/json")
 
 
 async def _publish(c: Clients, topic: Topic, commands: list[Any]) -> None:
@@ -179,12 +181,12 @@ _PRICE_LIST: TypeAdapter[list[PriceCommand]] = TypeAdapter(list[PriceCommand])
 
 
 @router.post("/stock:batch", dependencies=[Depends(require("operator"))], **_BATCH_DOC)
-async def stock_batch(request: Request) -> JSONResponse:
+async def stock_batch(request: Request) -> Response:
     """Stock commands (each with `type`, `sku` and its fields; the edge sets actor, source, issued_at)."""
     return await _batch(request, STOCK_COMMANDS, _STOCK_LIST)
 
 
 @router.post("/price:batch", dependencies=[Depends(require("pricing"))], **_BATCH_DOC)
-async def price_batch(request: Request) -> JSONResponse:
+async def price_batch(request: Request) -> Response:
     """Price commands, like the stock batch."""
     return await _batch(request, PRICE_COMMANDS, _PRICE_LIST)

@@ -5,6 +5,7 @@ edge's own counter."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -17,6 +18,8 @@ from api_edge.intake import CommandRoute
 from api_edge.price_commands import prices
 from infra.settings import Settings
 from tests.e2e.support import new_sku, published, stock_offsets
+from tests.integration.helpers import wait_until
+from tests.processes import Process
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
 
@@ -120,3 +123,32 @@ async def test_requests_it_does_not_answer_get_fastapis_answers(edge: httpx.Asyn
     after = await routed(edge)
     assert after.get("handed_over", 0) - before.get("handed_over", 0) == 4
     assert after.get("answered", 0) == before.get("answered", 0)
+
+
+async def test_the_access_line_names_the_command_and_hides_the_token(
+    edge: httpx.AsyncClient, pipeline: dict[str, Process], admin_token: str
+) -> None:
+    """One JSON access line per request, written by the metrics middleware for both paths."""
+    sku = new_sku()
+    fast = (await edge.post(f"/v1/items/{sku}/receipts", json={"quantity": 1})).json()["command_id"]
+    slow = (await edge.post(f"/v1/items/{sku}/receipts?wait=0", json={"quantity": 1})).json()["command_id"]
+
+    async def access_lines() -> dict[str, dict[str, Any]]:
+        lines = [
+            json.loads(line) for line in pipeline["edge"].log.read_text().splitlines() if line[:1] == "{"
+        ]
+        return {e["command_id"]: e for e in lines if e.get("event") == "http_request" and e.get("command_id")}
+
+    found = await wait_until(access_lines, lambda lines: {fast, slow} <= set(lines), within=10, what="lines")
+    assert found[fast]["path"] == f"/v1/items/{sku}/receipts"
+    assert found[slow]["path"] == f"/v1/items/{sku}/receipts?wait=0"
+    for line in (found[fast], found[slow]):
+        assert (line["status"], line["method"], line["logger"], line["level"]) == (
+            202,
+            "POST",
+            "invmon.edge.access",
+            "info",
+        )
+        assert line["timestamp"].endswith("Z")
+        assert line["ms"] >= 0
+    assert admin_token not in pipeline["edge"].log.read_text()
