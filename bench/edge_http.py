@@ -351,8 +351,14 @@ class _RawClient:
         return True
 
     async def measure(
-        self, result: SinglePhase, connections: list[Any], edge: psutil.Process, rss: Sampler
+        self,
+        result: SinglePhase,
+        connections: list[Any],
+        edge: psutil.Process,
+        rss: Sampler,
+        lead_s: float = 0.0,
     ) -> SinglePhase:
+        """Run the connections; `lead_s`: how long after the start the first request is due."""
         base = f"http://127.0.0.1:{self.port}"
         before = await scrape(base)
         edge_cpu, own_cpu, busy = cpu_s(edge), time.process_time(), machine_busy()
@@ -362,7 +368,7 @@ class _RawClient:
         result.edge_cpu_s = cpu_s(edge) - edge_cpu
         result.generator_cpu_s = time.process_time() - own_cpu
         result.machine_busy_pct = (machine_busy() - busy) / (ended - started) / (os.cpu_count() or 1) * 100
-        result.seconds = ended - started
+        result.seconds = ended - started - lead_s
         result.requests = len(self.latencies)
         result.statuses, result.errors = dict(self.statuses), dict(self.errors)
         ms = [x * 1000 for x in self.latencies]
@@ -411,7 +417,8 @@ async def paced_phase(
     (no coordinated omission)."""
     client = _RawClient(port, token, skus)
     count = int(rate * duration)
-    start = time.perf_counter() + 0.2
+    lead_s = 0.2  # time to open the connections before the first request is due
+    start = time.perf_counter() + lead_s
 
     async def connection(index: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -426,7 +433,7 @@ async def paced_phase(
             writer.close()
 
     result = SinglePhase(f"asyncio paced at {rate:.0f} requests/s (latency from the schedule)", connections)
-    return await client.measure(result, [connection(i) for i in range(connections)], edge, rss)
+    return await client.measure(result, [connection(i) for i in range(connections)], edge, rss, lead_s)
 
 
 async def wrk_phase(
