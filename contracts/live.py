@@ -18,6 +18,8 @@ from contracts.common import Sku
 Channel = Literal["inventory", "prices", "alerts"]
 CHANNELS: tuple[Channel, ...] = ("inventory", "prices", "alerts")
 MAX_FILTER_SKUS = 1000
+COALESCE_MS_MIN, COALESCE_MS_MAX = 50, 60_000
+COALESCED = ("inventory", "stock_changed")  # the channel and the one event type coalescing applies to
 
 
 class _Frame(BaseModel):
@@ -52,6 +54,14 @@ class Subscribe(_Frame):
     channel: Channel
     filter: Filter | None = None
     recover: Position | None = None
+    coalesce_ms: int | None = Field(
+        None,
+        ge=COALESCE_MS_MIN,
+        le=COALESCE_MS_MAX,
+        description="Inventory only: at most one `stock_changed` per SKU every this many ms, the newest "
+        "(its state is the item's whole stock). Offsets then only increase, as with a filter.",
+        examples=[250],
+    )
 
 
 class Unsubscribe(_Frame):

@@ -17,7 +17,7 @@ export class LiveClient {
   constructor({ url, token, channels, handlers, backoff, WebSocketImpl }) {
     this.url = url;
     this.token = token; // () => current access token
-    this.channels = channels; // [{ name, filter? }]
+    this.channels = channels; // [{ name, filter?, coalesceMs? }]
     // { status(state, detail), snapshot(channel, rows, truncated), pub(channel, event, offset),
     //   authFailed(reason) }
     this.handlers = handlers;
@@ -154,6 +154,7 @@ export class LiveClient {
     const position = this.positions.get(name);
     const frame = { type: "subscribe", channel: name };
     if (channel.filter) frame.filter = channel.filter;
+    if (channel.coalesceMs) frame.coalesce_ms = channel.coalesceMs;
     if (position.epoch !== null) frame.recover = { epoch: position.epoch, offset: position.offset };
     this.pending.add(name);
     this.send(frame);
@@ -204,8 +205,9 @@ export class LiveClient {
       return;
     }
     if (frame.offset <= position.offset) return; // already applied (a duplicate or a replay)
-    const filtered = Boolean(this.channels.find((c) => c.name === name).filter);
-    if (!filtered && frame.offset !== position.offset + 1) {
+    const channel = this.channels.find((c) => c.name === name);
+    // Filtered and coalescing subscriptions skip offsets on purpose: theirs only increase.
+    if (!channel.filter && !channel.coalesceMs && frame.offset !== position.offset + 1) {
       this.resubscribe(name); // a gap: recover from our last position
       return;
     }

@@ -100,7 +100,8 @@ function start() {
   live = new LiveClient({
     url: config.live_url,
     token: () => session.token,
-    channels: [{ name: "inventory" }, { name: "prices" }, { name: "alerts" }],
+    // A hot SKU repaints its row at most four times a second; alerts and prices are never coalesced.
+    channels: [{ name: "inventory", coalesceMs: 250 }, { name: "prices" }, { name: "alerts" }],
     handlers: {
       status: showConnection,
       snapshot: onSnapshot,

@@ -22,7 +22,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from api_edge.relay.protocol import Match
-from contracts.live import CHANNELS
+from contracts.live import CHANNELS, COALESCED
 from infra.live_redis import LiveMessage
 
 log = structlog.get_logger("invmon.relay.hub")
@@ -33,6 +33,10 @@ FRAMES = Counter("invmon_relay_frames_total", "Frames handed to client sockets."
 QUEUED = Counter("invmon_relay_frames_queued_total", "Frames that waited in a client queue.")
 CLOSED = Counter("invmon_relay_closed_total", "Connections the relay closed, by close code.", ["code"])
 RESETS = Counter("invmon_relay_resets_total", "Reset frames sent, by channel.", ["channel"])
+COALESCED_PUBS = Counter(
+    "invmon_relay_coalesced_total",
+    "Publications not sent to a coalescing subscriber: a newer one replaced them.",
+)
 
 # Above this many bytes waiting in a socket's write buffer, frames go through the client's queue instead.
 WRITE_HIGH_WATER = 64 * 1024
@@ -133,6 +137,40 @@ class Sub:
     # While the subscribe reply is being prepared, live publications wait here (then `None`).
     pending: list[tuple[LiveMessage, str | None, bool]] | None = field(default_factory=list)
     was_reset: bool = False
+    coalesce_s: float | None = None  # hold the newest stock_changed per SKU for up to this long
+    held: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # SKU -> (offset, pub frame)
+    timer: asyncio.TimerHandle | None = None
+
+    def offer(self, message: LiveMessage, frame: bytes) -> None:
+        """Send a publication, or, coalescing, hold it: a hot SKU's `stock_changed` goes out at most once
+        a window, the newest. What is held leaves at the end of the window, or before any publication of
+        another type, in offset order, so offsets never go back."""
+        if self.coalesce_s is None:
+            self.client.send(frame)
+        elif message.type != COALESCED[1]:
+            self.release()
+            self.client.send(frame)
+        else:
+            if message.sku in self.held:
+                COALESCED_PUBS.inc()
+            self.held[message.sku] = (message.offset, frame)
+            if self.timer is None:
+                self.timer = asyncio.get_running_loop().call_later(self.coalesce_s, self.release)
+
+    def release(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for _, frame in sorted(self.held.values()):
+            self.client.send(frame)
+        self.held.clear()
+
+    def drop(self) -> None:
+        """Unsubscribed or gone: what is held is not sent."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.held.clear()
 
 
 class Hub:
@@ -167,6 +205,7 @@ class Hub:
             return
         del self._subs[sub.channel][sub.client]
         sub.client.subs.pop(sub.channel, None)
+        sub.drop()
         if sub.match.category is not None:
             self._by_category[sub.channel] -= 1
         SUBSCRIPTIONS.labels(sub.channel).set(len(self._subs[sub.channel]))
@@ -187,7 +226,9 @@ class Hub:
                 continue
             if frame is None:
                 frame = pub_frame(channel, message)
-            if client.writable():
+            if sub.coalesce_s is not None:
+                sub.offer(message, frame)
+            elif client.writable():
                 direct.append(client)
             else:
                 client.enqueue(frame)

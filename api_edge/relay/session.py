@@ -27,6 +27,7 @@ from api_edge.relay.protocol import Match, TokenBucket, replay_from, replayable
 from api_edge.relay.snapshot import Snapshots
 from contracts.live import (
     CLIENT_FRAME,
+    COALESCED,
     Connect,
     Connected,
     Error,
@@ -188,7 +189,11 @@ class Session:
         except TimeoutError:
             self._error("unavailable", "the relay has no Redis feed right now; retry")
             return
-        sub = Sub(self.client, channel, Match.of(frame.filter))
+        if frame.coalesce_ms is not None and channel != COALESCED[0]:
+            self._error("bad_frame", f"coalesce_ms applies to the {COALESCED[0]} channel only")
+            return
+        coalesce_s = frame.coalesce_ms / 1000 if frame.coalesce_ms is not None else None
+        sub = Sub(self.client, channel, Match.of(frame.filter), coalesce_s=coalesce_s)
         relay.hub.add(sub)
         try:
             reply, offset, recovered = await self._reply(frame, sub)
@@ -247,7 +252,7 @@ class Session:
             if message.offset > offset and (
                 sub.match.everything or sub.match.accepts(message.sku, category, moved)
             ):
-                self.client.send(pub_frame(sub.channel, message))
+                sub.offer(message, pub_frame(sub.channel, message))
         if sub.was_reset:
             self.relay.hub.remove(sub)
             self.client.send(f'{{"type":"reset","channel":"{sub.channel}"}}'.encode())

@@ -96,3 +96,10 @@ async def test_state_view_filters_and_sorts(module_page: Page) -> None:
     assert result["low"] == ["MUG-2"]
     assert result["byAvailableDesc"] == ["MUG-1", "MUG-2", "LAMP"]
     assert result["byPrice"] == ["LAMP", "MUG-1", "MUG-2"], "no price sorts first, prices as numbers"
+
+
+async def test_coalescing_channel_asks_for_it_and_takes_skipped_offsets(module_page: Page) -> None:
+    result = await unit(module_page, "client_coalescing")
+    assert result["subscribe"] == {"type": "subscribe", "channel": "inventory", "coalesce_ms": 250}
+    assert result["pubs"] == [3, 9, 15], "coalesced offsets only increase: no resubscribe, no replays"
+    assert result["sent"] == 2, "connect and subscribe only"

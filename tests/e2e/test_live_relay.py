@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ import websockets
 from redis.asyncio import Redis
 from websockets.exceptions import InvalidStatus
 
-from infra.live_redis import EPOCH_KEY
+from infra.live_redis import EPOCH_KEY, LiveRedis
 from infra.settings import Settings
 from tests.e2e.live_support import (
     close_code,
@@ -309,3 +310,66 @@ async def test_two_relays_serve_the_same_sequence_with_their_own_limits(
             seen_b = [await next_frame(second, "pub") for _ in range(5)]
     assert [(p["offset"], p["event"]) for p in seen_a] == [(p["offset"], p["event"]) for p in seen_b]
     assert [p["event"]["version"] for p in seen_a] == [1, 2, 3, 4, 5]
+
+
+# --- coalescing -------------------------------------------------------------------------------------------
+
+
+async def coalesced_frames(ws: Any, until: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """`pub` frames until each (SKU, version) in `until` was seen."""
+    frames: list[dict[str, Any]] = []
+    while until - {(f["event"]["sku"], f["event"]["version"]) for f in frames}:
+        frames.append(await next_frame(ws, "pub"))
+    return frames
+
+
+async def test_a_coalescing_subscriber_gets_the_newest_stock_of_a_hot_sku(
+    live_url: str, stack: Settings, pipeline: dict[str, Process]
+) -> None:
+    hot, cold = new_sku(), new_sku()
+    skus = {"skus": [hot, cold]}
+    coalesced_before = await metric(pipeline["live_relay"], "invmon_relay_coalesced_total")
+    async with connected(live_url, token(stack)) as plain, connected(live_url, token(stack)) as coalescing:
+        await subscribe(plain, "inventory", filter=skus)
+        await subscribe(coalescing, "inventory", filter=skus, coalesce_ms=300)
+        last_hot = await publish_fake(stack, "inventory", hot, 200)
+        last_cold = await publish_fake(stack, "inventory", cold, 1)
+
+        every = [await next_frame(plain, "pub") for _ in range(201)]
+        assert [f["event"]["version"] for f in every if f["event"]["sku"] == hot] == list(range(1, 201))
+        frames = await coalesced_frames(coalescing, {(hot, 200), (cold, 1)})
+        # 200 publications of the hot SKU within a few ms: one window, so (nearly) one frame, the newest.
+        assert len(frames) < 10, [(f["event"]["sku"], f["offset"]) for f in frames]
+        offsets = [f["offset"] for f in frames]
+        assert offsets == sorted(set(offsets))
+        assert offsets[-1] == last_cold
+        assert last_hot in offsets
+    assert await metric(pipeline["live_relay"], "invmon_relay_coalesced_total") >= coalesced_before + 190
+
+
+async def test_coalescing_lets_other_events_through_in_order_and_only_on_inventory(
+    live_url: str, stack: Settings
+) -> None:
+    hot = new_sku()
+    async with connected(live_url, token(stack)) as ws:
+        refused = json.dumps({"type": "subscribe", "channel": "alerts", "coalesce_ms": 300})
+        await ws.send(refused)
+        assert (await next_frame(ws, "error"))["code"] == "bad_frame"
+        await ws.send(json.dumps({"type": "subscribe", "channel": "inventory", "coalesce_ms": 10}))
+        assert (await next_frame(ws, "error"))["code"] == "bad_frame"  # below the 50 ms minimum
+
+        await subscribe(ws, "inventory", filter={"skus": [hot]}, coalesce_ms=60_000)
+        await publish_fake(stack, "inventory", hot, 20)
+        redis = Redis.from_url(stack.redis_url)
+        try:
+            details = json.dumps({"sku": hot, "type": "item_details_updated", "changes": {"name": "N"},
+                                  "version": 21, "event_id": str(uuid.uuid4())})  # fmt: skip
+            last = await LiveRedis(redis).publish(
+                "inventory", [(hot, "item_details_updated", details)], history=stack.live_history_size
+            )
+        finally:
+            await redis.aclose()
+        # The window is a minute long: the held stock_changed leaves now, before the other event.
+        first, second = await next_frame(ws, "pub"), await next_frame(ws, "pub")
+        assert (first["event"]["type"], first["event"]["version"]) == ("stock_changed", 20)
+        assert (second["event"]["type"], second["offset"]) == ("item_details_updated", last)
