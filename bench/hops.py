@@ -274,7 +274,7 @@ def hops(commit_tracking: bool) -> list[Hop]:
         Hop("edge: issued_at -> 202 read", "issued", "c202"),
         Hop("Kafka -> worker batch start", "issued", "applied"),
         *middle,
-        Hop("relay: Kafka acks + Redis (ms res.)", "relayed", "redis"),
+        Hop("relay: producer send -> Redis pub (ms res.)", "relayed", "redis"),
         Hop("Redis pub -> WS frame (live relay)", "redis", "frame"),
     ]
 
