@@ -280,6 +280,7 @@ def hops(commit_tracking: bool) -> list[Hop]:
 
 
 EXTRA = [
+    Hop("  (202 read -> worker batch start)", "c202", "applied"),
     Hop("  (Redis pub -> published_at marked)", "redis", "published"),
     Hop("issued_at -> WS frame", "issued", "frame"),
     Hop("202 read -> WS frame", "c202", "frame"),
@@ -294,10 +295,10 @@ def _pct(values: list[float], q: float) -> float:
 
 def breakdown(stamps: dict[str, dict[str, int]], commit_tracking: bool) -> dict[str, Any]:
     """Per hop, over the commands that have every stamp: mean, p50, p90, p99 in ms, and the mean of each
-    hop over the slowest 1% of commands by issued_at -> frame (where the tail's time goes)."""
+    hop over the slowest 1% of commands by 202 -> frame (where the tail's time goes)."""
     names = {n for h in [*hops(commit_tracking), *EXTRA] for n in (h.start, h.end)}
     complete = [s for s in stamps.values() if names <= s.keys()]
-    complete.sort(key=lambda s: s["frame"] - s["issued"])
+    complete.sort(key=lambda s: s["frame"] - s["c202"])
     tail = complete[-max(1, len(complete) // 100) :] if complete else []
     out: dict[str, Any] = {"commands": len(complete), "hops": {}}
     for hop in [*hops(commit_tracking), *EXTRA]:
@@ -351,39 +352,47 @@ def print_breakdown(result: dict[str, Any]) -> None:
         )
 
 
-def round_phases(metrics_text: str) -> dict[str, dict[str, float]]:
-    """The outbox relay's `invmon_outbox_round_seconds` by phase: rounds, mean and bucket-interpolated
-    p50/p99 in ms; and rows per round."""
+def phases(
+    metrics_text: str, name: str, label: str = "phase", scale: float = 1000.0
+) -> dict[str, dict[str, float]]:
+    """A histogram by one label (or one series under `label`'s name when it has none): count, mean and
+    bucket-interpolated p50/p99, times `scale` (seconds -> ms by default)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     buckets: dict[str, list[tuple[float, float]]] = {}
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics_text):
-        if family.name not in ("invmon_outbox_round_seconds", "invmon_outbox_round_rows"):
+        if family.name != name:
             continue
         for sample in family.samples:
-            key = sample.labels.get("phase", "rows")
+            key = sample.labels.get(label, label)
             if sample.name.endswith("_bucket"):
                 buckets.setdefault(key, []).append((float(sample.labels["le"]), sample.value))
             elif sample.name.endswith("_sum"):
                 sums[key] = sample.value
             elif sample.name.endswith("_count"):
                 counts[key] = sample.value
-    scale = {"rows": 1.0}
     out: dict[str, dict[str, float]] = {}
     for key, cumulative in buckets.items():
         count = counts.get(key, 0.0)
-        if not count:
-            continue
-        k = scale.get(key, 1000.0)
-        out[key] = {
-            "count": count,
-            "mean": sums[key] / count * k,
-            "p50": _bucket_quantile(sorted(cumulative), count, 0.5) * k,
-            "p99": _bucket_quantile(sorted(cumulative), count, 0.99) * k,
-        }
+        if count:
+            out[key] = {
+                "count": count,
+                "mean": sums[key] / count * scale,
+                "p50": _bucket_quantile(sorted(cumulative), count, 0.5) * scale,
+                "p99": _bucket_quantile(sorted(cumulative), count, 0.99) * scale,
+            }
     return out
+
+
+def print_phases(title: str, found: dict[str, dict[str, float]]) -> None:
+    print(title)
+    for phase, r in found.items():
+        print(
+            f"  {phase:<11} n {r['count']:>6.0f}  mean {r['mean']:6.2f}  p50 {r['p50']:6.2f}"
+            f"  p99 {r['p99']:6.2f}"
+        )
 
 
 def _bucket_quantile(cumulative: list[tuple[float, float]], count: float, q: float) -> float:

@@ -1,7 +1,7 @@
 """End to end: HTTP 202 from the edge -> the command's event on a WebSocket, at a fixed command rate.
 
     python -m bench.live_e2e [--rate 1000] [--duration 20] [--skus 1000] [--connections 32]
-                             [--json out.json] [--force]
+                             [--json out.json] [--stamps stamps.json] [--force]
 
 What one run does, on YOUR OWN stack (it recreates the stock command topics and truncates the stock
 tables; it refuses the default `.stack` / `.stack-test` stack dirs unless --force):
@@ -158,7 +158,7 @@ async def run(args: argparse.Namespace) -> int:
     seen: dict[str, int] = {}
     heard: dict[str, int] = {}
     count = int(args.rate * args.duration)
-    relay_metrics = ""
+    relay_metrics = worker_metrics = ""
     try:
         token = await login(f"http://127.0.0.1:{pipeline['edge'].port}")
         subscribed = asyncio.Event()
@@ -195,8 +195,12 @@ async def run(args: argparse.Namespace) -> int:
         cpu.stop()
         rss_end = {name: psutil.Process(p.popen.pid).memory_info().rss for name, p in pipeline.items()}
         async with httpx.AsyncClient(timeout=10.0) as client:
-            response = await client.get(f"http://127.0.0.1:{pipeline['outbox_relay'].port}/metrics")
-            relay_metrics = response.text
+            relay_metrics = (
+                await client.get(f"http://127.0.0.1:{pipeline['outbox_relay'].port}/metrics")
+            ).text
+            worker_metrics = (
+                await client.get(f"http://127.0.0.1:{pipeline['stock_worker'].port}/metrics")
+            ).text
     finally:
         for sampler in samplers.values():
             sampler.stop()
@@ -223,7 +227,11 @@ async def run(args: argparse.Namespace) -> int:
         stamps[cid] = one
     breakdown = hops.breakdown(stamps, db.commit_tracking)
     batches = hops.batches(stamps)
-    rounds = hops.round_phases(relay_metrics)
+    rounds = {
+        **hops.phases(relay_metrics, "invmon_outbox_round_seconds"),
+        **hops.phases(relay_metrics, "invmon_outbox_round_rows", label="rows", scale=1.0),
+    }
+    worker_phases = hops.phases(worker_metrics, "invmon_batch_phase_seconds")
     hist: Counter[int] = Counter()
     early = 0
     for cid, (_, at) in accepted.items():
@@ -249,6 +257,7 @@ async def run(args: argparse.Namespace) -> int:
         "breakdown": breakdown,
         "worker_batches": batches,
         "outbox_relay_rounds": rounds,
+        "worker_batch_phases": worker_phases,
         "cpu_percent_of_one_core": cpu.percent,
         "rss": {
             name: {
@@ -278,12 +287,8 @@ async def run(args: argparse.Namespace) -> int:
         "worker batches    "
         + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in batches.items())
     )
-    print("outbox relay rounds (ms; rows per round under 'rows')")
-    for phase, r in rounds.items():
-        print(
-            f"  {phase:<6} n {r['count']:>6.0f}  mean {r['mean']:6.2f}  p50 {r['p50']:6.2f}"
-            f"  p99 {r['p99']:6.2f}"
-        )
+    hops.print_phases("stock worker batch phases (ms)", worker_phases)
+    hops.print_phases("outbox relay rounds (ms; rows per round under 'rows')", rounds)
     print("CPU, % of one core, from the first request to the last frame")
     for name, percent in cpu.percent.items():
         print(f"  {name:<30} {percent:6.1f}")
@@ -295,6 +300,8 @@ async def run(args: argparse.Namespace) -> int:
     )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))  # noqa: ASYNC240  # once, at the end
+    if args.stamps:
+        Path(args.stamps).write_text(json.dumps(stamps))  # noqa: ASYNC240  # once, at the end
     return 0 if figures["frames_matched"] == count else 1
 
 
@@ -307,6 +314,7 @@ def main() -> None:
     parser.add_argument("--skus", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=32, help="HTTP keep-alive connections")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--stamps", help="also write every command's stamps (wall-clock ns) to this file")
     parser.add_argument("--force", action="store_true", help="allow the default .stack/.stack-test dirs")
     sys.exit(uvloop.run(run(parser.parse_args())))
 
