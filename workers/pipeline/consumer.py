@@ -5,6 +5,8 @@ Registered once per command topic; the stock and price workers differ only in th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,7 +17,7 @@ from typing import Any, Generic
 import asyncpg
 import stamina
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import Counter, Histogram
@@ -52,6 +54,11 @@ PHASE_SECONDS = Histogram(
     ["worker", "phase"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1),
 )
+OFFSET_COMMIT_FAILURES = Counter(
+    "invmon_offset_commit_failures_total",
+    "Offset commits that failed after their batch was applied (the batch comes again as duplicates).",
+    ["worker"],
+)
 BATCH_RETRIES = Counter(
     "invmon_batch_retries_total", "Batch transactions retried after an error.", ["worker"]
 )
@@ -75,6 +82,49 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class OffsetCommitter:
+    """Commits each applied batch's offsets in the background, in batch order, so that the next batch is
+    fetched while the broker answers (a worker batch cycle had ~1 ms p50 and up to 10 ms p99 of offset
+    commit in bench.live_e2e, and aiokafka fetches nothing more while fetched records wait to be taken).
+
+    Safe because the offsets are explicit: each commit names the offset after its own batch's last record,
+    taken after that batch's transaction committed, never the consumer's position (which the next fetch
+    moves past records not applied yet). A commit that fails (a rebalance, a broker error) is counted and
+    logged, not retried: the batch comes again and its command ids are already in processed_commands."""
+
+    def __init__(self, worker: str) -> None:
+        self._worker = worker
+        self._last: asyncio.Task[None] | None = None
+
+    def commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        self._last = asyncio.create_task(self._commit(self._last, consumer, offsets))
+
+    async def _commit(
+        self,
+        previous: asyncio.Task[None] | None,
+        consumer: AIOKafkaConsumer,
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        if previous is not None:
+            # In batch order: an older batch's commit must never land after a newer one's.
+            await asyncio.wait([previous])
+        try:
+            await consumer.commit(offsets)
+        except Exception as error:  # the batch is applied; a redelivery only yields duplicates
+            OFFSET_COMMIT_FAILURES.labels(self._worker).inc()
+            log.warning("offset_commit_failed", worker=self._worker, error=repr(error))
+
+    async def flush(self) -> None:
+        """Wait for the commits under way (at shutdown, so that fewer batches come again)."""
+        if self._last is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([self._last])
+
+
 @dataclass(slots=True)
 class Runtime:
     """Filled in by the process lifespan; nothing connects at import or registration."""
@@ -82,6 +132,7 @@ class Runtime:
     engine: AsyncEngine | None = None
     dead_letters: RawSender | None = None
     clock: Callable[[], datetime] = utcnow
+    committers: list[OffsetCommitter] = dataclasses.field(default_factory=list)
 
     def require_engine(self) -> AsyncEngine:
         if self.engine is None:
@@ -191,6 +242,9 @@ def batch_subscriber(
 
 
 def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) -> None:
+    committer = OffsetCommitter(worker.name)
+    runtime.committers.append(committer)
+
     @batch_subscriber(
         broker,
         worker.topic.name,
@@ -216,7 +270,10 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
             await message.nack()
             raise
         applied_at = time.perf_counter()
-        await message.ack()
+        if isinstance(message.consumer, AIOKafkaConsumer):
+            committer.commit(message.consumer, records)
+        else:
+            await message.ack()  # TestKafkaBroker's stand-in consumer takes no offsets
         PHASE_SECONDS.labels(worker.name, "decode").observe(decoded_at - started)
         PHASE_SECONDS.labels(worker.name, "transaction").observe(applied_at - decoded_at)
         PHASE_SECONDS.labels(worker.name, "ack").observe(time.perf_counter() - applied_at)
