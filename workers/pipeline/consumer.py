@@ -50,7 +50,8 @@ APPLY_SECONDS = Histogram(
 # retries, and the offset commit, which the next batch waits for.
 PHASE_SECONDS = Histogram(
     "invmon_batch_phase_seconds",
-    "Time of one batch's phases: decode (with dead letters), transaction, offset commit (ack).",
+    "Time of one batch's phases: between (the previous handler's end -> this one's start: fetch and "
+    "FastStream), decode (with dead letters), transaction, offset commit (ack).",
     ["worker", "phase"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1),
 )
@@ -243,6 +244,7 @@ def batch_subscriber(
 
 def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) -> None:
     committer = OffsetCommitter(worker.name)
+    finished = [0.0]  # when the previous batch's handler ended (perf_counter)
     runtime.committers.append(committer)
 
     @batch_subscriber(
@@ -259,6 +261,8 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
         # A real consumer hands a tuple of records; TestKafkaBroker hands a list.
         records = tuple(raw) if isinstance(raw, tuple | list) else (raw,)
         started = time.perf_counter()
+        if finished[0]:
+            PHASE_SECONDS.labels(worker.name, "between").observe(started - finished[0])
         try:
             decoded = decode(records, worker.adapter)
             if decoded.invalid:
@@ -277,6 +281,7 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
         PHASE_SECONDS.labels(worker.name, "decode").observe(decoded_at - started)
         PHASE_SECONDS.labels(worker.name, "transaction").observe(applied_at - decoded_at)
         PHASE_SECONDS.labels(worker.name, "ack").observe(time.perf_counter() - applied_at)
+        finished[0] = time.perf_counter()
         BATCH_SIZE.labels(worker.name).observe(len(records))
         APPLY_SECONDS.labels(worker.name).observe(time.perf_counter() - started)
         DEAD_LETTERS.labels(worker.name).inc(len(decoded.invalid))
