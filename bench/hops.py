@@ -11,10 +11,10 @@ processes, PostgreSQL included, can be subtracted. The stamps, per command:
 - `applied`: `processed_commands.applied_at`, the worker's clock when its batch transaction began;
 - `committed`: `pg_xact_commit_timestamp(processed_commands.xmin)` (not the outbox row's: marking it
   published writes a new row version with the relay's xmin), only when the cluster runs with
-  `track_commit_timestamp = on` (otherwise the worker and relay-read hops are reported as one);
+  `track_commit_timestamp = on` (otherwise the worker's and the relay's hops are reported as one);
 - `relayed`: the CreateTime of the event's record on `invmon.events.v1`, i.e. when the outbox relay handed
-  it to its producer, right after reading the row (millisecond resolution);
-- `published`: `outbox.published_at`, set by the relay after Kafka acks and the Redis publish.
+  it to its producer, after the Redis publish (millisecond resolution);
+- `published`: `outbox.published_at`, set by the relay after the Redis publish and the Kafka acks.
 """
 
 from __future__ import annotations
@@ -264,23 +264,23 @@ def hops(commit_tracking: bool) -> list[Hop]:
     middle = (
         [
             Hop("worker: batch start -> commit", "applied", "committed"),
-            Hop("commit -> relay read (NOTIFY, ms res.)", "committed", "relayed"),
+            Hop("relay: commit -> Redis pub (wake, read)", "committed", "redis"),
         ]
         if commit_tracking
-        else [Hop("worker txn + relay wake/read (ms res.)", "applied", "relayed")]
+        else [Hop("worker txn + relay wake, read -> Redis", "applied", "redis")]
     )
     return [
         Hop("edge: request sent -> issued_at", "sent", "issued"),
         Hop("edge: issued_at -> 202 read", "issued", "c202"),
         Hop("Kafka -> worker batch start", "issued", "applied"),
         *middle,
-        Hop("relay: producer send -> Redis pub (ms res.)", "relayed", "redis"),
         Hop("Redis pub -> WS frame (live relay)", "redis", "frame"),
     ]
 
 
 EXTRA = [
     Hop("  (202 read -> worker batch start)", "c202", "applied"),
+    Hop("  (Redis pub -> Kafka send, ms res.)", "redis", "relayed"),
     Hop("  (Redis pub -> published_at marked)", "redis", "published"),
     Hop("issued_at -> WS frame", "issued", "frame"),
     Hop("202 read -> WS frame", "c202", "frame"),
