@@ -1,7 +1,7 @@
 """End to end: HTTP 202 from the edge -> the command's event on a WebSocket, at a fixed command rate.
 
     python -m bench.live_e2e [--rate 1000] [--duration 20] [--skus 1000] [--connections 32]
-                             [--json out.json] [--force]
+                             [--json out.json] [--stamps stamps.json] [--force]
 
 What one run does, on YOUR OWN stack (it recreates the stock command topics and truncates the stock
 tables; it refuses the default `.stack` / `.stack-test` stack dirs unless --force):
@@ -9,22 +9,27 @@ tables; it refuses the default `.stack` / `.stack-test` stack dirs unless --forc
 1. clean slate and --skus SKUs registered directly (bench.edge_http.prepare), an operator user;
 2. start the real processes from the Procfile: edge (rate limits raised, still counted in Redis),
    stock_worker, outbox_relay and live_relay, each on a free port;
-3. one WebSocket client (bench/live_ws.py) connects and subscribes to `inventory`;
+3. one WebSocket client (bench/live_ws.py) connects and subscribes to `inventory`, and a raw pattern
+   subscription on the live Redis channels (bench/hops.py) notes when each publication left the relay;
 4. POST /v1/items/{sku}/receipts {"quantity": 1} at --rate requests a second for --duration seconds,
    paced on a schedule over --connections keep-alive connections (a minimal HTTP/1.1 client: httpx would
    spend more CPU than the edge); for each 202 the time its response arrived and its command id;
-5. for each command, the time its `stock_changed` publication arrived on the WebSocket.
+5. for each command, the time its `stock_changed` publication arrived on the WebSocket;
+6. afterwards, the stamps the system recorded itself (bench/hops.py): `issued_at` from the command topic,
+   `processed_commands.applied_at` and its commit time, the event record's CreateTime, `published_at`.
 
 Printed: p50/p90/p99/max of 202 -> frame (the frame can win the race against the 202's parsing on a busy
-machine: counted, and taken as 0), the edge's 202 latency, how far the sender fell behind its schedule,
-RSS of every process at the start, peak and end, and the machine's load. Everything (the generators too)
-shares the same cores.
+machine: counted, and taken as 0), the edge's 202 latency, how far the sender fell behind its schedule;
+per hop of a command mean/p50/p90/p99 and the hop's share of the slowest 1 %; the worker's batches and the
+outbox relay's round phases (its /metrics); each process's CPU over the run; RSS of every process at the
+start, peak and end, and the machine's load. Everything (the generators too) shares the same cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -33,27 +38,22 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 import uvloop
 
-from bench import load
+from bench import hops, load
 from bench.edge_http import HIGH_LIMIT, login, prepare
+from bench.hops import command_id
 from bench.live_fanout import free_port
 from bench.live_ws import BUCKET_US, LiveClient, RssSampler, Tally, mb, percentile_ms
+from contracts.topics import EVENTS, STOCK_COMMANDS
+from db.outbox_repo import asyncpg_dsn
+from infra.live_redis import PUB_PATTERN
 from infra.settings import get_settings
 from tests import processes
-
-COMMAND_ID = b'"command_id":'
-
-
-def command_id(body: bytes) -> str | None:
-    """The command id in a JSON body, whatever the spacing (the outbox's jsonb text has `": "`)."""
-    at = body.find(COMMAND_ID)
-    if at < 0:
-        return None
-    start = body.index(b'"', at + len(COMMAND_ID)) + 1
-    return body[start : body.index(b'"', start)].decode()
 
 
 def start_pipeline(log_dir: Path) -> dict[str, processes.Process]:
@@ -75,11 +75,11 @@ def start_pipeline(log_dir: Path) -> dict[str, processes.Process]:
 
 async def send_paced(
     port: int, token: str, skus: int, rate: float, count: int, connections: int
-) -> tuple[dict[str, int], list[float], float, Counter[str]]:
-    """Send `count` receipts on schedule; (command id -> monotonic ns of its 202, 202 latencies in ms,
-    most seconds behind schedule, statuses)."""
+) -> tuple[dict[str, tuple[int, int]], list[float], float, Counter[str]]:
+    """Send `count` receipts on schedule; (command id -> wall-clock ns of its request and of its 202,
+    202 latencies in ms, most seconds behind schedule, statuses)."""
     body = b'{"quantity":1}'
-    accepted: dict[str, int] = {}
+    accepted: dict[str, tuple[int, int]] = {}
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     behind = 0.0
@@ -95,7 +95,7 @@ async def send_paced(
                 if wait > 0:
                     await asyncio.sleep(wait)  # pacing the sender on its schedule
                 behind = max(behind, -wait)
-                sent = time.monotonic_ns()
+                sent = time.time_ns()
                 writer.write(
                     (
                         f"POST /v1/items/{load.sku_name(i % skus)}/receipts HTTP/1.1\r\n"
@@ -108,17 +108,31 @@ async def send_paced(
                 at = head.lower().find(b"content-length:")
                 length = int(head[at + 15 : head.index(b"\r\n", at)]) if at >= 0 else 0
                 answer = await reader.readexactly(length)
-                now = time.monotonic_ns()
+                now = time.time_ns()
                 statuses[head[9:12].decode()] += 1
                 latencies.append((now - sent) / 1e6)
                 found = command_id(answer)
                 if found is not None:
-                    accepted[found] = now
+                    accepted[found] = (sent, now)
         finally:
             writer.close()
 
     await asyncio.gather(*(connection(i) for i in range(connections)))
     return accepted, latencies, behind, statuses
+
+
+DRIVER = "bench (this driver)"
+
+
+def stack_procs(stack_dir: Path) -> dict[str, psutil.Process]:
+    """PostgreSQL, Kafka and Redis of the stack, from its state file (missing ones are left out)."""
+    path = stack_dir if stack_dir.is_absolute() else processes.ROOT / stack_dir
+    state = json.loads((path / "state.json").read_text()) if (path / "state.json").exists() else {}
+    found: dict[str, psutil.Process] = {}
+    for name, info in state.get("procs", {}).items():
+        with contextlib.suppress(KeyError, ValueError, psutil.Error):
+            found[name] = psutil.Process(int(info["pid"]))
+    return found
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -128,20 +142,32 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     print(f"preparing: recreate stock command topics, truncate stock tables, register {args.skus} SKUs ...")
     await prepare(settings, args.skus)
+    events_start = await hops.end_offsets(settings.kafka_bootstrap, EVENTS.name)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-live-e2e-"))
     pipeline = await asyncio.to_thread(start_pipeline, log_dir)
     samplers = {name: RssSampler(p.popen.pid).start() for name, p in pipeline.items()}
+    cpu = hops.CpuWindow(
+        {
+            **{name: psutil.Process(p.popen.pid) for name, p in pipeline.items()},
+            **stack_procs(settings.stack_dir),
+            DRIVER: psutil.Process(),
+        },
+        alone=frozenset({DRIVER}),
+    )
     loop = asyncio.get_running_loop()
     seen: dict[str, int] = {}
+    heard: dict[str, int] = {}
     count = int(args.rate * args.duration)
+    relay_metrics = worker_metrics = ""
     try:
         token = await login(f"http://127.0.0.1:{pipeline['edge'].port}")
         subscribed = asyncio.Event()
+        tapped = asyncio.Event()
 
         def stamp(payload: bytes) -> int | None:
             found = command_id(payload)
             if found is not None:
-                seen.setdefault(found, time.monotonic_ns())
+                seen.setdefault(found, time.time_ns())
             return None
 
         relay_port = pipeline["live_relay"].port
@@ -150,25 +176,65 @@ async def run(args: argparse.Namespace) -> int:
             "127.0.0.1",
             relay_port,
         )
-        await asyncio.wait_for(subscribed.wait(), 30)
+        await loop.create_connection(
+            lambda: hops.RedisTap(PUB_PATTERN, heard, tapped.set),
+            urlsplit(settings.redis_url).hostname or "127.0.0.1",
+            settings.redis_port,
+        )
+        await asyncio.wait_for(asyncio.gather(subscribed.wait(), tapped.wait()), 30)
         rss_start = {name: psutil.Process(p.popen.pid).memory_info().rss for name, p in pipeline.items()}
         load_before = os.getloadavg()[0]
         print(f"sending {count} receipts at {args.rate:g}/s over {args.connections} connections ...")
+        cpu.start()
         accepted, http_ms, behind, statuses = await send_paced(
             pipeline["edge"].port, token, args.skus, args.rate, count, args.connections
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(c not in seen for c in accepted):  # noqa: ASYNC110
             await asyncio.sleep(0.1)  # poll interval while the last events travel
+        cpu.stop()
         rss_end = {name: psutil.Process(p.popen.pid).memory_info().rss for name, p in pipeline.items()}
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            relay_metrics = (
+                await client.get(f"http://127.0.0.1:{pipeline['outbox_relay'].port}/metrics")
+            ).text
+            worker_metrics = (
+                await client.get(f"http://127.0.0.1:{pipeline['stock_worker'].port}/metrics")
+            ).text
     finally:
         for sampler in samplers.values():
             sampler.stop()
         for process in pipeline.values():
             process.stop()
+    print("reading the stamps back: command topic, event topic, processed_commands and outbox ...")
+    issued = hops.issued_stamps(await hops.read_topic(settings.kafka_bootstrap, STOCK_COMMANDS.name))
+    relayed = hops.relayed_stamps(await hops.read_topic(settings.kafka_bootstrap, EVENTS.name, events_start))
+    db = await hops.db_stamps(asyncpg_dsn(settings.database_url))
+    stamps: dict[str, dict[str, int]] = {}
+    for cid, (sent, c202) in accepted.items():
+        one = {"sent": sent, "c202": c202}
+        for name, source in (
+            ("issued", issued),
+            ("applied", db.applied),
+            ("committed", db.committed),
+            ("relayed", relayed),
+            ("published", db.published),
+            ("redis", heard),
+            ("frame", seen),
+        ):
+            if cid in source:
+                one[name] = source[cid]
+        stamps[cid] = one
+    breakdown = hops.breakdown(stamps, db.commit_tracking)
+    batches = hops.batches(stamps)
+    rounds = {
+        **hops.phases(relay_metrics, "invmon_outbox_round_seconds"),
+        **hops.phases(relay_metrics, "invmon_outbox_round_rows", label="rows", scale=1.0),
+    }
+    worker_phases = hops.phases(worker_metrics, "invmon_batch_phase_seconds")
     hist: Counter[int] = Counter()
     early = 0
-    for cid, at in accepted.items():
+    for cid, (_, at) in accepted.items():
         if cid in seen:
             delta = seen[cid] - at
             early += delta < 0
@@ -188,6 +254,11 @@ async def run(args: argparse.Namespace) -> int:
         "http_202_p50_ms": http_ms[len(http_ms) // 2] if http_ms else float("nan"),
         "http_202_p99_ms": http_ms[int(len(http_ms) * 0.99)] if http_ms else float("nan"),
         "sender_behind_max_s": behind,
+        "breakdown": breakdown,
+        "worker_batches": batches,
+        "outbox_relay_rounds": rounds,
+        "worker_batch_phases": worker_phases,
+        "cpu_percent_of_one_core": cpu.percent,
         "rss": {
             name: {
                 "start": rss_start[name],
@@ -209,6 +280,18 @@ async def run(args: argparse.Namespace) -> int:
         f"p99 {figures['http_202_p99_ms']:.1f} ms; "
         f"sender behind schedule by at most {behind * 1000:.0f} ms"
     )
+    hops.print_breakdown(breakdown)
+    if not db.commit_tracking:
+        print("  (no commit stamps: the cluster runs without track_commit_timestamp; see bench/README.md)")
+    print(
+        "worker batches    "
+        + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in batches.items())
+    )
+    hops.print_phases("stock worker batch phases (ms)", worker_phases)
+    hops.print_phases("outbox relay rounds (ms; rows per round under 'rows')", rounds)
+    print("CPU, % of one core, from the first request to the last frame")
+    for name, percent in cpu.percent.items():
+        print(f"  {name:<30} {percent:6.1f}")
     for name, rss in figures["rss"].items():
         print(f"RSS {name:<13} start {mb(rss['start'])}, peak {mb(rss['peak'])}, end {mb(rss['end'])}")
     print(
@@ -217,6 +300,8 @@ async def run(args: argparse.Namespace) -> int:
     )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))  # noqa: ASYNC240  # once, at the end
+    if args.stamps:
+        Path(args.stamps).write_text(json.dumps(stamps))  # noqa: ASYNC240  # once, at the end
     return 0 if figures["frames_matched"] == count else 1
 
 
@@ -229,6 +314,7 @@ def main() -> None:
     parser.add_argument("--skus", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=32, help="HTTP keep-alive connections")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--stamps", help="also write every command's stamps (wall-clock ns) to this file")
     parser.add_argument("--force", action="store_true", help="allow the default .stack/.stack-test dirs")
     sys.exit(uvloop.run(run(parser.parse_args())))
 

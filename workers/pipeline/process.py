@@ -71,6 +71,8 @@ def create_worker_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            for committer in runtime.committers:
+                await committer.flush()
             await broker.stop()
             await dead_letters.stop()
             await engine.dispose()
