@@ -33,7 +33,7 @@ import asyncpg
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from invmon.stack import kafka_admin
+from bench.load import end_offsets
 
 COMMAND_ID = b'"command_id":'
 
@@ -165,17 +165,6 @@ class CpuWindow:
 
 
 # ------------------------------------------------------------------------------------------ stamps
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    info = await kafka_admin.describe(bootstrap, [topic])
-    partitions = [TopicPartition(topic, p) for p in range(info[topic].partitions)] if topic in info else []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(partitions)) if partitions else {}
-    finally:
-        await consumer.stop()
 
 
 async def read_topic(

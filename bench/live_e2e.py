@@ -142,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     print(f"preparing: recreate stock command topics, truncate stock tables, register {args.skus} SKUs ...")
     await prepare(settings, args.skus)
-    events_start = await hops.end_offsets(settings.kafka_bootstrap, EVENTS.name)
+    events_start = await load.end_offsets(settings.kafka_bootstrap, EVENTS.name)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-live-e2e-"))
     pipeline = await asyncio.to_thread(start_pipeline, log_dir)
     samplers = {name: RssSampler(p.popen.pid).start() for name, p in pipeline.items()}

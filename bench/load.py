@@ -245,6 +245,11 @@ async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p) for p in range(info[topic].partitions)] if topic in info else []
 
 
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    """End offset of each partition of `topic` (empty when the topic does not exist)."""
+    return await _end_offsets(bootstrap, await _partitions(bootstrap, topic))
+
+
 async def _end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -256,12 +261,12 @@ async def _end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict
 
 async def topic_end_total(bootstrap: str, topic: str) -> int:
     """Sum of end offsets: the number of records on a freshly created topic."""
-    return sum((await _end_offsets(bootstrap, await _partitions(bootstrap, topic))).values())
+    return sum((await end_offsets(bootstrap, topic)).values())
 
 
 async def group_lag(bootstrap: str, group: str, topic: str) -> int:
     """Records of `topic` not yet covered by `group`'s committed offsets."""
     async with kafka_admin.admin_client(bootstrap, 10_000) as client:
         committed = await client.list_consumer_group_offsets(group)
-    ends = await _end_offsets(bootstrap, await _partitions(bootstrap, topic))
+    ends = await end_offsets(bootstrap, topic)
     return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
