@@ -4,6 +4,7 @@ idempotency. Delivery itself (offsets, rebalances, crashes) is proven against re
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from db.engine import make_engine
 from infra.kafka import make_broker, unsafe_settings
 from infra.settings import Settings
 from workers.intake import ORIGIN_OFFSET_HEADER, ORIGIN_TOPIC_HEADER, REASON_HEADER
-from workers.pipeline.consumer import Runtime
+from workers.pipeline.consumer import Runtime, raw_batch, tolerant_batch_parser
 from workers.stock_worker.handler import register
 
 pytestmark = pytest.mark.stack
@@ -223,3 +224,9 @@ def test_detail_fields_and_stock_levels_cover_every_item_field() -> None:
     stock = {"on_hand", "reserved", "alert_state", "version"}
     assert len(StockLevels._fields) == len(stock) + 1  # the sku, and the stock columns
     assert {f.name for f in fields(ItemState)} == set(DETAIL_FIELDS) | stock
+
+
+def test_the_batch_decoder_and_parser_run_on_the_event_loop() -> None:
+    """FastStream runs a plain-def decoder or parser in a worker thread: a thread hop for every batch."""
+    assert inspect.iscoroutinefunction(raw_batch)
+    assert inspect.iscoroutinefunction(tolerant_batch_parser)

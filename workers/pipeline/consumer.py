@@ -163,8 +163,10 @@ RETRYABLE: tuple[type[Exception], ...] = (
 )
 
 
-def raw_batch(message: Any) -> Any:
+async def raw_batch(message: Any) -> Any:
     # Keep the bytes: each record is validated on its own, so one bad record cannot fail the batch.
+    # async on purpose: FastStream runs a plain-def decoder in a worker thread, a thread hop per batch
+    # that was ~15 % of a worker's CPU at small batches.
     return message.body
 
 
