@@ -17,6 +17,9 @@ from pydantic import (
 
 SKU_PATTERN = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,62}[A-Z0-9])?$")
 _MARKUP = re.compile(r"[<>]")
+# C0 control characters but tab, line feed and carriage return, and DEL. PostgreSQL text cannot hold NUL at
+# all: a command carrying one would fail its batch on every retry and stall the partition behind it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _check_sku(value: str) -> str:
@@ -30,6 +33,8 @@ def _check_sku(value: str) -> str:
 def _check_plain_text(value: str) -> str:
     if _MARKUP.search(value):
         raise ValueError("must not contain markup characters '<' or '>'")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (tab, line feed and carriage return may)")
     return value
 
 
@@ -47,7 +52,9 @@ Sku = Annotated[
 ]
 
 PlainText = Annotated[
-    str, AfterValidator(_check_plain_text), Field(json_schema_extra={"pattern": "^[^<>]*$"})
+    str,
+    AfterValidator(_check_plain_text),
+    Field(json_schema_extra={"pattern": "^[^<>\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]*$"}),
 ]
 
 

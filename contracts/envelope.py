@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.common import Sku
+from contracts.common import PlainText, Sku
 
 
 class CommandEnvelope(BaseModel):
@@ -19,8 +19,8 @@ class CommandEnvelope(BaseModel):
     command_id: UUID = Field(description="Unique id chosen by the sender; a re-sent command reuses it.")
     sku: Sku
     issued_at: AwareDatetime = Field(description="When the sender issued the command (timezone-aware).")
-    actor: str = Field(min_length=1, max_length=200, description="Who asked for the change.")
-    source: str = Field(min_length=1, max_length=100, description="Which system sent the command.")
+    actor: PlainText = Field(min_length=1, max_length=200, description="Who asked for the change.")
+    source: PlainText = Field(min_length=1, max_length=100, description="Which system sent the command.")
     expected_version: int | None = Field(
         None, ge=0, description="Apply only if the item is at this version (optimistic concurrency)."
     )

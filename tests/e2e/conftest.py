@@ -22,8 +22,17 @@ def pipeline(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "price_worker": stack.price_worker_port,
         "live_relay": stack.live_port,
     }
-    with running(ports, log_dir) as processes:
+    with running(ports, log_dir, SHARED_CLIENT_LIMITS) as processes:
         yield processes
+
+
+# Every test reaches the pipeline's edge from 127.0.0.1, many as the admin: with the default per-IP and
+# per-principal limits the whole suite would share one quota a minute. The rate-limit tests start edges
+# with limits of their own (test_edge_intake.py).
+SHARED_CLIENT_LIMITS = {
+    "INVMON_RATE_LIMIT_IP": "1000000/minute",
+    "INVMON_RATE_LIMIT_PRINCIPAL": "1000000/minute",
+}
 
 
 ADMIN = "e2e-admin"

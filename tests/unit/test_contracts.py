@@ -153,6 +153,25 @@ def test_markup_in_text_fields_is_rejected(text: str, fields: dict[str, Any]) ->
         command(**filled)
 
 
+@pytest.mark.parametrize("text", ["nul\x00inside", "\x00", "bell\x07", "esc\x1b[0m", "del\x7f"])
+@pytest.mark.parametrize("field", ["name", "description", "category", "dimensions"])
+def test_control_characters_in_text_are_rejected(text: str, field: str) -> None:
+    """PostgreSQL text cannot hold NUL: such a command would fail its batch on every retry."""
+    fields = {"name": "Mug", field: text}
+    with pytest.raises(ValidationError, match="control characters"):
+        command(type="register_item", **fields)
+
+
+@pytest.mark.parametrize("field", ["actor", "source"])
+def test_control_characters_in_the_envelope_are_rejected(field: str) -> None:
+    with pytest.raises(ValidationError, match="control characters"):
+        command(type="register_item", name="Mug", **{field: "wms\x00"})
+
+
+def test_plain_text_may_hold_tabs_and_line_breaks() -> None:
+    assert register(name="Mug", description="line one\r\nline\ttwo").description == "line one\r\nline\ttwo"
+
+
 def test_plain_text_without_markup_is_accepted() -> None:
     item = register(name="Mug & saucer, 20% off", description='2" high')
     assert item.name == "Mug & saucer, 20% off"
