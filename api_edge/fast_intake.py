@@ -90,13 +90,13 @@ class FastIntake:
             await self.app(scope, _handed_over(messages, receive), send)
             return
         _ANSWERED.inc()
+        scope["route"] = route  # the metrics label (a 429 and a 503 too): the template FastAPI's route has
         try:
             await clients.limits.check(HTTPConnection(scope), None, principal.subject)
             await publish_command(clients, command, route.topic)
         except Problem as problem:
             await render(problem, path)(scope, receive, send)
             return
-        scope["route"] = route  # the metrics label: the same template FastAPI's route has
         scope.setdefault("state", {})["command_id"] = str(command.command_id)
         await answer_response(*answer(command.command_id))(scope, receive, send)
 
