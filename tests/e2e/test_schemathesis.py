@@ -6,8 +6,12 @@ The default suite runs a few examples per operation (well under a minute); `--ru
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck
@@ -22,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from api_edge.app import create_app
 from infra.settings import Settings, get_settings
 from tests.e2e.support import user_token
+from tests.integration.helpers import pg_dsn
 from tests.processes import Process
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
@@ -34,8 +39,32 @@ MAX_WAIT_S = 0.2
 
 
 @pytest.fixture(scope="module")
-def token(pipeline: dict[str, Process], stack: Settings) -> str:
+def token(pipeline: dict[str, Process], stack: Settings, own_subscriptions: None) -> str:
     return user_token(stack.edge_port, USER, "admin", PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def own_subscriptions(stack: Settings) -> Iterator[None]:
+    """The fuzzer creates notification subscriptions (many match every event): remove them afterwards,
+    with their deliveries, so later tests see only subscriptions of their own."""
+
+    async def ids() -> set[uuid.UUID]:
+        conn = await asyncpg.connect(pg_dsn(stack))
+        try:
+            return {row["id"] for row in await conn.fetch("SELECT id FROM notification_subscriptions")}
+        finally:
+            await conn.close()
+
+    async def delete(created: set[uuid.UUID]) -> None:
+        conn = await asyncpg.connect(pg_dsn(stack))
+        try:
+            await conn.execute("DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])", created)
+        finally:
+            await conn.close()
+
+    before = asyncio.run(ids())
+    yield
+    asyncio.run(delete(asyncio.run(ids()) - before))
 
 
 # The document the edge serves at /openapi.json, built from the same code without starting it (pytest 9
