@@ -39,13 +39,19 @@ def channel_of(pub: str) -> str:
 
 # A new epoch means Redis lost (or never had) the history: the channel's counter and stream start again
 # with it, so an offset always names the same publication within one epoch.
-_PUBLISH = """
+# KEYS: epoch, channel offset, channel stream; ARGV[1]: a fresh epoch, used only when there is none.
+_EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   redis.call('SET', KEYS[1], ARGV[1])
   redis.call('DEL', KEYS[2], KEYS[3])
   epoch = ARGV[1]
 end
+"""
+
+_PUBLISH = (
+    _EPOCH
+    + """
 local offset = 0
 for i = 4, #ARGV, 2 do
   offset = redis.call('INCR', KEYS[2])
@@ -55,16 +61,14 @@ for i = 4, #ARGV, 2 do
 end
 return offset
 """
+)
 
-_POSITION = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('DEL', KEYS[2], KEYS[3])
-  epoch = ARGV[1]
-end
+_POSITION = (
+    _EPOCH
+    + """
 return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
 """
+)
 
 
 @dataclass(frozen=True, slots=True)

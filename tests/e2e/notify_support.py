@@ -94,12 +94,11 @@ async def serving(host: str) -> AsyncIterator[Receiver]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     receiver.port = sock.getsockname()[1]
+    # Listening before uvicorn starts: a connection that comes first waits in the backlog until uvicorn
+    # accepts it, so there is nothing to wait for (uvicorn offers no "started" event).
+    sock.listen(128)
     server = uvicorn.Server(uvicorn.Config(receiver.app(), log_config=None, lifespan="off", access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # uvicorn offers no started event
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
     try:
         yield receiver
     finally:
