@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from api_edge.app import create_app
+from api_edge.http_protocol import JoinedWritesProtocol
 from infra.logging import configure_logging
 from infra.settings import get_settings
 
@@ -19,6 +20,8 @@ def main() -> None:
         log_config=None,
         access_log=False,  # api_edge.health.RequestMetrics writes one access line per request
         server_header=False,  # names no server software to clients (and is one header less per answer)
+        http=JoinedWritesProtocol,
+        ws="none",  # WebSocket clients are served by the relay process (api_edge/relay/)
     )
 
 

@@ -55,7 +55,8 @@ def start(workers: int, log_dir: Path) -> processes.Process:
         [
             sys.executable, "-m", "uvicorn", "bench.edge_workers:app", "--factory",
             "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning",
+            "--no-access-log", "--log-level", "warning", "--no-server-header", "--ws", "none",
+            "--http", "api_edge.http_protocol:JoinedWritesProtocol",
         ],
         cwd=ROOT,
         env={**os.environ, **edge_http.edge_env(port)},
