@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     )
     worker_max_records: int = Field(500, ge=1, description="Most records one worker batch takes from Kafka.")
     worker_batch_timeout_ms: int = Field(50, ge=0, description="How long a worker waits to fill a batch.")
+    worker_commit_interval_ms: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="Least time between a command worker's offset commits (applied batches' offsets are "
+        "merged meanwhile; after a crash they come again and are skipped as duplicates).",
+    )
     alert_clear_margin_pct: int = Field(
         10, ge=0, le=100, description="Stock alerts clear only this % of the level past the threshold."
     )

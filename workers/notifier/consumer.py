@@ -12,7 +12,7 @@ from uuid import UUID
 import stamina
 import structlog
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,7 +21,7 @@ from db import command_log, notify_repo
 from db.notify_repo import NewDelivery
 from infra.settings import Settings
 from workers.notifier.matching import EventFacts, Filter, route
-from workers.pipeline.consumer import RETRYABLE, batch_subscriber
+from workers.pipeline.consumer import RETRYABLE, batch_subscriber, current_message
 
 log = structlog.get_logger("invmon.notifier")
 
@@ -105,7 +105,8 @@ def register(broker: KafkaBroker, settings: Settings, engine: Any) -> None:
         title="notifier",
         description="Turns events into email and webhook deliveries for matching subscriptions.",
     )
-    async def on_events(body: list[bytes], message: KafkaMessage) -> None:
+    async def on_events(body: list[bytes]) -> None:
+        message = current_message(broker)
         raw = message.raw_message
         records = tuple(raw) if isinstance(raw, tuple | list) else (raw,)
         try:

@@ -32,6 +32,7 @@ def price_command_worker(settings: Settings) -> CommandWorker[PriceCommand]:
         session=lambda: PriceSession(policy),
         max_records=settings.worker_max_records,
         batch_timeout_ms=settings.worker_batch_timeout_ms,
+        commit_interval_ms=settings.worker_commit_interval_ms,
     )
 
 

@@ -24,6 +24,7 @@ def stock_command_worker(settings: Settings) -> CommandWorker[StockCommand]:
         session=lambda: StockSession(policy),
         max_records=settings.worker_max_records,
         batch_timeout_ms=settings.worker_batch_timeout_ms,
+        commit_interval_ms=settings.worker_commit_interval_ms,
     )
 
 
