@@ -35,7 +35,9 @@ class ConsumerSafety:
 CONSUMER_SAFETY = ConsumerSafety()
 
 
-def make_broker(settings: Settings, *, client_id: str, description: str | None = None) -> KafkaBroker:
+def make_broker(
+    settings: Settings, *, client_id: str, description: str | None = None, linger_ms: int = 2
+) -> KafkaBroker:
     """A broker whose producer is safe for commands and events. Connects only when started."""
     return KafkaBroker(
         settings.kafka_bootstrap,
@@ -43,7 +45,7 @@ def make_broker(settings: Settings, *, client_id: str, description: str | None =
         acks=PRODUCER_ACKS,
         enable_idempotence=PRODUCER_IDEMPOTENT,
         allow_auto_create_topics=False,
-        linger_ms=2,
+        linger_ms=linger_ms,
         logger=logging.getLogger(f"invmon.{client_id}"),
         description=description,
     )

@@ -24,7 +24,12 @@ from workers.outbox_relay.relay import OutboxRelay
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
-    broker = make_broker(settings, client_id="outbox-relay", description="inventory-monitor outbox relay")
+    # No linger: a round enqueues its events together and waits for their acks before it marks the rows and
+    # reads more, so lingering only added to every round (records enqueued while a request is in flight
+    # are batched anyway).
+    broker = make_broker(
+        settings, client_id="outbox-relay", description="inventory-monitor outbox relay", linger_ms=0
+    )
     redis = Redis.from_url(settings.redis_url)
     dsn = asyncpg_dsn(settings.database_url)
 
