@@ -62,6 +62,7 @@ class Invalid:
 class Decoded(Generic[T]):
     valid: list[T]
     invalid: list[Invalid]
+    sources: list[Record]  # the record of each valid command, in the same order
 
 
 class HasSku(Protocol):
@@ -85,6 +86,7 @@ def decode(records: Sequence[Record], adapter: TypeAdapter[S]) -> Decoded[S]:
     """Validate each record against the contract; the key must name the record's SKU (per-SKU order)."""
     valid: list[S] = []
     invalid: list[Invalid] = []
+    sources: list[Record] = []
     for record in records:
         if not record.value:
             invalid.append(Invalid(record, "empty record value"))
@@ -101,7 +103,8 @@ def decode(records: Sequence[Record], adapter: TypeAdapter[S]) -> Decoded[S]:
             invalid.append(Invalid(record, f"record key {key!r} does not match sku {command.sku!r}"))
             continue
         valid.append(command)
-    return Decoded(valid, invalid)
+        sources.append(record)
+    return Decoded(valid, invalid, sources)
 
 
 async def dead_letter(sender: RawSender, dlq_topic: str, invalid: Sequence[Invalid]) -> None:

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import Topic
 from infra.kafka import CONSUMER_SAFETY
-from workers.intake import Invalid, RawSender, dead_letter, decode
+from workers.intake import Decoded, Invalid, RawSender, dead_letter, decode
 from workers.pipeline.batch import BatchReport, C, Session, apply_batch
 
 log = structlog.get_logger("invmon.worker")
@@ -171,6 +171,18 @@ RETRYABLE: tuple[type[Exception], ...] = (
 )
 
 
+def refused_by_database(error: BaseException) -> bool:
+    """PostgreSQL refused what a command carries: a data exception (SQLSTATE class 22) or an integrity
+    violation (class 23). No attempt cures these, and retrying the batch would stop its partitions. A
+    unique violation is left out: it is the lost race on a command id, which the next attempt skips."""
+    code = getattr(error, "sqlstate", None)
+    return isinstance(code, str) and code[:2] in ("22", "23") and code != "23505"
+
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, RETRYABLE) and not refused_by_database(error)
+
+
 async def raw_batch(message: Any) -> Any:
     # Keep the bytes: each record is validated on its own, so one bad record cannot fail the batch.
     # async on purpose: FastStream runs a plain-def decoder in a worker thread, a thread hop per batch
@@ -200,12 +212,35 @@ async def apply_with_retry(
 ) -> BatchReport[C]:
     """Transient database errors (and a lost race on a command id) are retried with back-off; when the
     attempts run out the error propagates and the batch is rewound, never committed."""
-    async for attempt in stamina.retry_context(on=RETRYABLE, attempts=8, wait_initial=0.05, wait_max=5.0):
+    async for attempt in stamina.retry_context(on=_retryable, attempts=8, wait_initial=0.05, wait_max=5.0):
         with attempt:
             if attempt.num > 1:
                 BATCH_RETRIES.labels(worker.name).inc()
             return await apply_batch(runtime.require_engine(), worker.session(), commands, runtime.clock())
     raise RuntimeError("retry loop ended without a result")
+
+
+async def apply_one_by_one(
+    worker: CommandWorker[C], runtime: Runtime, decoded: Decoded[C]
+) -> tuple[BatchReport[C], list[Invalid]]:
+    """A batch PostgreSQL refused, again with one transaction per command in partition order: the commands
+    it refuses come back with the reason, to be dead-lettered; the others are applied."""
+    report: BatchReport[C] = BatchReport()
+    refused: list[Invalid] = []
+    for command, record in zip(decoded.valid, decoded.sources, strict=True):
+        try:
+            one = await apply_with_retry(worker, runtime, [command])
+        except Exception as error:
+            if not refused_by_database(error):
+                raise
+            sqlstate = getattr(error, "sqlstate", "")
+            refused.append(Invalid(record, f"refused by PostgreSQL ({sqlstate}): {error}"))
+            continue
+        report.applied += one.applied
+        report.rejected += one.rejected
+        report.duplicates += one.duplicates
+        report.events += one.events
+    return report, refused
 
 
 def _log_outcomes(worker: str, report: BatchReport[Any], invalid: Sequence[Invalid]) -> None:
@@ -292,7 +327,16 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
             if decoded.invalid:
                 await dead_letter(runtime.require_dead_letters(), worker.dlq.name, decoded.invalid)
             decoded_at = time.perf_counter()
-            report = await apply_with_retry(worker, runtime, decoded.valid)
+            try:
+                report = await apply_with_retry(worker, runtime, decoded.valid)
+                invalid = decoded.invalid
+            except Exception as error:
+                if not refused_by_database(error):
+                    raise
+                log.warning("batch_refused_splitting", worker=worker.name, error=repr(error))
+                report, refused = await apply_one_by_one(worker, runtime, decoded)
+                await dead_letter(runtime.require_dead_letters(), worker.dlq.name, refused)
+                invalid = [*decoded.invalid, *refused]
         except BaseException:
             # Rewind every partition of the batch so nothing is committed past an unapplied record.
             await message.nack()
@@ -308,11 +352,11 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
         finished[0] = time.perf_counter()
         BATCH_SIZE.labels(worker.name).observe(len(records))
         APPLY_SECONDS.labels(worker.name).observe(time.perf_counter() - started)
-        DEAD_LETTERS.labels(worker.name).inc(len(decoded.invalid))
+        DEAD_LETTERS.labels(worker.name).inc(len(invalid))
         for outcome, count in (
             ("applied", report.applied),
             ("rejected", report.rejected),
             ("duplicate", report.duplicates),
         ):
             COMMANDS.labels(worker.name, outcome).inc(len(count))
-        _log_outcomes(worker.name, report, decoded.invalid)
+        _log_outcomes(worker.name, report, invalid)
