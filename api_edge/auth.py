@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 from api_edge.problems import Problem
 from api_edge.state import clients
 from db import auth_repo
-from infra.credentials import ROLES, Role, digest_matches, split_api_key, verify_password
+from infra.credentials import ROLES, Role, digest_matches, split_api_key, valid_username, verify_password
 from infra.settings import Settings
 
 LOGINS_AT_ONCE = 2  # argon2 verifications in threads at once (each holds 64 MiB while it runs)
@@ -187,8 +187,10 @@ _logins = anyio.CapacityLimiter(LOGINS_AT_ONCE)
 async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     """OAuth2 password flow: exchange a username and password for a short-lived access token."""
     await clients(request).limits.check(request, None)
-    async with clients(request).engine.connect() as conn:
-        user = await auth_repo.get_user(conn, form.username)
+    user = None
+    if valid_username(form.username):  # no user has another name; the password is verified either way
+        async with clients(request).engine.connect() as conn:
+            user = await auth_repo.get_user(conn, form.username)
     stored = user["password_hash"] if user else None
     # argon2id takes tens of ms of CPU and 64 MiB: off the event loop, and at most LOGINS_AT_ONCE at a time.
     verified = await anyio.to_thread.run_sync(verify_password, form.password, stored, limiter=_logins)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from db import auth_repo
 from db.engine import make_engine
-from infra.credentials import ROLES, hash_password, new_api_key
+from infra.credentials import ROLES, hash_password, new_api_key, valid_username
 from infra.settings import get_settings
 
 user_app = typer.Typer(help="Users of the HTTP edge (OAuth2 password flow).", no_args_is_help=True)
@@ -50,6 +50,8 @@ def user_add(
     ] = False,
 ) -> None:
     """Create a user, or reset an existing user's password and roles."""
+    if not valid_username(username):
+        raise typer.BadParameter("use a name of 1-100 characters without control characters")
     roles = _roles(role)
     password = (
         sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("Password", hide_input=True)

@@ -441,6 +441,10 @@ async def test_login_rejects_wrong_credentials_and_issues_checked_claims(
     unknown = await client.post("/v1/auth/token", data={"username": "auth-nobody", "password": PASSWORD})
     assert_unauthenticated(unknown)
     assert wrong.json()["detail"] == unknown.json()["detail"]  # no hint whether the user exists
+    for impossible in ("auth-\x00operator", "x" * 101, "auth\x1b[2J"):  # PostgreSQL cannot hold NUL
+        answer = await client.post("/v1/auth/token", data={"username": impossible, "password": PASSWORD})
+        assert_unauthenticated(answer)
+        assert answer.json()["detail"] == unknown.json()["detail"]
 
     response = await client.post("/v1/auth/token", data={"username": "auth-operator", "password": PASSWORD})
     assert response.status_code == 200, response.text
