@@ -1,11 +1,12 @@
 """The command log every command worker writes in its batch transaction: idempotency claims and outbox.
 
-The hot path talks to the asyncpg connection under the SQLAlchemy transaction (binary COPY, array
-parameters), which SQLAlchemy's own statement layer cannot do.
+The hot path talks to the asyncpg connection under the SQLAlchemy transaction (array parameters, one
+statement for all of a batch's writes), which SQLAlchemy's own statement layer cannot do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +15,9 @@ from typing import NamedTuple
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from db import bulk
+from db.writes import Write
 
 OUTBOX_CHANNEL = "invmon_outbox"
 
@@ -34,6 +38,10 @@ class OutboxRow(NamedTuple):
     sku: str
     payload: str  # JSON text
     created_at: datetime
+
+
+_PROCESSED_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz")
+_OUTBOX_TYPES = ("uuid", "text", "text", "text", "jsonb", "timestamptz")
 
 
 async def driver(conn: AsyncConnection) -> asyncpg.Connection:
@@ -62,15 +70,13 @@ async def seen_command_ids(pg: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> 
     return {r[0] for r in rows}
 
 
-async def insert_processed(pg: asyncpg.Connection, rows: Sequence[ProcessedRow]) -> None:
+def insert_processed(rows: Sequence[ProcessedRow]) -> Write | None:
     """No ON CONFLICT on purpose: a concurrent claim of the same id fails the transaction instead of
     applying twice; the batch is then retried and sees the id as already processed."""
-    if rows:
-        await pg.copy_records_to_table("processed_commands", records=rows, columns=ProcessedRow._fields)
+    return bulk.insert("processed_commands", ProcessedRow._fields, _PROCESSED_TYPES, rows)
 
 
-async def insert_outbox(pg: asyncpg.Connection, rows: Sequence[OutboxRow]) -> None:
-    if rows:
-        await pg.copy_records_to_table("outbox", records=rows, columns=OutboxRow._fields)
-        # Delivered at commit, so the relay wakes exactly when the rows become visible.
-        await pg.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+def insert_outbox(rows: Sequence[OutboxRow]) -> Write | None:
+    write = bulk.insert("outbox", OutboxRow._fields, _OUTBOX_TYPES, rows)
+    # Delivered at commit, so the relay wakes exactly when the rows become visible.
+    return None if write is None else dataclasses.replace(write, notify=OUTBOX_CHANNEL)
