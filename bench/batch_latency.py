@@ -32,7 +32,7 @@ async def main_async(args: argparse.Namespace) -> None:
     policy = AlertPolicy(settings.alert_clear_margin_pct)
     await load.reset_tables(settings.database_url)
     await load.register_directly(settings.database_url, args.skus, settings.alert_clear_margin_pct)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pre_ping=False)  # as the workers' engine
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     try:
         for size in (int(s) for s in args.sizes.split(",")):

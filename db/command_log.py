@@ -59,8 +59,31 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """
     async with engine.connect() as conn:
         pg = await driver(conn)
-        async with pg.transaction():
-            yield pg
+        try:
+            async with pg.transaction():
+                yield pg
+        except BaseException as error:
+            if lost(pg, error):
+                # SQLAlchemy never saw this error (it came from the driver), so it would pool the dead
+                # connection again; and a worker's engine skips the pre-ping that would catch it.
+                await conn.invalidate(error if isinstance(error, Exception) else None)
+            raise
+
+
+# Errors after which the connection cannot be trusted: the server went away or is shutting down (class 08
+# and 57P0x), or the socket failed.
+_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.IdleSessionTimeoutError,
+)
+
+
+def lost(pg: asyncpg.Connection, error: BaseException) -> bool:
+    return pg.is_closed() or isinstance(error, _LOST)
 
 
 async def seen_command_ids(pg: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER, StockCommand
-from db import stock_repo
+from db import command_log, stock_repo
 from db import writes as db_writes
 from db.engine import make_engine
 from db.stock_repo import StockLevels
@@ -22,6 +22,7 @@ from db.writes import Write, WriteCountMismatch
 from infra.settings import Settings
 from tests.integration.helpers import pg_dsn, wait_until
 from workers.pipeline.batch import BatchReport, apply_batch
+from workers.pipeline.consumer import RETRYABLE
 from workers.rules.alerts import AlertPolicy
 from workers.stock_worker.apply import StockSession
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture
 async def engine(stack: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(stack.database_url, pool_size=1)
+    engine = make_engine(stack.database_url, pool_size=1, pre_ping=False)  # as the workers' engine
     yield engine
     await engine.dispose()
 
@@ -164,3 +165,31 @@ async def test_a_concurrent_claim_of_a_command_id_fails_the_batch(
     assert await db.fetchval("SELECT stock_quantity FROM items WHERE sku = $1", sku) == 1
     again = await apply(engine, [receive])
     assert again.duplicates == [receive]
+
+
+async def backend_pid(engine: AsyncEngine) -> int:
+    async with command_log.transaction(engine) as pg:
+        pid: int = await pg.fetchval("SELECT pg_backend_pid()")
+    return pid
+
+
+async def test_a_connection_the_server_dropped_is_not_pooled_again(
+    engine: AsyncEngine, db: asyncpg.Connection
+) -> None:
+    """Without the pre-ping, the first batch on a dropped connection fails (and is retried by the
+    worker); the retry must get a fresh connection, not the dead one back from the pool."""
+    sku = new_sku()
+    pid = await backend_pid(engine)
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
+    await wait_until(
+        lambda: db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid),
+        lambda n: n == 0,
+        within=10,
+        what="the terminated backend to go",
+    )
+    batch = commands(sku, {"type": "register_item", "name": "Survivor", "initial_quantity": 1})
+    with pytest.raises(RETRYABLE):
+        await apply(engine, batch)
+    report = await apply(engine, batch)
+    assert report.applied == batch
+    assert await backend_pid(engine) != pid
