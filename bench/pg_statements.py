@@ -23,7 +23,7 @@ import psutil
 
 from bench import load
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
-from db import bulk
+from db import bulk, writes
 from db.stock_repo import _ITEM_TYPES, ItemRow
 from infra.settings import get_settings
 from workers.pipeline.batch import Event, outbox_row
@@ -150,15 +150,17 @@ async def main_async(args: argparse.Namespace) -> None:
                 columns=("command_id", "command_type", "sku", "status", "reason", "applied_at"),
             ),
         )
-        # Items: insert once, then the upsert the worker runs vs a narrow UPDATE of the stock columns.
-        await bulk.upsert(conn, f"{SCHEMA}.items", ItemRow._fields, _ITEM_TYPES, ("sku",), items)
 
+        # Items: insert once, then the upsert the worker runs vs a narrow UPDATE of the stock columns.
         def upsert_items(rows: list[ItemRow]) -> Awaitable[None]:
-            return bulk.upsert(conn, f"{SCHEMA}.items", ItemRow._fields, _ITEM_TYPES, ("sku",), rows)
+            upsert = bulk.upsert(f"{SCHEMA}.items", ItemRow._fields, _ITEM_TYPES, ("sku",), rows)
+            return writes.send(conn, writes.present(upsert))
+
+        await upsert_items(items)
 
         k = min(len(items), int(n * 0.8))  # distinct SKUs in a batch of n over 2000 SKUs is about this
         await measure(
-            "items upsert: INSERT..ON CONFLICT DO UPDATE all cols",
+            "items upsert: INSERT..ON CONFLICT DO UPDATE all cols (in a CTE)",
             k,
             lambda r: upsert_items(items[:k]),
         )

@@ -28,8 +28,10 @@ from bench import load
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from contracts.topics import STOCK_COMMANDS
 from db import command_log, stock_repo
+from db import writes as db_writes
 from db.command_log import ProcessedRow
 from db.engine import make_engine
+from db.writes import present
 from infra.settings import get_settings
 from workers.intake import decode
 from workers.pipeline.batch import Event, apply_batch, first_seen, outbox_row
@@ -37,8 +39,6 @@ from workers.rules.alerts import AlertPolicy
 from workers.stock_worker.apply import (
     StockSession,
     reservation_from_row,
-    row_from_reservation,
-    row_from_state,
     state_from_row,
 )
 
@@ -94,7 +94,7 @@ async def staged_batch(engine, policy: AlertPolicy, records: list[FakeRecord], t
         decoded = decode(records, STOCK_COMMAND_ADAPTER)
     commands = decoded.valid
     session = StockSession(policy)
-    with timer("BEGIN (pool checkout, pre-ping, begin)"):
+    with timer("BEGIN (pool checkout, begin)"):
         ctx = command_log.transaction(engine)
         pg = await ctx.__aenter__()
     try:
@@ -121,21 +121,16 @@ async def staged_batch(engine, policy: AlertPolicy, records: list[FakeRecord], t
                         command.command_id, command.type, command.sku, status, verdict.rejection, now
                     )
                 )
-        with timer("row_from_state/reservation"):
-            item_rows = [row_from_state(s) for s in session.dirty_items.values()]
-            res_rows = [row_from_reservation(r) for r in session.dirty_reservations.values()]
-        with timer("SQL upsert_items (INSERT .. unnest .. ON CONFLICT)"):
-            await stock_repo.upsert_items(pg, item_rows)
-        with timer("SQL upsert_reservations"):
-            await stock_repo.upsert_reservations(pg, res_rows)
-        with timer("SQL COPY stock_ledger"):
-            await stock_repo.insert_ledger(pg, session.ledger)
-        with timer("SQL COPY processed_commands"):
-            await command_log.insert_processed(pg, processed)
-        with timer("outbox rows (event.model_dump_json)"):
-            outbox = [outbox_row(e, now) for e in events]
-        with timer("SQL COPY outbox + pg_notify"):
-            await command_log.insert_outbox(pg, outbox)
+        with timer("save + outbox rows (row building, event.model_dump_json)"):
+            writes = [
+                *session.save(now),
+                *present(
+                    command_log.insert_processed(processed),
+                    command_log.insert_outbox([outbox_row(e, now) for e in events]),
+                ),
+            ]
+        with timer("SQL all writes, one statement (+ pg_notify)"):
+            await db_writes.send(pg, writes)
     except BaseException as error:
         await ctx.__aexit__(type(error), error, error.__traceback__)
         raise
@@ -195,7 +190,7 @@ async def main_async(args: argparse.Namespace) -> None:
     generated = load.generate(total, args.skus, seed=3, bad_per_mille=1.0)
     records = records_for(generated)
     chunks = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pre_ping=False)  # as the workers' engine
     timer = Timer()
     try:
         for chunk in chunks[: args.warmup]:

@@ -1,11 +1,12 @@
 """The command log every command worker writes in its batch transaction: idempotency claims and outbox.
 
-The hot path talks to the asyncpg connection under the SQLAlchemy transaction (binary COPY, array
-parameters), which SQLAlchemy's own statement layer cannot do.
+The hot path talks to the asyncpg connection under the SQLAlchemy transaction (array parameters, one
+statement for all of a batch's writes), which SQLAlchemy's own statement layer cannot do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +15,9 @@ from typing import NamedTuple
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from db import bulk
+from db.writes import Write
 
 OUTBOX_CHANNEL = "invmon_outbox"
 
@@ -36,6 +40,10 @@ class OutboxRow(NamedTuple):
     created_at: datetime
 
 
+_PROCESSED_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz")
+_OUTBOX_TYPES = ("uuid", "text", "text", "text", "jsonb", "timestamptz")
+
+
 async def driver(conn: AsyncConnection) -> asyncpg.Connection:
     raw = await conn.get_raw_connection()
     connection: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
@@ -51,8 +59,31 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """
     async with engine.connect() as conn:
         pg = await driver(conn)
-        async with pg.transaction():
-            yield pg
+        try:
+            async with pg.transaction():
+                yield pg
+        except BaseException as error:
+            if lost(pg, error):
+                # SQLAlchemy never saw this error (it came from the driver), so it would pool the dead
+                # connection again; and a worker's engine skips the pre-ping that would catch it.
+                await conn.invalidate(error if isinstance(error, Exception) else None)
+            raise
+
+
+# Errors after which the connection cannot be trusted: the server went away or is shutting down (class 08
+# and 57P0x), or the socket failed.
+_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.IdleSessionTimeoutError,
+)
+
+
+def lost(pg: asyncpg.Connection, error: BaseException) -> bool:
+    return pg.is_closed() or isinstance(error, _LOST)
 
 
 async def seen_command_ids(pg: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -62,15 +93,13 @@ async def seen_command_ids(pg: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> 
     return {r[0] for r in rows}
 
 
-async def insert_processed(pg: asyncpg.Connection, rows: Sequence[ProcessedRow]) -> None:
+def insert_processed(rows: Sequence[ProcessedRow]) -> Write | None:
     """No ON CONFLICT on purpose: a concurrent claim of the same id fails the transaction instead of
     applying twice; the batch is then retried and sees the id as already processed."""
-    if rows:
-        await pg.copy_records_to_table("processed_commands", records=rows, columns=ProcessedRow._fields)
+    return bulk.insert("processed_commands", ProcessedRow._fields, _PROCESSED_TYPES, rows)
 
 
-async def insert_outbox(pg: asyncpg.Connection, rows: Sequence[OutboxRow]) -> None:
-    if rows:
-        await pg.copy_records_to_table("outbox", records=rows, columns=OutboxRow._fields)
-        # Delivered at commit, so the relay wakes exactly when the rows become visible.
-        await pg.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+def insert_outbox(rows: Sequence[OutboxRow]) -> Write | None:
+    write = bulk.insert("outbox", OutboxRow._fields, _OUTBOX_TYPES, rows)
+    # Delivered at commit, so the relay wakes exactly when the rows become visible.
+    return None if write is None else dataclasses.replace(write, notify=OUTBOX_CHANNEL)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import asyncpg
 
 from db import bulk
+from db.writes import Write
 
 Key = tuple[str, str]  # (sku, currency)
 
@@ -88,6 +89,10 @@ _PRICE_TYPES = ("text", "text", "numeric", "numeric", "numeric", "numeric", "uui
 _TERMS = ("uuid", "text", "text", "numeric", "numeric", "numeric", "timestamptz", "timestamptz")
 _WINDOW_TYPES = (*_TERMS, "text", "text", "text")
 _CHANGE_TYPES = (*_TERMS, "text", "text", "text", "text", "text", "text", "timestamptz", "text", "text")
+_HISTORY_TYPES = (
+    "uuid", "uuid", "text", "text", "numeric", "numeric", "numeric", "numeric", "numeric", "numeric",
+    "numeric", "numeric", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "timestamptz",
+)  # fmt: skip
 
 
 def _by_keys(keys: Iterable[Key]) -> tuple[list[str], list[str]]:
@@ -151,21 +156,20 @@ async def existing_skus(pg: asyncpg.Connection, skus: Iterable[str]) -> set[str]
     return {r[0] for r in rows}
 
 
-async def upsert_prices(pg: asyncpg.Connection, rows: Sequence[PriceRow]) -> None:
-    await bulk.upsert(pg, "prices", PriceRow._fields, _PRICE_TYPES, ("sku", "currency"), rows)
+def upsert_prices(rows: Sequence[PriceRow]) -> Write | None:
+    return bulk.upsert("prices", PriceRow._fields, _PRICE_TYPES, ("sku", "currency"), rows)
 
 
-async def upsert_windows(pg: asyncpg.Connection, rows: Sequence[WindowRow]) -> None:
-    await bulk.upsert(pg, "price_windows", WindowRow._fields, _WINDOW_TYPES, ("change_id",), rows)
+def upsert_windows(rows: Sequence[WindowRow]) -> Write | None:
+    return bulk.upsert("price_windows", WindowRow._fields, _WINDOW_TYPES, ("change_id",), rows)
 
 
-async def upsert_changes(pg: asyncpg.Connection, rows: Sequence[ChangeRow]) -> None:
-    await bulk.upsert(pg, "price_changes", ChangeRow._fields, _CHANGE_TYPES, ("change_id",), rows)
+def upsert_changes(rows: Sequence[ChangeRow]) -> Write | None:
+    return bulk.upsert("price_changes", ChangeRow._fields, _CHANGE_TYPES, ("change_id",), rows)
 
 
-async def insert_history(pg: asyncpg.Connection, rows: Sequence[HistoryRow]) -> None:
-    if rows:
-        await pg.copy_records_to_table("price_history", records=rows, columns=HistoryRow._fields)
+def insert_history(rows: Sequence[HistoryRow]) -> Write | None:
+    return bulk.insert("price_history", HistoryRow._fields, _HISTORY_TYPES, rows)
 
 
 async def due_windows(pg: asyncpg.Connection, limit: int) -> list[tuple[uuid.UUID, str, str]]:

@@ -1,7 +1,7 @@
 """Stock queries the stock worker runs inside its one transaction per batch. Plain rows in, plain rows out.
 
-Set-based statements over arrays and binary COPY keep a batch of thousands of commands to a handful of
-round trips.
+Set-based statements over arrays keep a batch of thousands of commands to a handful of round trips: the
+reads run one by one, the writes are returned as `Write`s and go out together (db/writes.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import NamedTuple
 import asyncpg
 
 from db import bulk
+from db.writes import Write
 
 
 class ItemRow(NamedTuple):
@@ -100,34 +101,36 @@ async def lock_reservations(pg: asyncpg.Connection, keys: Iterable[tuple[str, st
     return [ReservationRow(*r) for r in rows]
 
 
-async def upsert_items(pg: asyncpg.Connection, rows: Sequence[ItemRow]) -> None:
-    await bulk.upsert(pg, "items", ItemRow._fields, _ITEM_TYPES, ("sku",), rows)
+def upsert_items(rows: Sequence[ItemRow]) -> Write | None:
+    return bulk.upsert("items", ItemRow._fields, _ITEM_TYPES, ("sku",), rows)
 
 
-async def update_stock_levels(pg: asyncpg.Connection, rows: Sequence[StockLevels]) -> None:
+def update_stock_levels(rows: Sequence[StockLevels]) -> Write | None:
     """The stock columns of items this transaction has locked: for PostgreSQL less than half the cost of
-    `upsert_items` per row (bench/pg_statements.py), and most batches change nothing else."""
+    `upsert_items` per row (bench/pg_statements.py), and most batches change nothing else. Every row must
+    hit an item (a locked row cannot have gone away; anything else is a bug that must not commit)."""
     if not rows:
-        return
-    status = await pg.execute(
+        return None
+    sql = (
         "UPDATE items SET stock_quantity = t.stock_quantity, reserved_quantity = t.reserved_quantity,"
         " alert_state = t.alert_state, version = t.version, updated_at = now()"
         f" FROM ({bulk.unnest(StockLevels._fields, ('text', 'int8', 'int8', 'text', 'int8'))}) AS t"
-        " WHERE items.sku = t.sku",
-        *bulk.columns(rows, len(StockLevels._fields)),
+        " WHERE items.sku = t.sku RETURNING 1"
     )
-    if status != f"UPDATE {len(rows)}":
-        raise RuntimeError(f"stock levels of {len(rows)} locked items: {status}")
+    args = tuple(bulk.columns(rows, len(StockLevels._fields)))
+    return Write("update stock levels", sql, args, expected=len(rows))
 
 
-async def upsert_reservations(pg: asyncpg.Connection, rows: Sequence[ReservationRow]) -> None:
+def upsert_reservations(rows: Sequence[ReservationRow]) -> Write | None:
     types = ("text", "text", "int8", "text", "timestamptz", "uuid")
-    await bulk.upsert(pg, "reservations", ReservationRow._fields, types, ("sku", "reservation_id"), rows)
+    return bulk.upsert("reservations", ReservationRow._fields, types, ("sku", "reservation_id"), rows)
 
 
-async def insert_ledger(pg: asyncpg.Connection, rows: Sequence[LedgerRow]) -> None:
-    if rows:
-        await pg.copy_records_to_table("stock_ledger", records=rows, columns=LedgerRow._fields)
+_LEDGER_TYPES = ("uuid", "text", "int8", "int8", "text", "text", "int8", "int8", "timestamptz")
+
+
+def insert_ledger(rows: Sequence[LedgerRow]) -> Write | None:
+    return bulk.insert("stock_ledger", LedgerRow._fields, _LEDGER_TYPES, rows)
 
 
 async def due_reservations(pg: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +22,10 @@ from redis.asyncio import Redis
 from contracts.stock_commands import ReceiveStock, RegisterItem
 from contracts.topics import EVENTS
 from db import command_log
+from db import writes as db_writes
 from db.command_log import OutboxRow
 from db.engine import make_engine
+from db.writes import Write
 from infra import live_redis
 from infra.settings import Settings
 from tests.e2e.support import new_sku
@@ -66,14 +69,19 @@ async def test_a_rolled_back_batch_publishes_no_event(
             ReceiveStock(command_id=uuid.uuid4(), quantity=3, **envelope),
         ]
         written: list[OutboxRow] = []
-        original = command_log.insert_outbox
+        build_outbox, send = command_log.insert_outbox, db_writes.send
 
-        async def insert_then_fail(pg: asyncpg.Connection, rows: list[OutboxRow]) -> None:
-            await original(pg, rows)
+        def recording_outbox(rows: list[OutboxRow]) -> Write | None:
             written.extend(rows)
+            return build_outbox(rows)
+
+        async def send_then_fail(pg: asyncpg.Connection, writes: Sequence[Write]) -> None:
+            await send(pg, writes)
+            assert await pg.fetchval("SELECT count(*) FROM outbox WHERE sku = $1", sku) == len(written)
             raise InjectedFailure("the batch fails after writing its outbox rows")
 
-        monkeypatch.setattr(command_log, "insert_outbox", insert_then_fail)
+        monkeypatch.setattr(command_log, "insert_outbox", recording_outbox)
+        monkeypatch.setattr(db_writes, "send", send_then_fail)
         with pytest.raises(InjectedFailure):
             await apply_batch(engine, StockSession(AlertPolicy(10)), commands, now)
         monkeypatch.undo()

@@ -18,9 +18,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from contracts.topics import EVENTS
-from db import command_log
+from db import command_log, writes
 from db.command_log import OutboxRow
 from db.engine import make_engine
+from db.writes import present
 from infra import live_redis
 from infra.settings import Settings
 from tests.integration.helpers import database, wait_until
@@ -55,7 +56,7 @@ async def write(stack: Settings, batch: list[OutboxRow]) -> None:
     engine = make_engine(stack.database_url)
     try:
         async with command_log.transaction(engine) as pg:
-            await command_log.insert_outbox(pg, batch)
+            await writes.send(pg, present(command_log.insert_outbox(batch)))
     finally:
         await engine.dispose()
 

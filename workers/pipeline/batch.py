@@ -1,7 +1,8 @@
 """One batch of commands -> one PostgreSQL transaction, whatever the domain.
 
 The domain session loads and locks the state the batch touches, decides each command with the pure rules
-and writes what changed; this module claims command ids, records outcomes and writes the outbox.
+and says what changed; this module claims command ids, records outcomes and the outbox, and sends all of
+the batch's writes as one statement.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import command_log
+from db import writes as db_writes
 from db.command_log import OutboxRow, ProcessedRow
+from db.writes import Write, present
 
 
 class Command(Protocol):
@@ -57,7 +60,7 @@ class Session(Protocol[C_contra]):
 
     async def load(self, pg: asyncpg.Connection, commands: Sequence[C_contra]) -> None: ...
     def decide(self, command: C_contra, now: datetime) -> Verdict: ...
-    async def save(self, pg: asyncpg.Connection, now: datetime) -> None: ...
+    def save(self, now: datetime) -> list[Write]: ...
 
 
 @dataclass(slots=True)
@@ -106,7 +109,11 @@ async def apply_batch(
             processed.append(
                 ProcessedRow(command.command_id, command.type, command.sku, status, verdict.rejection, now)
             )
-        await session.save(pg, now)
-        await command_log.insert_processed(pg, processed)
-        await command_log.insert_outbox(pg, [outbox_row(e, now) for e in report.events])
+        # One round trip for every write of the batch (and the relay's wake-up).
+        outbox = [outbox_row(e, now) for e in report.events]
+        writes = [
+            *session.save(now),
+            *present(command_log.insert_processed(processed), command_log.insert_outbox(outbox)),
+        ]
+        await db_writes.send(pg, writes)
     return report

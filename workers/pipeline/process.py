@@ -55,7 +55,8 @@ def create_worker_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        engine = runtime.engine = make_engine(settings.database_url)
+        # Every batch pays the pre-ping round trip otherwise; command_log.transaction drops dead connections.
+        engine = runtime.engine = make_engine(settings.database_url, pre_ping=False)
         dead_letters = raw_producer(settings, client_id=f"{name}-dlq")
         runtime.dead_letters = dead_letters
         tasks: list[asyncio.Task[None]] = []

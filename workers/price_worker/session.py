@@ -16,6 +16,7 @@ from contracts.price_commands import ApprovePriceChange, PriceCommand, RejectPri
 from contracts.price_events import PriceChanged, PriceEvent
 from db import price_repo
 from db.price_repo import ChangeRow, HistoryRow, Key, PriceRow, WindowRow
+from db.writes import Write, present
 from workers.pipeline.batch import Verdict
 from workers.rules.pricing import (
     Applied,
@@ -202,11 +203,13 @@ class PriceSession:
         self.history.extend(history_rows(command, outcome.events, now))
         return Verdict(outcome.events)
 
-    async def save(self, pg: asyncpg.Connection, now: datetime) -> None:
-        await price_repo.upsert_prices(pg, [row_from_state(self.states[k]) for k in sorted(self.dirty)])
+    def save(self, now: datetime) -> list[Write]:
         # Closing rows first: an exclusion constraint is checked row by row, and a window closed in this
         # batch may be followed by a new one in the same slot.
-        rows = sorted(self.windows_out.values(), key=lambda w: w.status in ("scheduled", "active"))
-        await price_repo.upsert_windows(pg, rows)
-        await price_repo.upsert_changes(pg, [row_from_change(c) for c in self.changes_out.values()])
-        await price_repo.insert_history(pg, self.history)
+        windows = sorted(self.windows_out.values(), key=lambda w: w.status in ("scheduled", "active"))
+        return present(
+            price_repo.upsert_prices([row_from_state(self.states[k]) for k in sorted(self.dirty)]),
+            price_repo.upsert_windows(windows),
+            price_repo.upsert_changes([row_from_change(c) for c in self.changes_out.values()]),
+            price_repo.insert_history(self.history),
+        )

@@ -14,6 +14,7 @@ from contracts.stock_commands import ReservationCommand, StockCommand
 from contracts.stock_events import AlertState, ItemRegistered, StockChanged, StockEvent
 from db import stock_repo
 from db.stock_repo import ItemRow, LedgerRow, ReservationRow, StockLevels
+from db.writes import Write, present
 from workers.pipeline.batch import Verdict
 from workers.rules.alerts import AlertPolicy
 from workers.rules.stock import Applied, ItemState, Reservation, ReservationStatus, decide
@@ -134,7 +135,9 @@ class StockSession:
         self.ledger.extend(ledger_rows(command, outcome.events, now))
         return Verdict(outcome.events)
 
-    async def save(self, pg: asyncpg.Connection, now: datetime) -> None:
+    def save(self, now: datetime) -> list[Write]:
+        """What changed, as writes for the batch statement. An item goes into exactly one of the two item
+        writes, so no row is touched twice in that statement."""
         rows: list[ItemRow] = []
         levels: list[StockLevels] = []
         for sku, state in self.dirty_items.items():
@@ -143,9 +146,10 @@ class StockSession:
                 levels.append(levels_from_state(state))
             else:
                 rows.append(row_from_state(state))
-        await stock_repo.upsert_items(pg, rows)
-        await stock_repo.update_stock_levels(pg, levels)
-        await stock_repo.upsert_reservations(
-            pg, [row_from_reservation(r) for r in self.dirty_reservations.values()]
+        reservations = [row_from_reservation(r) for r in self.dirty_reservations.values()]
+        return present(
+            stock_repo.upsert_items(rows),
+            stock_repo.update_stock_levels(levels),
+            stock_repo.upsert_reservations(reservations),
+            stock_repo.insert_ledger(self.ledger),
         )
-        await stock_repo.insert_ledger(pg, self.ledger)

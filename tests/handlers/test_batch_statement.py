@@ -1,0 +1,195 @@
+"""A batch's writes as one statement against the real PostgreSQL: what that statement may do in one go,
+the checks that must still fail the batch, and a pooled connection the server dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.stock_commands import STOCK_COMMAND_ADAPTER, StockCommand
+from db import command_log, stock_repo
+from db import writes as db_writes
+from db.engine import make_engine
+from db.stock_repo import StockLevels
+from db.writes import Write, WriteCountMismatch
+from infra.settings import Settings
+from tests.integration.helpers import pg_dsn, wait_until
+from workers.pipeline.batch import BatchReport, apply_batch
+from workers.pipeline.consumer import RETRYABLE
+from workers.rules.alerts import AlertPolicy
+from workers.stock_worker.apply import StockSession
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+async def engine(stack: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(stack.database_url, pool_size=1, pre_ping=False)  # as the workers' engine
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def db(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(pg_dsn(stack))
+    yield conn
+    await conn.close()
+
+
+def new_sku() -> str:
+    return f"OW-{uuid.uuid4().hex[:8].upper()}"
+
+
+def commands(sku: str, *bodies: dict[str, Any]) -> list[StockCommand]:
+    envelope = {"sku": sku, "issued_at": datetime.now(UTC).isoformat(), "actor": "t", "source": "test"}
+    return [
+        STOCK_COMMAND_ADAPTER.validate_python({"command_id": str(uuid.uuid4()), **envelope, **b})
+        for b in bodies
+    ]
+
+
+async def apply(engine: AsyncEngine, batch: Sequence[StockCommand]) -> BatchReport[StockCommand]:
+    return await apply_batch(engine, StockSession(AlertPolicy()), batch, datetime.now(UTC))
+
+
+async def test_an_item_registered_and_moved_in_one_statement(
+    engine: AsyncEngine, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The item's insert and its ledger rows go out together; and again with a rename and a stock move of
+    an existing item, whose two item writes must not touch the same row."""
+    sent: list[list[str]] = []
+    send = db_writes.send
+
+    async def recording(pg: asyncpg.Connection, writes: Sequence[Write]) -> None:
+        sent.append([w.label for w in writes])
+        await send(pg, writes)
+
+    monkeypatch.setattr(db_writes, "send", recording)
+    old, new = new_sku(), new_sku()
+    await apply(engine, commands(old, {"type": "register_item", "name": "Old", "initial_quantity": 2}))
+    report = await apply(
+        engine,
+        [
+            *commands(new, {"type": "register_item", "name": "New", "initial_quantity": 5}),
+            *commands(new, {"type": "adjust_stock", "delta": -2, "reason_code": "loss"}),
+            *commands(old, {"type": "receive_stock", "quantity": 4}),
+            *commands(old, {"type": "reserve_stock", "reservation_id": "r-1", "quantity": 1}),
+        ],
+    )
+    assert not report.rejected
+    assert sent[-1] == [
+        "upsert items",
+        "update stock levels",
+        "upsert reservations",
+        "insert stock_ledger",
+        "insert processed_commands",
+        "insert outbox",
+    ]
+    items = await db.fetch(
+        "SELECT sku, stock_quantity, reserved_quantity FROM items WHERE sku = ANY($1) ORDER BY sku = $2",
+        [old, new],
+        old,
+    )
+    assert [tuple(r) for r in items] == [(new, 3, 0), (old, 6, 1)]
+    ledger = await db.fetch(
+        "SELECT sku, delta, on_hand_after FROM stock_ledger WHERE sku = $1 ORDER BY id", new
+    )
+    assert [tuple(r) for r in ledger] == [(new, 5, 5), (new, -2, 3)]
+    ids = [e.event_id for e in report.events]
+    outbox = await db.fetchval("SELECT count(*) FROM outbox WHERE event_id = ANY($1)", ids)
+    assert outbox == len(ids)
+
+
+class LevelsOfAMissingItem(StockSession):
+    """Writes stock levels of an item that is not there, as a bug in the session would."""
+
+    def save(self, now: datetime) -> list[Write]:
+        ghost = stock_repo.update_stock_levels([StockLevels(new_sku(), 1, 0, "ok", 1)])
+        assert ghost is not None
+        return [*super().save(now), ghost]
+
+
+async def test_stock_levels_that_miss_an_item_fail_the_whole_batch(
+    engine: AsyncEngine, db: asyncpg.Connection
+) -> None:
+    sku = new_sku()
+    batch = commands(sku, {"type": "register_item", "name": "Ghosted", "initial_quantity": 1})
+    with pytest.raises(WriteCountMismatch, match="update stock levels: expected 1 rows, wrote 0"):
+        await apply_batch(engine, LevelsOfAMissingItem(AlertPolicy()), batch, datetime.now(UTC))
+    assert await db.fetchval("SELECT count(*) FROM items WHERE sku = $1", sku) == 0
+    claimed = await db.fetchval(
+        "SELECT count(*) FROM processed_commands WHERE command_id = $1", batch[0].command_id
+    )
+    assert claimed == 0
+
+
+async def test_a_concurrent_claim_of_a_command_id_fails_the_batch(
+    engine: AsyncEngine, db: asyncpg.Connection, stack: Settings
+) -> None:
+    """The processed_commands insert has no ON CONFLICT: losing the race must fail, not skip the claim."""
+    sku = new_sku()
+    await apply(engine, commands(sku, {"type": "register_item", "name": "Raced", "initial_quantity": 1}))
+    (receive,) = commands(sku, {"type": "receive_stock", "quantity": 5})
+    rival = await asyncpg.connect(pg_dsn(stack))
+    try:
+        claim = rival.transaction()
+        await claim.start()
+        await rival.execute(
+            "INSERT INTO processed_commands (command_id, command_type, sku, status)"
+            " VALUES ($1, 'receive_stock', $2, 'applied')",
+            receive.command_id,
+            sku,
+        )
+        batch = asyncio.create_task(apply(engine, [receive]))
+        rival_pid = rival.get_server_pid()
+        await wait_until(
+            lambda: db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", rival_pid
+            ),
+            bool,
+            within=10,
+            what="the batch to wait on the rival's claim",
+        )
+        await claim.commit()
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await batch
+    finally:
+        await rival.close()
+    assert await db.fetchval("SELECT stock_quantity FROM items WHERE sku = $1", sku) == 1
+    again = await apply(engine, [receive])
+    assert again.duplicates == [receive]
+
+
+async def backend_pid(engine: AsyncEngine) -> int:
+    async with command_log.transaction(engine) as pg:
+        pid: int = await pg.fetchval("SELECT pg_backend_pid()")
+    return pid
+
+
+async def test_a_connection_the_server_dropped_is_not_pooled_again(
+    engine: AsyncEngine, db: asyncpg.Connection
+) -> None:
+    """Without the pre-ping, the first batch on a dropped connection fails (and is retried by the
+    worker); the retry must get a fresh connection, not the dead one back from the pool."""
+    sku = new_sku()
+    pid = await backend_pid(engine)
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
+    await wait_until(
+        lambda: db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid),
+        lambda n: n == 0,
+        within=10,
+        what="the terminated backend to go",
+    )
+    batch = commands(sku, {"type": "register_item", "name": "Survivor", "initial_quantity": 1})
+    with pytest.raises(RETRYABLE):
+        await apply(engine, batch)
+    report = await apply(engine, batch)
+    assert report.applied == batch
+    assert await backend_pid(engine) != pid
