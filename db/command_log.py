@@ -71,9 +71,13 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
 
 
 # Errors after which the connection cannot be trusted: the server went away or is shutting down (class 08
-# and 57P0x), or the socket failed.
+# and 57P0x), the socket failed, or the driver lost track of the protocol. A backend terminated while its
+# connection sat in the pool can show as ConnectionDoesNotExistError (an InterfaceError) or as
+# InternalClientError ("another operation is in progress") before is_closed() turns true.
 _LOST = (
     OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,

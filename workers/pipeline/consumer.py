@@ -168,6 +168,7 @@ RETRYABLE: tuple[type[Exception], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # the driver's protocol state after a dropped connection (db/command_log.py)
 )
 
 
