@@ -21,7 +21,7 @@ from db.stock_repo import StockLevels
 from db.writes import Write, WriteCountMismatch
 from infra.settings import Settings
 from tests.integration.helpers import pg_dsn, wait_until
-from workers.pipeline.batch import BatchReport, apply_batch
+from workers.pipeline.batch import BatchReport, apply_batch, apply_claiming, claimed_before
 from workers.pipeline.consumer import RETRYABLE
 from workers.rules.alerts import AlertPolicy
 from workers.stock_worker.apply import StockSession
@@ -193,3 +193,29 @@ async def test_a_connection_the_server_dropped_is_not_pooled_again(
     report = await apply(engine, batch)
     assert report.applied == batch
     assert await backend_pid(engine) != pid
+
+
+async def test_claiming_without_the_look_up_still_applies_each_command_once(
+    engine: AsyncEngine, db: asyncpg.Connection
+) -> None:
+    """The worker skips reading which ids are processed; a batch holding one seen before (a redelivery)
+    fails on the key with nothing applied, and is applied again with the look-up."""
+    sku = new_sku()
+    first = commands(sku, {"type": "register_item", "name": "Once", "initial_quantity": 1})
+    second = commands(sku, {"type": "receive_stock", "quantity": 2}, {"type": "receive_stock", "quantity": 3})
+
+    def session() -> StockSession:
+        return StockSession(AlertPolicy())
+
+    now = datetime.now(UTC)
+    assert (await apply_claiming(engine, session, first, now)).applied == first
+    redelivered = [*first, second[0]]
+    with pytest.raises(asyncpg.UniqueViolationError) as error:  # what apply_claiming absorbs
+        await apply_batch(engine, session(), redelivered, now, look_up_seen=False)
+    assert claimed_before(error.value)
+    report = await apply_claiming(engine, session, redelivered, now)
+    assert (report.duplicates, report.applied) == (first, [second[0]])
+    report = await apply_claiming(engine, session, [second[0], second[1], second[1]], now)
+    assert (report.duplicates, report.applied) == ([second[0], second[1]], [second[1]])
+    assert await db.fetchval("SELECT stock_quantity FROM items WHERE sku = $1", sku) == 6
+    assert await db.fetchval("SELECT count(*) FROM stock_ledger WHERE sku = $1", sku) == 3

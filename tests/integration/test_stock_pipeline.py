@@ -371,31 +371,32 @@ async def test_dlq_keeps_original_header_bytes(stack: Settings, tmp_path: Path) 
     assert [pair for pair in kept if pair in original] == original, kept
 
 
-async def batch_retries(settings: Settings) -> float:
-    """The stock worker's batch-retry counter (invmon_batch_retries_total{worker="stock"}, formerly
-    invmon_stock_batch_retries_total)."""
+async def worker_counter(settings: Settings, line: re.Pattern[str]) -> float:
     async with httpx.AsyncClient(timeout=5.0) as client:
         text = (await client.get(f"http://127.0.0.1:{settings.stock_worker_port}/metrics")).text
-    pattern = re.compile(
-        r'^invmon_(?:stock_batch_retries_total|batch_retries_total\{[^}]*worker="stock"[^}]*\}) '
-    )
-    return sum(float(line.split()[-1]) for line in text.splitlines() if pattern.match(line))
+    return sum(float(x.split()[-1]) for x in text.splitlines() if line.match(x))
 
 
-async def test_lost_race_on_a_command_id_is_retried_with_backoff(
+DUPLICATES = re.compile(
+    r'^invmon_commands_total\{(?=[^}]*worker="stock")(?=[^}]*outcome="duplicate")[^}]*\} '
+)
+
+
+async def test_lost_race_on_a_command_id_is_handled_in_place(
     stack: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     """Regression (fixed in 2279af8): the batch retry caught only SQLAlchemy's DBAPIError/OSError, but the
     batch runs on the raw asyncpg connection whose errors (UniqueViolationError on a lost command-id race,
     deadlocks, dropped connections) arrive unwrapped: they escaped the handler, which nacked and got the
-    batch again at once, with no back-off."""
+    batch again at once, with no back-off. Now the batch that loses the race is applied again in place,
+    with the look-up of processed ids, and finds the command a duplicate."""
     sku = f"IT7-{h.run_id()}"
     registered = h.register(sku, 5)
     with h.workers(stack, tmp_path, count=1) as (worker,):
-        retries_before = await batch_retries(stack)
+        duplicates_before = await worker_counter(stack, DUPLICATES)
         async with h.CommandProducer(stack) as producer:
             # Another consumer claims the command id first: the worker's batch waits on the claim, then
-            # loses the race when the claim commits. Its transaction should be retried in place.
+            # loses the race when the claim commits.
             async with h.RivalClaim(stack, registered) as rival:
                 await producer.command(registered)
                 await h.wait_until(
@@ -408,14 +409,14 @@ async def test_lost_race_on_a_command_id_is_retried_with_backoff(
             marker = h.receive(sku, 1)
             await producer.command(marker)
             await h.wait_processed(db, marker, what="the marker command", within=20)
-        retries = await batch_retries(stack) - retries_before
+        duplicates = await worker_counter(stack, DUPLICATES) - duplicates_before
     escaped = [
         entry
         for entry in h.log_lines_containing([worker.log], "UniqueViolationError")
         if entry.get("level") == "error"
     ]
     assert not escaped, f"the error escaped the handler: {escaped[0]['event'][:200]}"
-    assert retries >= 1
+    assert duplicates == 1
 
 
 async def test_a_batch_is_one_transaction(stack: Settings, db: asyncpg.Connection, tmp_path: Path) -> None:

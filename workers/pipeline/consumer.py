@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.topics import Topic
 from infra.kafka import CONSUMER_SAFETY
 from workers.intake import Decoded, Invalid, RawSender, dead_letter, decode
-from workers.pipeline.batch import BatchReport, C, Session, apply_batch
+from workers.pipeline.batch import BatchReport, C, Session, apply_claiming
 
 log = structlog.get_logger("invmon.worker")
 
@@ -217,7 +217,7 @@ async def apply_with_retry(
         with attempt:
             if attempt.num > 1:
                 BATCH_RETRIES.labels(worker.name).inc()
-            return await apply_batch(runtime.require_engine(), worker.session(), commands, runtime.clock())
+            return await apply_claiming(runtime.require_engine(), worker.session, commands, runtime.clock())
     raise RuntimeError("retry loop ended without a result")
 
 
