@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import BlockingConnectionPool, Redis
+from starlette.types import ASGIApp
 
 from api_edge import (
     asyncapi,
@@ -23,6 +24,7 @@ from api_edge import (
     reads,
 )
 from api_edge.fast_intake import FastIntake
+from api_edge.health import RequestMetrics
 from api_edge.live import LiveHub
 from api_edge.ratelimit import RateLimits
 from api_edge.state import Clients
@@ -83,8 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         asyncapi,
     ):
         app.include_router(module.router, responses=problems.COMMON_RESPONSES)
-    # Middleware added first runs innermost: the access line and metrics wrap CORS, which wraps the fast path.
-    app.add_middleware(FastIntake, routes=[*commands.stock.routes, *price_commands.prices.routes])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -101,6 +101,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
         )
     problems.install(app)
-    health.install_request_metrics(app)
     dashboard.install(app, settings)
     return app
+
+
+def create_edge(settings: Settings | None = None) -> ASGIApp:
+    """What uvicorn serves: the access line and metrics around the command fast path, around FastAPI.
+
+    Outside FastAPI rather than as its middleware: a fast-path request then skips FastAPI's and Starlette's
+    own layers (error, telemetry and body-limit middleware, the app's entry), 12 % of its CPU on the
+    2-core box (bench.edge_http, c=64: 170 -> 150 us per request)."""
+    app = create_app(settings)
+    return RequestMetrics(FastIntake(app, routes=[*commands.stock.routes, *price_commands.prices.routes]))

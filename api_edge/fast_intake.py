@@ -8,8 +8,10 @@ route's role, a JSON body that validates, no query string, no Idempotency-Key. I
 FastAPI endpoint runs (`intake.new_command`, the rate limits, `publish_command`, `intake.answer_response`).
 
 Everything else is handed to FastAPI untouched, with the body it read replayed: API keys, `?wait=`,
-idempotency keys, and every request that would fail authentication, authorisation or validation, so
-FastAPI stays the one place that renders those errors. The decision is made before anything with an
+idempotency keys, requests from browsers (an Origin header: FastAPI's CORS middleware answers those), and
+every request that would fail authentication, authorisation or validation, so FastAPI stays the one place
+that renders those errors. It runs outside FastAPI (`app.create_edge`), so an unexpected error on this
+path is rendered here, in the same problem shape. The decision is made before anything with an
 effect (the rate-limit count, the publish): a handed-over request is counted once, by FastAPI.
 """
 
@@ -19,17 +21,21 @@ import re
 from collections import deque
 from collections.abc import Sequence
 
+import structlog
+from fastapi import FastAPI
 from prometheus_client import Counter
 from pydantic import ValidationError
 from starlette.requests import HTTPConnection
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from api_edge.auth import Principal, decode_access_token
 from api_edge.intake import CommandRoute, answer, answer_response, new_command
-from api_edge.problems import Problem, render
+from api_edge.problems import Problem, problem_response, render
 from api_edge.publish import publish_command
 from api_edge.state import Clients
+
+log = structlog.get_logger("invmon.edge")
 
 ROUTED = Counter(
     "invmon_edge_fast_intake_total",
@@ -52,7 +58,7 @@ def _handed_over(messages: Sequence[Message], receive: Receive) -> Receive:
 
 
 class FastIntake:
-    def __init__(self, app: ASGIApp, routes: Sequence[CommandRoute]) -> None:
+    def __init__(self, app: FastAPI, routes: Sequence[CommandRoute]) -> None:
         self.app = app
         self._routes: dict[str, list[tuple[re.Pattern[str], CommandRoute]]] = {}
         for route in routes:
@@ -69,7 +75,7 @@ class FastIntake:
             await self.app(scope, receive, send)
             return
         route, match = found
-        clients: Clients = scope["app"].state.clients
+        clients: Clients = self.app.state.clients
         principal = None if scope["query_string"] else self._principal(scope, clients, route)
         if principal is None:
             _HANDED_OVER.inc()
@@ -91,11 +97,16 @@ class FastIntake:
             return
         _ANSWERED.inc()
         scope["route"] = route  # the metrics label (a 429 and a 503 too): the template FastAPI's route has
+        scope["app"] = self.app
         try:
             await clients.limits.check(HTTPConnection(scope), None, principal.subject)
             await publish_command(clients, command, route.topic)
         except Problem as problem:
             await render(problem, path)(scope, receive, send)
+            return
+        except Exception:
+            log.exception("unhandled_error", path=path)
+            await problem_response(path, 500, "Internal Server Error")(scope, receive, send)
             return
         scope.setdefault("state", {})["command_id"] = str(command.command_id)
         await answer_response(*answer(command.command_id))(scope, receive, send)
@@ -112,7 +123,7 @@ class FastIntake:
             elif name == b"content-type" and not seen_type:
                 seen_type = True
                 json_body = value == _JSON or value.startswith(_JSON + b";")
-            elif name in (b"idempotency-key", b"x-api-key"):
+            elif name in (b"idempotency-key", b"x-api-key", b"origin"):
                 return None
         if not json_body or token is None or token[:7].lower() != b"bearer ":
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from sqlalchemy import text
@@ -128,7 +128,3 @@ class RequestMetrics:
                 client=scope["client"][0] if scope.get("client") else None,
                 command_id=state.get("command_id"),
             )
-
-
-def install_request_metrics(app: FastAPI) -> None:
-    app.add_middleware(RequestMetrics)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from api_edge.app import create_app
+from api_edge.app import create_edge
 from api_edge.http_protocol import JoinedWritesProtocol
 from infra.logging import configure_logging
 from infra.settings import get_settings
@@ -14,7 +14,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging("edge", settings.log_level, json=settings.log_json)
     uvicorn.run(
-        create_app(settings),
+        create_edge(settings),
         host=settings.edge_host,
         port=settings.edge_port,
         log_config=None,

@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def app() -> Any:
     """The edge app for `uvicorn --factory`: logging configured in each worker, as api_edge.main does."""
-    from api_edge.app import create_app
+    from api_edge.app import create_edge
 
     settings = get_settings()
     configure_logging("edge", settings.log_level, json=settings.log_json)
-    return create_app(settings)
+    return create_edge(settings)
 
 
 _process_cpu_s = edge_http.cpu_s

@@ -643,7 +643,7 @@ async def test_successful_answers_carry_ratelimit_headers(edge: httpx.AsyncClien
 
 
 async def test_cors_allows_only_the_configured_origin(
-    configured_edges: list[Process], stack: Settings
+    configured_edges: list[Process], stack: Settings, operator_token: str
 ) -> None:
     preflight = {
         "Access-Control-Request-Method": "POST",
@@ -668,6 +668,15 @@ async def test_cors_allows_only_the_configured_origin(
         assert "ratelimit-remaining" in simple.headers["access-control-expose-headers"].lower()
         other = await cors.get("/health/live", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+        # A command a browser sends: the fast path hands it to FastAPI, whose CORS middleware answers.
+        command = await cors.post(
+            f"/v1/items/{new_sku()}/receipts",
+            json={"quantity": 1},
+            headers={"Origin": SHOP, **bearer(operator_token)},
+        )
+        assert command.status_code == 202, command.text
+        assert command.headers["access-control-allow-origin"] == SHOP
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.edge_port}", timeout=10.0) as plain:
         default = await plain.options("/v1/items", headers={"Origin": SHOP, **preflight})
