@@ -1,4 +1,4 @@
-"""Wall time of the real `apply_batch` transaction per batch, for small and large batches.
+"""Wall time of the worker's batch transaction (`apply_claiming`) per batch, for small and large batches.
 
     python -m bench.batch_latency [--sizes 8,500] [--batches 400] [--skus 2000]
 
@@ -19,19 +19,12 @@ from datetime import UTC, datetime
 from bench import load
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from db.engine import make_engine
-from infra.settings import get_settings
-from workers.pipeline.batch import apply_batch
-from workers.rules.alerts import AlertPolicy
+from workers.pipeline.batch import apply_claiming
 from workers.stock_worker.apply import StockSession
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    settings = get_settings()
-    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test"):
-        raise SystemExit("set INVMON_STACK_DIR to your own stack")
-    policy = AlertPolicy(settings.alert_clear_margin_pct)
-    await load.reset_tables(settings.database_url)
-    await load.register_directly(settings.database_url, args.skus, settings.alert_clear_margin_pct)
+    settings, policy = await load.fresh_stock(args.skus)
     engine = make_engine(settings.database_url, pre_ping=False)  # as the workers' engine
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     try:
@@ -44,7 +37,7 @@ async def main_async(args: argparse.Namespace) -> None:
             cpu0 = time.process_time()
             for i, chunk in enumerate(chunks):
                 started = time.perf_counter()
-                await apply_batch(engine, StockSession(policy), chunk, datetime.now(UTC))
+                await apply_claiming(engine, lambda: StockSession(policy), chunk, datetime.now(UTC))
                 if i >= args.warmup:
                     walls.append(time.perf_counter() - started)
             cpu = time.process_time() - cpu0

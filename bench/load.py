@@ -29,6 +29,7 @@ from contracts.stock_commands import (
 )
 from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ, Topic
 from db.engine import make_engine
+from infra.settings import Settings, get_settings
 from invmon.stack import kafka_admin
 from workers.pipeline.batch import apply_batch
 from workers.rules.alerts import AlertPolicy
@@ -207,6 +208,17 @@ async def _wait(client: AIOKafkaAdminClient, done: object, what: str, limit_s: f
             return
         await asyncio.sleep(0.2)
     raise TimeoutError(what)
+
+
+async def fresh_stock(skus: int) -> tuple[Settings, AlertPolicy]:
+    """The settings of the stack this benchmark may wipe (never .stack or .stack-test), its stock tables
+    emptied and `skus` items registered straight through the worker's apply_batch."""
+    settings = get_settings()
+    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test"):
+        raise SystemExit("set INVMON_STACK_DIR to your own stack")
+    await reset_tables(settings.database_url)
+    await register_directly(settings.database_url, skus, settings.alert_clear_margin_pct)
+    return settings, AlertPolicy(settings.alert_clear_margin_pct)
 
 
 async def reset_tables(database_url: str) -> None:

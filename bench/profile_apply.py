@@ -32,7 +32,6 @@ from db import writes as db_writes
 from db.command_log import ProcessedRow
 from db.engine import make_engine
 from db.writes import present
-from infra.settings import get_settings
 from workers.intake import decode
 from workers.pipeline.batch import Event, apply_batch, first_seen, outbox_row
 from workers.rules.alerts import AlertPolicy
@@ -180,12 +179,7 @@ async def kafka_drain(settings, count: int, skus: int) -> None:  # type: ignore[
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    settings = get_settings()
-    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test"):
-        raise SystemExit("set INVMON_STACK_DIR to your own stack")
-    policy = AlertPolicy(settings.alert_clear_margin_pct)
-    await load.reset_tables(settings.database_url)
-    await load.register_directly(settings.database_url, args.skus, settings.alert_clear_margin_pct)
+    settings, policy = await load.fresh_stock(args.skus)
     total = args.batch * (args.batches + args.warmup + args.cprofile)
     generated = load.generate(total, args.skus, seed=3, bad_per_mille=1.0)
     records = records_for(generated)

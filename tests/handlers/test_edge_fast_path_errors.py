@@ -3,11 +3,9 @@ the command fast path, which runs outside FastAPI, still gets the one problem sh
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
-import jwt
 import pytest
 from prometheus_client import REGISTRY
 
@@ -16,22 +14,9 @@ from api_edge.app import create_edge
 from api_edge.fast_intake import FastIntake
 from api_edge.health import RequestMetrics
 from infra.settings import Settings
+from tests.e2e.live_support import token
 
 pytestmark = pytest.mark.stack
-
-
-def operator_token(settings: Settings) -> str:
-    now = int(time.time())
-    claims = {
-        "sub": "user:fast-path-test",
-        "roles": ["operator"],
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 60,
-    }
-    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
 
 
 async def test_an_unexpected_error_on_the_fast_path_is_a_problem_500(
@@ -48,13 +33,14 @@ async def test_an_unexpected_error_on_the_fast_path_is_a_problem_500(
     monkeypatch.setattr(fast_intake, "publish_command", broken)
     route = {"route": "/v1/items/{sku}/receipts", "status": "500"}
     before = REGISTRY.get_sample_value("invmon_edge_requests_total", route) or 0.0
+    operator = token(stack, subject="user:fast-path", roles=["operator"])
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=edge, client=("127.0.0.1", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
             answer = await client.post(
                 f"/v1/items/FP-{uuid.uuid4().hex[:8].upper()}/receipts",
                 json={"quantity": 1},
-                headers={"Authorization": f"Bearer {operator_token(stack)}"},
+                headers={"Authorization": f"Bearer {operator}"},
             )
     assert answer.status_code == 500
     assert answer.headers["content-type"] == "application/problem+json"
