@@ -99,11 +99,11 @@ async def apply_batch(
     """Apply `commands` (in partition order) in one transaction: claim ids, state, outcomes, outbox.
 
     `look_up_seen=False` skips reading which ids are already processed: a batch with such an id then fails
-    on the processed_commands key, with nothing applied (see `apply_claiming`)."""
+    on a key derived from it, with nothing applied (see `apply_claiming`)."""
     report: BatchReport[C] = BatchReport()
     async with command_log.transaction(engine) as pg:
-        ids = [c.command_id for c in commands]
-        already = await command_log.seen_command_ids(pg, ids) if look_up_seen else set()
+        ids = [c.command_id for c in commands] if look_up_seen else []
+        already = await command_log.seen_command_ids(pg, ids)
         fresh, report.duplicates = first_seen(commands, already)
         await session.load(pg, fresh)
         processed: list[ProcessedRow] = []
@@ -128,22 +128,15 @@ async def apply_batch(
     return report
 
 
-def claimed_before(error: BaseException) -> bool:
-    """What a batch holding an id seen before fails with when it skips the look-up: a unique violation,
-    on the processed_commands key or on another key derived from the command id (an event id), whichever
-    of the batch's writes PostgreSQL happens to run first."""
-    return isinstance(error, asyncpg.UniqueViolationError)
-
-
 async def apply_claiming(
     engine: AsyncEngine, new_session: Callable[[], Session[C]], commands: Sequence[C], now: datetime
 ) -> BatchReport[C]:
     """`apply_batch` without the look-up of processed ids, which is a round trip of the five a batch
-    costs, while a batch holds an id seen before only after a crash or a rebalance. Such a batch fails
-    on a key and is applied again at once, with the look-up (a unique violation then is a real one)."""
+    costs, while a batch holds an id seen before only after a crash or a rebalance. Such a batch fails with
+    a unique violation (on processed_commands or on an event id derived from the command id, whichever
+    write PostgreSQL runs first) and is applied again at once, with the look-up; a unique violation then
+    is a real one, for the caller's retries."""
     try:
         return await apply_batch(engine, new_session(), commands, now, look_up_seen=False)
-    except asyncpg.UniqueViolationError as error:
-        if not claimed_before(error):
-            raise
-    return await apply_batch(engine, new_session(), commands, now)
+    except asyncpg.UniqueViolationError:
+        return await apply_batch(engine, new_session(), commands, now)
