@@ -71,3 +71,20 @@ async def test_checks_survive_redis_forgetting_the_script(
     await limits.check(conn, None, principal)
     assert conn.state.ratelimit.remaining == 1000 - 26
     assert ERRORS._value.get() == errors  # loaded again, never failed open
+
+
+async def test_checks_survive_redis_dropping_their_connection(
+    stack: Settings, pool: BlockingConnectionPool
+) -> None:
+    """The checks keep one connection; when Redis drops it, the next check goes out on a new one."""
+    limits = RateLimits(limited(stack, "1000/minute"), pool)
+    principal = f"user:rl-{uuid.uuid4().hex[:8]}"
+    errors = ERRORS._value.get()
+    assert await outcomes(limits, principal, 3) == [200] * 3
+    admin = Redis(connection_pool=pool)
+    assert await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") >= 1
+    assert await outcomes(limits, principal, 3) == [200] * 3
+    conn = connection("10.1.2.3")
+    await limits.check(conn, None, principal)
+    assert conn.state.ratelimit.remaining == 1000 - 7
+    assert ERRORS._value.get() == errors  # never failed open
