@@ -207,7 +207,7 @@ class _Coalescer:
 
 class RateLimits:
     def __init__(self, settings: Settings, pool: BlockingConnectionPool) -> None:
-        # The edge's bounded pool: a burst waits for a connection instead of failing (and so failing open).
+        # The script calls keep one of the pool's connections; SCRIPT LOAD borrows another when needed.
         self._script = _Coalescer(pool, _HIT_ALL)
         self._principal = parse(settings.rate_limit_principal)
         self._ip = parse(settings.rate_limit_ip)

@@ -1,10 +1,12 @@
 """Rate limits against the real Redis: concurrent checks go out as one pipeline and still count exactly,
-a refused check counts nothing, and the script survives Redis forgetting it (SCRIPT FLUSH, a restart)."""
+a refused check counts nothing, and the checks survive Redis forgetting the script (SCRIPT FLUSH, a
+restart) or dropping their connection."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,33 +60,28 @@ async def test_concurrent_checks_count_exactly(stack: Settings, pool: BlockingCo
     assert int(await Redis(connection_pool=pool).get(key) or 0) == 50
 
 
-async def test_checks_survive_redis_forgetting_the_script(
-    stack: Settings, pool: BlockingConnectionPool
+async def flush_scripts(admin: Redis) -> None:
+    await admin.script_flush()
+
+
+async def drop_connections(admin: Redis) -> None:
+    """Every client connection but `admin`'s, the checks' kept one among them."""
+    assert await admin.client_kill_filter(_type="normal", skipme=True) >= 1
+
+
+@pytest.mark.parametrize("forget", [flush_scripts, drop_connections])
+async def test_checks_survive_redis_forgetting_them(
+    stack: Settings, pool: BlockingConnectionPool, forget: Callable[[Redis], Awaitable[None]]
 ) -> None:
+    """Redis loses the script (SCRIPT FLUSH) or the connection the checks keep: the checks after it load
+    the script again or go out on a new connection, count every hit, and never fail open."""
     limits = RateLimits(limited(stack, "1000/minute"), pool)
     principal = f"user:rl-{uuid.uuid4().hex[:8]}"
     errors = ERRORS._value.get()
     assert await outcomes(limits, principal, 5) == [200] * 5
-    await Redis(connection_pool=pool).script_flush()
+    await forget(Redis(connection_pool=pool))
     assert await outcomes(limits, principal, 20) == [200] * 20
     conn = connection("10.1.2.3")
     await limits.check(conn, None, principal)
     assert conn.state.ratelimit.remaining == 1000 - 26
-    assert ERRORS._value.get() == errors  # loaded again, never failed open
-
-
-async def test_checks_survive_redis_dropping_their_connection(
-    stack: Settings, pool: BlockingConnectionPool
-) -> None:
-    """The checks keep one connection; when Redis drops it, the next check goes out on a new one."""
-    limits = RateLimits(limited(stack, "1000/minute"), pool)
-    principal = f"user:rl-{uuid.uuid4().hex[:8]}"
-    errors = ERRORS._value.get()
-    assert await outcomes(limits, principal, 3) == [200] * 3
-    admin = Redis(connection_pool=pool)
-    assert await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") >= 1
-    assert await outcomes(limits, principal, 3) == [200] * 3
-    conn = connection("10.1.2.3")
-    await limits.check(conn, None, principal)
-    assert conn.state.ratelimit.remaining == 1000 - 7
-    assert ERRORS._value.get() == errors  # never failed open
+    assert ERRORS._value.get() == errors

@@ -47,11 +47,12 @@ APPLY_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 # Where a batch's time goes (bench.live_e2e reads these): decode and dead letters, the transaction with its
-# retries, and the offset commit, which the next batch waits for.
+# retries, and handing the offsets over.
 PHASE_SECONDS = Histogram(
     "invmon_batch_phase_seconds",
     "Time of one batch's phases: between (the previous handler's end -> this one's start: fetch and "
-    "FastStream), decode (with dead letters), transaction, offset commit (ack).",
+    "FastStream), decode (with dead letters), transaction, ack (the offsets handed to the background "
+    "committer).",
     ["worker", "phase"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1),
 )
@@ -244,6 +245,21 @@ async def apply_one_by_one(
     return report, refused
 
 
+async def apply_or_split(
+    worker: CommandWorker[C], runtime: Runtime, decoded: Decoded[C]
+) -> tuple[BatchReport[C], list[Invalid]]:
+    """The batch in one transaction, retried while that may help; if PostgreSQL refuses what a command
+    carries, the batch one command at a time instead. The refused commands come back, to be
+    dead-lettered."""
+    try:
+        return await apply_with_retry(worker, runtime, decoded.valid), []
+    except Exception as error:
+        if not refused_by_database(error):
+            raise
+        log.warning("batch_refused_splitting", worker=worker.name, error=repr(error))
+    return await apply_one_by_one(worker, runtime, decoded)
+
+
 def _log_outcomes(worker: str, report: BatchReport[Any], invalid: Sequence[Invalid]) -> None:
     for bad in invalid:
         r = bad.record
@@ -328,16 +344,9 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
             if decoded.invalid:
                 await dead_letter(runtime.require_dead_letters(), worker.dlq.name, decoded.invalid)
             decoded_at = time.perf_counter()
-            try:
-                report = await apply_with_retry(worker, runtime, decoded.valid)
-                invalid = decoded.invalid
-            except Exception as error:
-                if not refused_by_database(error):
-                    raise
-                log.warning("batch_refused_splitting", worker=worker.name, error=repr(error))
-                report, refused = await apply_one_by_one(worker, runtime, decoded)
+            report, refused = await apply_or_split(worker, runtime, decoded)
+            if refused:
                 await dead_letter(runtime.require_dead_letters(), worker.dlq.name, refused)
-                invalid = [*decoded.invalid, *refused]
         except BaseException:
             # Rewind every partition of the batch so nothing is committed past an unapplied record.
             await message.nack()
@@ -353,6 +362,7 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
         finished[0] = time.perf_counter()
         BATCH_SIZE.labels(worker.name).observe(len(records))
         APPLY_SECONDS.labels(worker.name).observe(time.perf_counter() - started)
+        invalid = [*decoded.invalid, *refused]
         DEAD_LETTERS.labels(worker.name).inc(len(invalid))
         for outcome, count in (
             ("applied", report.applied),
