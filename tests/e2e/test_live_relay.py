@@ -227,10 +227,15 @@ async def test_a_gap_in_the_relays_own_feed_is_filled_from_the_history(
     try:
         async with connected(live_url, token(stack)) as ws:
             start_at = (await subscribe(ws, "alerts"))["offset"]
-            # Drop every pub/sub connection, then publish before the relay can subscribe again (it waits
-            # half a second): those publications never reach it by pub/sub.
-            await redis.client_kill_filter(_type="pubsub")
-            last = await publish_fake(stack, "alerts", sku, 30)
+            # The relay is stopped while its pub/sub connection is dropped and the events are published, so
+            # it cannot subscribe again in between (redis-py reconnects a pub/sub connection at once, and a
+            # race against that was this test's flake): those publications never reach it by pub/sub.
+            relay.popen.send_signal(signal.SIGSTOP)
+            try:
+                await redis.client_kill_filter(_type="pubsub")
+                last = await publish_fake(stack, "alerts", sku, 30)
+            finally:
+                relay.popen.send_signal(signal.SIGCONT)
             offsets = [(await next_frame(ws, "pub"))["offset"] for _ in range(last - start_at)]
     finally:
         await redis.aclose()
