@@ -16,19 +16,12 @@ from pydantic import (
     WithJsonSchema,
 )
 
-SKU_PATTERN = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,62}[A-Z0-9])?$")
+# Checked before the upper-casing, so lower case passes; no Python call per value (pydantic-core's regex).
+SKU_INPUT_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$"
 _MARKUP = re.compile(r"[<>]")
 # C0 control characters but tab, line feed and carriage return, and DEL. PostgreSQL text cannot hold NUL at
 # all: a command carrying one would fail its batch on every retry and stall the partition behind it.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _check_sku(value: str) -> str:
-    if not SKU_PATTERN.fullmatch(value):
-        raise ValueError(
-            "SKU must be 1-64 letters, digits and hyphens, starting and ending with a letter or digit"
-        )
-    return value
 
 
 _REFUSED = re.compile(r"[<>\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -49,14 +42,13 @@ def _check_plain_text(value: str) -> str:
 
 Sku = Annotated[
     str,
-    # Normalised by pydantic-core, not a Python validator: one less Python call per command (it was ~3%
-    # of a batch's CPU at the edge).
-    StringConstraints(strip_whitespace=True, to_upper=True),
-    AfterValidator(_check_sku),
+    # Constraints of pydantic-core, not Python validators: a Python call per value was ~5 % of a batch's
+    # CPU at the edge. The pattern is checked after the strip and before the upper-casing.
+    StringConstraints(strip_whitespace=True, to_upper=True, pattern=SKU_INPUT_PATTERN),
     Field(
         description="Stock keeping unit: letters, digits and inner hyphens; normalised to upper case.",
         examples=["ABC-123"],
-        json_schema_extra={"pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?$", "maxLength": 64},
+        json_schema_extra={"maxLength": 64},
     ),
 ]
 
