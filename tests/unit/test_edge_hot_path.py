@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,11 +14,12 @@ import pytest
 from limits import parse
 from pydantic import SecretStr
 from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.connection import Connection
 
-from api_edge import auth
+from api_edge import auth, batch
 from api_edge.auth import Principal, decode_token
 from api_edge.problems import Problem
-from api_edge.ratelimit import ERRORS, RateLimits, _verdict
+from api_edge.ratelimit import ERRORS, RateLimits, _evalsha, _Scope, _verdict, _window_keys
 from infra.settings import Settings, get_settings
 
 
@@ -73,6 +75,18 @@ def test_headers_are_the_libraries_window_stats(
     assert verdict.reset_s == (math.ceil(min(resets)) if resets else 0)
 
 
+@pytest.mark.parametrize("subject", ["user:alice", "user:\u00e9l\u00e8ve", "key:7f3c"])
+def test_the_packed_script_call_is_what_redis_py_sends(subject: str) -> None:
+    """The check packs its EVALSHA once per set of scopes; the bytes must be redis-py's own packing."""
+    scopes = (
+        _Scope("ip", parse("50/second"), "127.0.0.1"),
+        _Scope("principal", parse("100/minute"), subject),
+    )
+    keys = [key for scope in scopes for key in _window_keys(scope)]
+    expected = Connection().pack_command("EVALSHA", "ab" * 20, 4, *keys, 50, 1, 100, 60)
+    assert _evalsha("ab" * 20, scopes) == b"".join(expected)
+
+
 async def test_rate_limits_fail_open_and_count_it_when_redis_is_unreachable() -> None:
     pool = BlockingConnectionPool.from_url("redis://127.0.0.1:1/0", timeout=1)  # nothing listens on port 1
     limits = RateLimits(get_settings(), pool)
@@ -84,3 +98,15 @@ async def test_rate_limits_fail_open_and_count_it_when_redis_is_unreachable() ->
         await pool.aclose()
     assert ERRORS._value.get() == before + 1
     assert getattr(conn.state, "ratelimit", None) is None
+
+
+@pytest.mark.parametrize("start", [b"\x00" * 4, b"\xff\xff\xff\xf0"])  # the counter at 0 and near wrapping
+def test_batch_ids_are_distinct_version_4_uuids(monkeypatch: pytest.MonkeyPatch, start: bytes) -> None:
+    monkeypatch.setattr(batch.os, "urandom", lambda n: bytes(range(n - 4)) + start)
+    ids = batch._random_ids(40)
+    parsed = [uuid.UUID(text) for text in ids]
+    assert [str(u) for u in parsed] == ids  # canonical text, as the answer gives it
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert len(set(ids)) == 40
+    monkeypatch.undo()
+    assert not set(ids) & set(batch._random_ids(40))  # another batch: other random bits
