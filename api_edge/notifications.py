@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api_edge.auth import require
 from api_edge.problems import Problem
+from api_edge.requests import BIGINT_MAX
 from api_edge.state import Clients, clients
 from contracts.notifications import (
     DeliveryView,
@@ -34,7 +35,7 @@ router = APIRouter(
 )
 ClientsDep = Annotated[Clients, Depends(clients)]
 SubscriptionId = Annotated[UUID, Path(description="The subscription's id.")]
-DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The delivery's id.")]
+DeliveryId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The delivery's id.")]
 
 
 def _not_found(what: str) -> Problem:
@@ -146,7 +147,9 @@ async def list_deliveries(
     subscription_id: SubscriptionId,
     c: ClientsDep,
     status: Literal["pending", "delivered", "failed"] | None = None,
-    before_id: Annotated[int | None, Query(ge=1, description="Page: deliveries older than this id.")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=BIGINT_MAX, description="Page: deliveries older than this id.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryView]:
     """Newest first, each with every attempt (time, status code, latency, error)."""

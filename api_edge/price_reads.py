@@ -17,6 +17,7 @@ from api_edge.price_views import (
     PriceView,
     WindowView,
 )
+from api_edge.requests import AfterId
 from api_edge.state import Clients, clients
 from contracts.common import Sku
 from contracts.money import Currency, margin_pct, markup_pct
@@ -61,7 +62,7 @@ async def get_price_history(
     sku: SkuPath,
     currency: CurrencyPath,
     c: ClientsDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> HistoryPage:
     """Every change of the price in force, oldest first, keyset-paged by id."""

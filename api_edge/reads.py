@@ -10,6 +10,7 @@ from sqlalchemy import RowMapping
 
 from api_edge.auth import require
 from api_edge.problems import Problem
+from api_edge.requests import AfterId
 from api_edge.state import Clients, clients
 from api_edge.views import AlertView, CommandStatusView, ItemPage, ItemView, LedgerEntryView, LedgerPage
 from contracts.common import Sku
@@ -98,7 +99,7 @@ async def get_item(sku: Annotated[Sku, Path()], c: ClientsDep) -> ItemView:
 async def get_ledger(
     sku: Annotated[Sku, Path()],
     c: ClientsDep,
-    after: Annotated[int, Query(ge=0, description="Return entries after this id.")] = 0,
+    after: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LedgerPage:
     """Every stock movement of an item, oldest first."""

@@ -1,10 +1,12 @@
-"""HTTP request bodies: the contract's command fields, minus what the edge fills in (actor, source, time)."""
+"""HTTP request bodies: the contract's command fields, minus what the edge fills in (actor, source, time);
+and the query parameters several routes share."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.common import PlainText, Sku
@@ -18,6 +20,10 @@ from contracts.stock_commands import (
     ReserveStockSpec,
     UpdateItemDetailsSpec,
 )
+
+# Row ids are PostgreSQL bigints: a larger cursor would fail the query (a 500), so it is refused as input.
+BIGINT_MAX = 2**63 - 1
+AfterId = Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Return entries after this id.")]
 
 
 class CommandMeta(BaseModel):

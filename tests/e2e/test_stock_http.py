@@ -128,3 +128,22 @@ async def test_item_list_filters_pages_and_alerts(edge: httpx.AsyncClient) -> No
     alerts = (await edge.get("/v1/alerts", params={"limit": 1000})).json()
     states = {a["sku"]: a["state"] for a in alerts if a["kind"] == "stock"}
     assert [states.get(s) for s in skus] == ["out", "low", "low", None, None]
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor", "ok"),
+    [
+        ("/v1/items/{sku}/ledger", "after", 200),
+        ("/v1/items/{sku}/prices/EUR/history", "after", 200),
+        (f"/v1/notifications/subscriptions/{uuid.uuid4()}/deliveries", "before_id", 404),
+    ],
+)
+async def test_a_row_cursor_beyond_bigint_is_a_422_not_a_500(
+    edge: httpx.AsyncClient, path: str, cursor: str, ok: int
+) -> None:
+    """Found by schemathesis: `after=11752218632645265850368` reached PostgreSQL and failed the query."""
+    url = path.format(sku=new_sku())
+    assert (await edge.get(url, params={cursor: 2**63 - 1})).status_code == ok
+    refused = await edge.get(url, params={cursor: 2**63})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
