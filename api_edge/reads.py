@@ -13,7 +13,7 @@ from api_edge.problems import Problem
 from api_edge.requests import AfterId
 from api_edge.state import Clients, clients
 from api_edge.views import AlertView, CommandStatusView, ItemPage, ItemView, LedgerEntryView, LedgerPage
-from contracts.common import Sku
+from contracts.common import CONTROL_FREE_PATTERN, Sku
 from contracts.money import margin_pct
 from db import price_reads, read_repo
 
@@ -33,12 +33,16 @@ def item_view(row: RowMapping) -> ItemView:
 @router.get("/items")
 async def list_items(
     c: ClientsDep,
-    category: Annotated[str | None, Query(max_length=100)] = None,
+    category: Annotated[str | None, Query(max_length=100, pattern=CONTROL_FREE_PATTERN)] = None,
     alert_state: Annotated[Literal["ok", "low", "out", "over"] | None, Query()] = None,
     active: Annotated[bool | None, Query()] = None,
-    q: Annotated[str | None, Query(max_length=100, description="Text in the SKU or name.")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=100, pattern=CONTROL_FREE_PATTERN, description="Text in the SKU or name."),
+    ] = None,
     after: Annotated[
-        str | None, Query(max_length=64, description="The last SKU of the previous page.")
+        str | None,
+        Query(max_length=64, pattern=CONTROL_FREE_PATTERN, description="The last SKU of the previous page."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ItemPage:

@@ -22,6 +22,8 @@ _MARKUP = re.compile(r"[<>]")
 # C0 control characters but tab, line feed and carriage return, and DEL. PostgreSQL text cannot hold NUL at
 # all: a command carrying one would fail its batch on every retry and stall the partition behind it.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The same, as a pattern for inputs that are not contract fields (query parameters that reach a query).
+CONTROL_FREE_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 _REFUSED = re.compile(r"[<>\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -147,3 +147,12 @@ async def test_a_row_cursor_beyond_bigint_is_a_422_not_a_500(
     refused = await edge.get(url, params={cursor: 2**63})
     assert refused.status_code == 422, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("param", ["category", "q", "after"])
+async def test_item_list_text_with_a_nul_is_a_422_not_a_500(edge: httpx.AsyncClient, param: str) -> None:
+    """Found by schemathesis: PostgreSQL text cannot hold NUL, and the query failed. A tab passes."""
+    assert (await edge.get("/v1/items", params={param: "a\tb"})).status_code == 200
+    refused = await edge.get("/v1/items", params={param: "V\x00w"})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
