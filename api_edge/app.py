@@ -44,14 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Bounded and blocking: under a burst, requests wait briefly for a connection rather than erroring.
         pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=256, timeout=5)
         redis = Redis(connection_pool=pool)
-        hub = LiveHub(redis)
+        hub = LiveHub(redis, settings.edge_wait_idle_s)
         producer = raw_producer(settings, client_id="edge")
         app.state.clients = Clients(
             settings, broker, engine, redis, hub, RateLimits(settings, pool), producer
         )
         await broker.connect()
         await producer.start()
-        await hub.start()
         app.openapi()  # built now, so it is frozen with the rest instead of on the first /docs request
         freeze_startup_objects()
         try:

@@ -116,17 +116,24 @@ async def accept(request: Request, sku: str, body: CommandMeta, **fields: Any) -
     if replay is not None:
         headers = {"Location": replay.location} if replay.location else None
         return JSONResponse(replay.body, status_code=replay.status, headers=headers)
+    waiter: asyncio.Future[None] | None = None
     try:
         command = new_command(route, sku, principal, body, claim.command_id if claim else None, **fields)
         wait: float = getattr(request.state, "wait", 0)
-        waiter = c.hub.waiter(str(command.command_id)) if wait else None
+        deadline = asyncio.get_running_loop().time() + wait
+        waiter = await c.hub.waiter(str(command.command_id), wait) if wait else None
         await publish_command(c, command, route.topic)
     except BaseException:
+        if waiter is not None:
+            waiter.cancel()  # leaves the hub's waiters, so its subscription can go idle
         if claim is not None:
             await idempotency.release(c.redis, claim)
         raise
     request.state.command_id = str(command.command_id)  # for the access line
-    outcome = await _outcome(c, command.command_id, waiter, wait) if waiter is not None else None
+    if waiter is not None:  # what is left of the wait, after the subscription and the publish
+        outcome = await _outcome(c, command.command_id, waiter, deadline - asyncio.get_running_loop().time())
+    else:
+        outcome = None
     code, body_out = answer(command.command_id, outcome)
     if claim is not None:
         stored = Stored(code, body_out.model_dump(mode="json"), body_out.status_url)

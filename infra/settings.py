@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     edge_host: str = Field("127.0.0.1", description="Interface the HTTP edge listens on.")
     edge_port: int = Field(8000, description="Port of the HTTP edge (API, WebSocket, /metrics).")
     edge_publish_timeout_s: float = Field(5.0, gt=0, description="How long the edge waits for a broker ack.")
+    edge_wait_idle_s: float = Field(
+        30.0, gt=0, description="How long the edge stays subscribed to the live feed after its last ?wait=."
+    )
     stock_worker_port: int = Field(9101, description="Port of the stock worker's /metrics and /health.")
     price_worker_port: int = Field(9103, description="Port of the price worker's /metrics and /health.")
     outbox_relay_port: int = Field(9102, description="Port of the outbox relay's /metrics and /health.")
