@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.types import ASGIApp
 
 from api_edge import (
@@ -42,7 +45,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broker = make_broker(settings, client_id="edge-ping", description="inventory-monitor HTTP edge")
         engine = make_engine(settings.database_url)
         # Bounded and blocking: under a burst, requests wait briefly for a connection rather than erroring.
-        pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=256, timeout=5)
+        # A pooled connection Redis dropped (a restart, CLIENT KILL, an idle timeout) fails its next command
+        # once; that command is sent again on a new connection instead of failing the request.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=256,
+            timeout=5,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
+        )
         redis = Redis(connection_pool=pool)
         hub = LiveHub(redis, settings.edge_wait_idle_s)
         producer = raw_producer(settings, client_id="edge")
