@@ -13,6 +13,7 @@ import contextlib
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from infra.live_redis import PUB_PATTERN
@@ -57,24 +58,11 @@ class LiveHub:
                 await self._task
 
     async def _pump(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._waiters:
                 try:
                     async with self._redis.pubsub() as pubsub:
-                        await pubsub.psubscribe(PUB_PATTERN)
-                        wanted = loop.time()
-                        while self._waiters or loop.time() - wanted < self._idle_s:
-                            message = await pubsub.get_message(timeout=POLL_S)
-                            if self._waiters:
-                                wanted = loop.time()
-                            if message is None:
-                                continue
-                            if message["type"] == "psubscribe":
-                                self.subscribed.set()  # confirmed: every later publication comes here
-                            elif message["type"] == "pmessage" and self._waiters:
-                                data = message["data"]
-                                self._wake(data if isinstance(data, bytes) else str(data).encode())
+                        await self._listen(pubsub)
                         # Unwanted for idle_s. Cleared before the unsubscribe's awaits, so a waiter that
                         # comes meanwhile starts a new subscription instead of trusting this one.
                         self.subscribed.clear()
@@ -89,3 +77,20 @@ class LiveHub:
             if self._task is asyncio.current_task():
                 self._task = None
                 self.subscribed.clear()
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        """Subscribe, wake waiters, and return once nobody has waited for `idle_s`."""
+        loop = asyncio.get_running_loop()
+        await pubsub.psubscribe(PUB_PATTERN)
+        wanted = loop.time()
+        while self._waiters or loop.time() - wanted < self._idle_s:
+            message = await pubsub.get_message(timeout=POLL_S)
+            if self._waiters:
+                wanted = loop.time()
+            if message is None:
+                continue
+            if message["type"] == "psubscribe":
+                self.subscribed.set()  # confirmed: every later publication comes here
+            elif message["type"] == "pmessage" and self._waiters:
+                data = message["data"]
+                self._wake(data if isinstance(data, bytes) else str(data).encode())

@@ -21,12 +21,11 @@ SKU_INPUT_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$"
 _MARKUP = re.compile(r"[<>]")
 # C0 control characters but tab, line feed and carriage return, and DEL. PostgreSQL text cannot hold NUL at
 # all: a command carrying one would fail its batch on every retry and stall the partition behind it.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# The same, as a pattern for inputs that are not contract fields (query parameters that reach a query).
-CONTROL_FREE_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-
-
-_REFUSED = re.compile(r"[<>\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_CHARS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+_REFUSED = re.compile(f"[<>{_CONTROL_CHARS}]")  # what PlainText refuses: markup or control characters
+# For inputs that are not contract fields (query parameters that reach a query).
+CONTROL_FREE_PATTERN = f"^[^{_CONTROL_CHARS}]*$"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -57,7 +56,7 @@ Sku = Annotated[
 PlainText = Annotated[
     str,
     AfterValidator(_check_plain_text),
-    Field(json_schema_extra={"pattern": "^[^<>\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]*$"}),
+    Field(json_schema_extra={"pattern": f"^[^<>{_CONTROL_CHARS}]*$"}),
 ]
 
 

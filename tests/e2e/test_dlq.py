@@ -20,7 +20,7 @@ from invmon import dlq
 from invmon.cli import app
 from invmon.dlq import REPLAYED_HEADER, DeadLetter
 from tests.e2e.support import new_sku
-from tests.integration.helpers import pg_dsn
+from tests.integration.helpers import pg_dsn, wait_until
 from tests.processes import Process
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
@@ -136,17 +136,15 @@ async def test_a_command_postgresql_refuses_is_dead_lettered_and_its_partition_m
             STOCK_COMMANDS.name, later.model_dump_json().encode(), key=refused.encode()
         )
 
-        async def handled() -> str:
-            while True:
-                status = await conn.fetchval(
-                    "SELECT status FROM processed_commands WHERE command_id = $1", later.command_id
-                )
-                if status is not None:
-                    return str(status)
-                await asyncio.sleep(0.1)  # poll interval while waiting for a condition
+        async def status() -> str | None:
+            value = await conn.fetchval(
+                "SELECT status FROM processed_commands WHERE command_id = $1", later.command_id
+            )
+            return None if value is None else str(value)
 
         # The item was never registered, so the rules reject the receipt: handled, not stuck.
-        assert await asyncio.wait_for(handled(), 20) == "rejected"
+        outcome = await wait_until(status, lambda s: s is not None, within=20, what="the later command")
+        assert outcome == "rejected"
         assert sorted(
             await conn.fetchval("SELECT array_agg(sku) FROM items WHERE sku = ANY($1)", fine)
         ) == sorted(fine)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
@@ -69,6 +69,11 @@ class BatchReport(Generic[C]):
     rejected: list[tuple[C, str]] = field(default_factory=list)
     duplicates: list[C] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+
+    def add(self, other: BatchReport[C]) -> None:
+        """Another report's outcomes after these (a batch applied in parts); every list, so none is lost."""
+        for f in fields(self):
+            getattr(self, f.name).extend(getattr(other, f.name))
 
 
 def first_seen(commands: Sequence[C], seen: set[uuid.UUID]) -> tuple[list[C], list[C]]:

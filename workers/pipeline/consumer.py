@@ -238,10 +238,7 @@ async def apply_one_by_one(
             sqlstate = getattr(error, "sqlstate", "")
             refused.append(Invalid(record, f"refused by PostgreSQL ({sqlstate}): {error}"))
             continue
-        report.applied += one.applied
-        report.rejected += one.rejected
-        report.duplicates += one.duplicates
-        report.events += one.events
+        report.add(one)
     return report, refused
 
 
