@@ -61,12 +61,39 @@ def literal_address(host: str) -> IPAddress | None:
         return parse_ipv4_like_inet_aton(bare)
 
 
+# IPv6 ranges that carry an IPv4 address. Refused outright: tunnels and translations whose far end this
+# process cannot see (6to4 and Teredo relay to any IPv4, including private ones on the relay's side; the
+# local-use NAT64 prefix embeds its address at an operator-chosen length), and the deprecated
+# IPv4-compatible and SIIT forms, which no public host uses.
+_REFUSED_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = (
+    (ipaddress.IPv6Network("2002::/16"), "6to4"),
+    (ipaddress.IPv6Network("2001::/32"), "Teredo"),
+    (ipaddress.IPv6Network("64:ff9b:1::/48"), "local-use NAT64"),
+    (ipaddress.IPv6Network("::/96"), "IPv4-compatible"),
+    (ipaddress.IPv6Network("::ffff:0:0:0/96"), "IPv4-translated (SIIT)"),
+)
+# Ranges whose last 32 bits are the IPv4 address actually reached: judged by that address.
+_EMBEDS_V4: tuple[tuple[ipaddress.IPv6Network, str], ...] = (
+    (ipaddress.IPv6Network("::ffff:0:0/96"), "IPv4-mapped"),
+    (ipaddress.IPv6Network("64:ff9b::/96"), "NAT64"),
+)
+
+
 def blocked_reason(address: IPAddress) -> str | None:
     """Why `address` is not a public internet address (None: it is). Covers loopback, RFC 1918, link-local
-    (so cloud metadata at 169.254.169.254), CGNAT 100.64/10, unique-local, multicast, reserved and
-    IPv4-mapped IPv6 forms of all of these."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return blocked_reason(address.ipv4_mapped)
+    (so cloud metadata at 169.254.169.254), CGNAT 100.64/10, unique-local, multicast, reserved; IPv6 that
+    embeds an IPv4 is judged by that IPv4 (IPv4-mapped, NAT64) or refused outright (6to4, Teredo, ...)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_loopback or address.is_unspecified:  # ::1 and :: lie inside ::/96
+            return "loopback" if address.is_loopback else "unspecified"
+        for network, name in _REFUSED_V6:
+            if address in network:
+                return name
+        for network, name in _EMBEDS_V4:
+            if address in network:
+                embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+                reason = blocked_reason(embedded)
+                return None if reason is None else f"{name} {embedded}, {reason}"
     for name in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
         if getattr(address, f"is_{name}"):
             return name.replace("_", "-")
