@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from contracts.common import PlainText, Sku
+from contracts.common import MultiLineText, Sku
 from contracts.price_commands import SetPriceSpec
 from contracts.stock_commands import (
     AdjustStockSpec,
@@ -32,7 +32,9 @@ class CommandMeta(BaseModel):
     command_id: UUID | None = Field(
         None, description="Your id for this command; re-sending the same id never applies it twice."
     )
-    expected_version: int | None = Field(None, ge=0, description="Apply only if the item is at this version.")
+    expected_version: StrictInt | None = Field(
+        None, ge=0, description="Apply only if the item is at this version."
+    )
 
 
 def _example(**fields: Any) -> ConfigDict:
@@ -85,4 +87,4 @@ class SetPriceRequest(SetPriceSpec, CommandMeta):
 
 
 class DecisionRequest(CommandMeta):
-    comment: PlainText | None = Field(None, max_length=1000)
+    comment: MultiLineText | None = Field(None, max_length=1000)

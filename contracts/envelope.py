@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
-from contracts.common import PlainText, Sku
+from contracts.common import Instant, PlainText, Sku
 
 
 class CommandEnvelope(BaseModel):
@@ -15,13 +15,13 @@ class CommandEnvelope(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: int = Field(1, ge=1, le=1, description="Contract version of this command.")
+    schema_version: StrictInt = Field(1, ge=1, le=1, description="Contract version of this command.")
     command_id: UUID = Field(description="Unique id chosen by the sender; a re-sent command reuses it.")
     sku: Sku
-    issued_at: AwareDatetime = Field(description="When the sender issued the command (timezone-aware).")
+    issued_at: Instant = Field(description="When the sender issued the command (timezone-aware).")
     actor: PlainText = Field(min_length=1, max_length=200, description="Who asked for the change.")
     source: PlainText = Field(min_length=1, max_length=100, description="Which system sent the command.")
-    expected_version: int | None = Field(
+    expected_version: StrictInt | None = Field(
         None, ge=0, description="Apply only if the item is at this version (optimistic concurrency)."
     )
 

@@ -11,9 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
-from contracts.common import Sku
+from contracts.common import PlainText, Sku
 
 Channel = Literal["inventory", "prices", "alerts"]
 CHANNELS: tuple[Channel, ...] = ("inventory", "prices", "alerts")
@@ -30,14 +30,14 @@ class Position(_Frame):
     """Where a client stands in a channel: the epoch and the offset of the last publication it applied."""
 
     epoch: str = Field(min_length=1, max_length=64, examples=["6f1c2a9e4b7d4e0f"])
-    offset: int = Field(ge=0, examples=[1041])
+    offset: StrictInt = Field(ge=0, examples=[1041])
 
 
 class Filter(_Frame):
     """Only publications (and snapshot rows) of these SKUs and/or this category. Both: both must match."""
 
     skus: list[Sku] | None = Field(None, max_length=MAX_FILTER_SKUS, examples=[["LAMP-01", "MUG-BLUE"]])
-    category: str | None = Field(None, min_length=1, max_length=100, examples=["lighting"])
+    category: PlainText | None = Field(None, min_length=1, max_length=100, examples=["lighting"])
 
 
 class Connect(_Frame):
@@ -54,7 +54,7 @@ class Subscribe(_Frame):
     channel: Channel
     filter: Filter | None = None
     recover: Position | None = None
-    coalesce_ms: int | None = Field(
+    coalesce_ms: StrictInt | None = Field(
         None,
         ge=COALESCE_MS_MIN,
         le=COALESCE_MS_MAX,

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
-from contracts.common import Sku
+from contracts.common import Instant, PlainText, Sku
 from contracts.price_events import PriceEvent
 from contracts.stock_events import StockEvent
 
@@ -60,7 +60,7 @@ WebhookSecret = Annotated[
         examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
     ),
 ]
-Category = Annotated[str, Field(min_length=1, max_length=100, examples=["lighting"])]
+Category = Annotated[PlainText, Field(min_length=1, max_length=100, examples=["lighting"])]
 
 
 class EmailChannel(BaseModel):
@@ -104,7 +104,7 @@ class SubscriptionCreate(BaseModel):
             ]
         },
     )
-    name: str = Field(min_length=1, max_length=200, description="A label for people.")
+    name: PlainText = Field(min_length=1, max_length=200, description="A label for people.")
     event_types: list[EventType] = Field(
         default_factory=list, max_length=100, description="Event types to send; empty: all."
     )
@@ -122,7 +122,7 @@ class SubscriptionUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"enabled": False}, {"skus": ["ABC-123"]}]}
     )
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: PlainText | None = Field(None, min_length=1, max_length=200)
     event_types: list[EventType] | None = Field(None, max_length=100)
     skus: list[Sku] | None = Field(None, max_length=1000)
     categories: list[Category] | None = Field(None, max_length=100)
@@ -191,7 +191,7 @@ class ReplaySince(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"since": "2026-11-27T00:00:00Z"}]}
     )
-    since: AwareDatetime = Field(description="Replay failed deliveries created at or after this instant.")
+    since: Instant = Field(description="Replay failed deliveries created at or after this instant.")
 
 
 class Replayed(BaseModel):

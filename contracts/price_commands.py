@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from contracts.common import Money, PlainText
+from contracts.common import Instant, Money, MultiLineText, PlainText
 from contracts.envelope import CommandEnvelope
 from contracts.money import Currency
 
@@ -36,11 +36,11 @@ class SetPriceSpec(_Spec):
     discount_price: Money | None = Field(
         None, description="A discounted selling price; when set it is the effective price."
     )
-    effective_from: AwareDatetime | None = Field(None, description="Start of a scheduled window (future).")
-    effective_until: AwareDatetime | None = Field(None, description="End of the window; then the base price.")
+    effective_from: Instant | None = Field(None, description="Start of a scheduled window (future).")
+    effective_until: Instant | None = Field(None, description="End of the window; then the base price.")
     change_type: Literal["manual", "bulk"] = Field("manual", description="How the change was made.")
     reason: PlainText | None = Field(None, max_length=500)
-    notes: PlainText | None = Field(None, max_length=2000)
+    notes: MultiLineText | None = Field(None, max_length=2000)
 
     @model_validator(mode="after")
     def _consistent(self) -> SetPriceSpec:
@@ -57,7 +57,7 @@ class SetPriceSpec(_Spec):
 
 class DecideSpec(_Spec):
     change_id: UUID = Field(description="The command_id of the SetPrice that is pending or scheduled.")
-    comment: PlainText | None = Field(None, max_length=1000)
+    comment: MultiLineText | None = Field(None, max_length=1000)
 
 
 class SetPrice(CommandEnvelope, SetPriceSpec):

@@ -8,17 +8,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictInt,
     TypeAdapter,
     model_serializer,
     model_validator,
 )
 
-from contracts.common import Money, PlainText, Quantity, ReservationId
+from contracts.common import Instant, Money, MultiLineText, PlainText, Quantity, ReservationId
 from contracts.envelope import CommandEnvelope
 
 
@@ -41,7 +41,7 @@ class RegisterItemSpec(_Spec):
     """What a new item is."""
 
     name: PlainText = Field(min_length=1, max_length=200, description="Display name, no markup.")
-    description: PlainText | None = Field(None, max_length=2000)
+    description: MultiLineText | None = Field(None, max_length=2000)
     category: PlainText | None = Field(None, max_length=100)
     initial_quantity: Quantity = Field(0, description="On-hand quantity at registration.")
     min_stock_level: Quantity = Field(0, description="At or below this available quantity the item is low.")
@@ -62,7 +62,7 @@ class UpdateItemDetailsSpec(_Spec):
     """Fields to change; omitted fields keep their value."""
 
     name: PlainText | None = Field(None, min_length=1, max_length=200)
-    description: PlainText | None = Field(None, max_length=2000)
+    description: MultiLineText | None = Field(None, max_length=2000)
     category: PlainText | None = Field(None, max_length=100)
     min_stock_level: Quantity | None = None
     max_stock_level: Quantity | None = None
@@ -93,17 +93,19 @@ class ReasonSpec(_Spec):
 class ReceiveStockSpec(_Spec):
     """Goods arrived."""
 
-    quantity: int = Field(gt=0, le=1_000_000_000, description="Units received (added to on-hand).")
+    quantity: StrictInt = Field(gt=0, le=1_000_000_000, description="Units received (added to on-hand).")
 
 
 class AdjustStockSpec(_Spec):
     """A correction of on-hand stock with a reason code."""
 
-    delta: int = Field(ge=-1_000_000_000, le=1_000_000_000, description="Signed change of on-hand units.")
+    delta: StrictInt = Field(
+        ge=-1_000_000_000, le=1_000_000_000, description="Signed change of on-hand units."
+    )
     reason_code: Literal["damage", "loss", "theft", "found", "return", "correction", "other"] = Field(
         description="Why the stock changed."
     )
-    note: PlainText | None = Field(None, max_length=500)
+    note: MultiLineText | None = Field(None, max_length=500)
 
     @model_validator(mode="after")
     def _nonzero(self) -> AdjustStockSpec:
@@ -116,15 +118,15 @@ class CountStockSpec(_Spec):
     """The result of a cycle count: the absolute on-hand quantity."""
 
     counted_quantity: Quantity = Field(description="Units physically counted.")
-    note: PlainText | None = Field(None, max_length=500)
+    note: MultiLineText | None = Field(None, max_length=500)
 
 
 class ReserveStockSpec(_Spec):
     """Hold units for an order; they stay on hand but are no longer available."""
 
     reservation_id: ReservationId
-    quantity: int = Field(gt=0, le=1_000_000_000)
-    expires_at: AwareDatetime | None = Field(None, description="Released automatically at this time.")
+    quantity: StrictInt = Field(gt=0, le=1_000_000_000)
+    expires_at: Instant | None = Field(None, description="Released automatically at this time.")
 
 
 class ReservationRefSpec(_Spec):
