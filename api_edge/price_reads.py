@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -19,7 +19,7 @@ from api_edge.price_views import (
 )
 from api_edge.requests import AfterId
 from api_edge.state import Clients, clients
-from contracts.common import Sku
+from contracts.common import EARLIEST, Instant, Sku
 from contracts.money import Currency, margin_pct, markup_pct
 from db import price_reads
 
@@ -82,12 +82,17 @@ async def get_lowest_prior_price(
     sku: SkuPath,
     currency: CurrencyPath,
     c: ClientsDep,
-    at: Annotated[datetime | None, Query(description="The reference instant (default: now).")] = None,
+    at: Annotated[
+        Instant | None,
+        # The window's start must be an instant too.
+        Query(
+            ge=EARLIEST + timedelta(days=price_reads.PRIOR_PRICE_DAYS),
+            description="The reference instant, timezone-aware (default: now).",
+        ),
+    ] = None,
 ) -> LowestPriceView:
     """The lowest price in force during the 30 days before `at` (EU prior-price rule)."""
     moment = at or datetime.now(UTC)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     async with c.engine.connect() as conn:
         lowest = await price_reads.lowest_prior_price(conn, sku, currency, moment)
     return LowestPriceView(
