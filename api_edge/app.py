@@ -19,6 +19,7 @@ from api_edge import (
     batch,
     commands,
     dashboard,
+    docs,
     health,
     notifications,
     price_commands,
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         summary="Publish stock commands, read applied state, watch live events.",
         lifespan=lifespan,
+        docs_url=None,  # api_edge.docs serves Swagger UI from a package instead of a CDN
+        redoc_url=None,
         # Metrics are Prometheus (api_edge.health); FastAPI's built-in OpenTelemetry hooks would otherwise
         # look up the global providers (environment reads) on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
         )
     problems.install(app)
+    docs.install(app)
     dashboard.install(app, settings)
     return app
 
