@@ -34,7 +34,7 @@ from api_edge.ratelimit import RateLimits
 from api_edge.state import Clients
 from db.engine import make_engine
 from infra.kafka import make_broker, raw_producer
-from infra.service import freeze_startup_objects
+from infra.service import freeze_startup_objects, metrics_server
 from infra.settings import Settings, get_settings
 
 
@@ -65,8 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await producer.start()
         app.openapi()  # built now, so it is frozen with the rest instead of on the first /docs request
         freeze_startup_objects()
+        metrics_host = settings.metrics_host or settings.edge_host
         try:
-            yield
+            with metrics_server(settings.metrics_enabled, metrics_host, settings.edge_metrics_port):
+                yield
         finally:
             await hub.stop()
             await producer.stop()

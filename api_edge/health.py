@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_edge.ratelimit import ratelimit_headers
@@ -54,7 +55,10 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    settings = clients(request).settings
+    if not settings.metrics_enabled or settings.edge_metrics_port is not None:  # off, or on its own port
+        raise StarletteHTTPException(404)
     return metrics_response()
 
 

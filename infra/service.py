@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -16,6 +17,25 @@ ReadyCheck = Callable[[], Awaitable[object]]
 
 def metrics_response() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@contextmanager
+def metrics_server(enabled: bool, host: str, port: int | None) -> Iterator[bool]:
+    """Serve /metrics on a port of its own while inside, if `port` is set and metrics are `enabled`.
+    Yields whether the process's main port should still serve /metrics itself.
+
+    prometheus_client's own server, on a thread: a scrape then never waits behind the event loop, and the
+    port can sit on an interface that only the scraper reaches."""
+    if not enabled or port is None:
+        yield enabled
+        return
+    server, thread = start_http_server(port, addr=host)
+    try:
+        yield False
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def service_routes(checks: Mapping[str, ReadyCheck], *, timeout_s: float = 2.0) -> list[Route]:

@@ -70,6 +70,24 @@ class Settings(BaseSettings):
     # Process endpoints.
     edge_host: str = Field("127.0.0.1", description="Interface the HTTP edge listens on.")
     edge_port: int = Field(8000, description="Port of the HTTP edge (API, WebSocket, /metrics).")
+    metrics_enabled: bool = Field(
+        True, description="Serve Prometheus /metrics on the edge and the live relay; false: neither does."
+    )
+    metrics_host: str | None = Field(
+        None, description="Interface of the separate metrics ports (default: INVMON_EDGE_HOST)."
+    )
+    edge_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve the edge's /metrics on this port instead of the API port (unset: the API port).",
+    )
+    live_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve the live relay's /metrics on this port instead of its WebSocket port.",
+    )
     edge_publish_timeout_s: float = Field(5.0, gt=0, description="How long the edge waits for a broker ack.")
     edge_wait_idle_s: float = Field(
         30.0, gt=0, description="How long the edge stays subscribed to the live feed after its last ?wait=."

@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 import uvloop
@@ -29,7 +30,7 @@ from api_edge.relay.snapshot import Snapshots
 from db.engine import make_engine
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
-from infra.service import ReadyCheck, freeze_startup_objects, run_checks
+from infra.service import ReadyCheck, freeze_startup_objects, metrics_server, run_checks
 from infra.settings import Settings, get_settings
 
 log = structlog.get_logger("invmon.relay")
@@ -44,12 +45,14 @@ def _respond(ws: ServerConnection, status: int, body: bytes | str, content_type:
     return response
 
 
-def http_routes(relay: Relay) -> object:
+def http_routes(relay: Relay, *, metrics: bool) -> object:
+    """`metrics`: whether this port serves /metrics (not when they are off or on a port of their own)."""
+
     async def process_request(ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == PATH:
             return None  # the WebSocket handshake goes on (Origin is checked next)
-        if path == "/metrics":
+        if path == "/metrics" and metrics:
             return _respond(ws, 200, generate_latest(), CONTENT_TYPE_LATEST)
         if path == "/health/live":
             return _respond(ws, 200, '{"status":"ok"}', "application/json")
@@ -111,22 +114,10 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(relay.feed.run()), asyncio.create_task(ping_loop(relay))]
+    metrics_host = settings.metrics_host or settings.edge_host
     try:
-        async with serve(
-            handler,
-            settings.edge_host,
-            settings.live_port,
-            process_request=http_routes(relay),  # type: ignore[arg-type]
-            origins=[None, *settings.cors_origins],  # type: ignore[list-item]
-            max_size=settings.live_max_frame_bytes,
-            compression=None,  # per-message deflate would cost CPU per client on every fan-out
-            ping_interval=None,  # the protocol's own ping/pong (ping_loop)
-            close_timeout=10,  # a slow consumer reads its backlog before it sees 4008
-        ):
-            log.info("relay_listening", port=settings.live_port)
-            freeze_startup_objects()
-            await stop.wait()
-            await close_all(hub, 1012, "service restart")
+        with metrics_server(settings.metrics_enabled, metrics_host, settings.live_metrics_port) as on_main:
+            await serve_until_stopped(relay, handler, stop, metrics=on_main)
     finally:
         for task in tasks:
             task.cancel()
@@ -135,6 +126,31 @@ async def run(settings: Settings) -> None:
                 await task
         await redis.aclose()
         await engine.dispose()
+
+
+async def serve_until_stopped(
+    relay: Relay,
+    handler: Callable[[ServerConnection], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    metrics: bool,
+) -> None:
+    settings = relay.settings
+    async with serve(
+        handler,
+        settings.edge_host,
+        settings.live_port,
+        process_request=http_routes(relay, metrics=metrics),  # type: ignore[arg-type]
+        origins=[None, *settings.cors_origins],  # type: ignore[list-item]
+        max_size=settings.live_max_frame_bytes,
+        compression=None,  # per-message deflate would cost CPU per client on every fan-out
+        ping_interval=None,  # the protocol's own ping/pong (ping_loop)
+        close_timeout=10,  # a slow consumer reads its backlog before it sees 4008
+    ):
+        log.info("relay_listening", port=settings.live_port)
+        freeze_startup_objects()
+        await stop.wait()
+        await close_all(relay.hub, 1012, "service restart")
 
 
 def main() -> None:
