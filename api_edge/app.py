@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +25,7 @@ from api_edge import (
     notifications,
     price_commands,
     price_reads,
+    principals,
     problems,
     reads,
 )
@@ -62,11 +65,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await broker.connect()
         await producer.start()
+        # Deactivated users are known before the first request (unless PostgreSQL is away: then soon after).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(principals.status.load(engine), settings.principal_refresh_s)
+        reloader = asyncio.create_task(principals.status.run(engine, settings.principal_refresh_s))
         app.openapi()  # built now, so it is frozen with the rest instead of on the first /docs request
         freeze_startup_objects()
         try:
             yield
         finally:
+            reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reloader
             await hub.stop()
             await producer.stop()
             await broker.stop()

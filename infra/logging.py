@@ -11,19 +11,55 @@ from typing import Any
 import orjson
 import structlog
 
-_SECRET_IN_URL = re.compile(r"((?:token|api_key|access_token)=)[^&\s\"']+")
+# A name that carries a credential: password, secret, api-key in its spellings, token in its spellings,
+# authorization, cookie. Matched case-insensitively inside longer names (client_secret, X-Refresh-Token).
+_SENSITIVE_NAME = r"[\w.-]*?(?:passw(?:or)?d|secret|api[-_]?key|token|authori[sz]ation|cookie)[\w.-]*"
+_SENSITIVE = re.compile(_SENSITIVE_NAME, re.IGNORECASE)
+# name=value in a query string or a form: the value runs to the next separator.
+_IN_QUERY = re.compile(rf"(?i)((?:^|(?<=[?&;\s\"',]))(?:{_SENSITIVE_NAME})=)[^&;\s\"',]*")
+# A header or a field as text, `Name: value` / `"name": "value"`: the value (with its scheme) to line end.
+_IN_HEADER = re.compile(
+    rf"(?i)((?:^|(?<=[\s\"'{{,(]))(?:{_SENSITIVE_NAME})[\"']?\s*:\s*[\"']?)"
+    r"(?:(?:bearer|basic|digest)\s+)?[^\s\"',;}]+"
+)
+REDACTED = "[redacted]"
 
 
 def redact_url(text: str) -> str:
-    """A URL (or a line quoting one) without the values of token-like query parameters."""
-    return _SECRET_IN_URL.sub(r"\1[redacted]", text) if "=" in text else text
+    """A URL, header or line quoting them, without the values of credential-like parameters and headers."""
+    if "=" in text:
+        text = _IN_QUERY.sub(rf"\1{REDACTED}", text)
+    if ":" in text:
+        text = _IN_HEADER.sub(rf"\1{REDACTED}", text)
+    return text
+
+
+def _redact_value(value: object) -> object:
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):  # e.g. a headers mapping logged as a field
+        return {
+            k: REDACTED if isinstance(k, str) and _SENSITIVE.fullmatch(k) else _redact_value(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):  # e.g. ASGI header pairs
+        if len(value) == 2 and isinstance(value[0], str | bytes) and not isinstance(value[1], dict):
+            name = value[0].decode("latin-1") if isinstance(value[0], bytes) else value[0]
+            if _SENSITIVE.fullmatch(name):
+                return (value[0], REDACTED)
+        redacted = [_redact_value(v) for v in value]
+        return tuple(redacted) if isinstance(value, tuple) else redacted
+    return value
 
 
 def _redact(_: object, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
-    """Access lines quote the URL; a token in a query string (WebSocket ?token=) must not reach the log."""
-    event = event_dict.get("event")
-    if isinstance(event, str):
-        event_dict["event"] = redact_url(event)
+    """No credential reaches a log line: a field named like one is blanked, and text (the event, access
+    lines quoting a URL with ?token=, a logged header) loses the values of credential-like names."""
+    for key, value in event_dict.items():
+        if _SENSITIVE.fullmatch(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact_value(value)
     return event_dict
 
 
