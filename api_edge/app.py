@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +26,7 @@ from api_edge import (
     notifications,
     price_commands,
     price_reads,
+    principals,
     problems,
     reads,
 )
@@ -63,6 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await broker.connect()
         await producer.start()
+        # Deactivated users are known before the first request (unless PostgreSQL is away: then soon after).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(principals.status.load(engine), settings.principal_refresh_s)
+        reloader = asyncio.create_task(principals.status.run(engine, settings.principal_refresh_s))
         app.openapi()  # built now, so it is frozen with the rest instead of on the first /docs request
         freeze_startup_objects()
         metrics_host = settings.metrics_host or settings.edge_host
@@ -70,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with metrics_server(settings.metrics_enabled, metrics_host, settings.edge_metrics_port):
                 yield
         finally:
+            reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reloader
             await hub.stop()
             await producer.stop()
             await broker.stop()

@@ -11,11 +11,12 @@ from typing import Annotated
 import anyio
 import anyio.to_thread
 import jwt
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import HTTPConnection
 
+from api_edge import principals
 from api_edge.problems import Problem
 from api_edge.state import clients
 from db import auth_repo
@@ -35,6 +36,7 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 class Principal:
     subject: str  # "user:alice" or "key:<key_id>"
     roles: frozenset[str]
+    auth_time: int = 0  # when the password was checked (epoch s): refresh never goes past max age from it
 
     def has(self, role: Role) -> bool:
         # admin may do everything; every known role may read.
@@ -63,9 +65,14 @@ def _unauthorized(detail: str) -> Problem:
     )
 
 
-def issue_token(request: Request, subject: str, roles: list[str]) -> Token:
-    settings = clients(request).settings
+# Token answers are credentials: no browser, proxy or CDN may keep them.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def issue_token(settings: Settings, subject: str, roles: list[str], auth_time: int) -> Token:
+    """An access token; it never outlives the login (`auth_time` + INVMON_LOGIN_MAX_AGE_S)."""
     now = int(time.time())
+    exp = min(now + settings.jwt_ttl_s, auth_time + settings.login_max_age_s)
     claims = {
         "sub": subject,
         "roles": roles,
@@ -73,10 +80,11 @@ def issue_token(request: Request, subject: str, roles: list[str]) -> Token:
         "aud": settings.jwt_audience,
         "iat": now,
         "nbf": now,
-        "exp": now + settings.jwt_ttl_s,
+        "exp": exp,
+        "auth_time": auth_time,
     }
-    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
-    return Token(access_token=token, expires_in=settings.jwt_ttl_s)
+    token = jwt.encode(claims, settings.jwt_key(), algorithm=ALGORITHM)
+    return Token(access_token=token, expires_in=exp - now)
 
 
 _VERIFIED_MAX = 10_000
@@ -92,13 +100,16 @@ def decode_token(request: HTTPConnection, token: str) -> Principal:
 
 
 def decode_access_token(settings: Settings, token: str) -> tuple[Principal, int]:
-    """The principal of a valid access token and its expiry (epoch seconds); 401 problem otherwise."""
+    """The principal of a valid access token and its expiry (epoch seconds); 401 problem otherwise,
+    also when the principal was deactivated (api_edge.principals)."""
     if len(token) > MAX_TOKEN_BYTES:
         raise _unauthorized("token too large")
-    secret = settings.jwt_secret.get_secret_value()
+    secret = settings.jwt_key()
     cache_key = (token, secret, settings.jwt_audience, settings.jwt_issuer)
     cached = _verified.get(cache_key)
     if cached is not None and time.time() < cached[1]:
+        if not principals.status.active(cached[0].subject):
+            raise _unauthorized("the principal is deactivated")
         return cached
     try:
         claims = jwt.decode(
@@ -114,7 +125,12 @@ def decode_access_token(settings: Settings, token: str) -> tuple[Principal, int]
     roles = claims.get("roles")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _unauthorized("invalid token: roles")
-    verified = Principal(str(claims["sub"]), frozenset(roles)), int(claims["exp"])
+    auth_time = claims.get("auth_time", claims["iat"])  # tokens from before auth_time: their own iat
+    if not isinstance(auth_time, int):
+        raise _unauthorized("invalid token: auth_time")
+    verified = Principal(str(claims["sub"]), frozenset(roles), auth_time), int(claims["exp"])
+    if not principals.status.active(verified[0].subject):
+        raise _unauthorized("the principal is deactivated")
     if len(_verified) >= _VERIFIED_MAX:
         for stale in list(_verified)[: _VERIFIED_MAX // 10]:  # dicts keep insertion order: oldest first
             del _verified[stale]
@@ -183,10 +199,23 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 _logins = anyio.CapacityLimiter(LOGINS_AT_ONCE)
 
 
-@router.post("/token", responses={401: {"description": "Wrong username or password."}})
-async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
-    """OAuth2 password flow: exchange a username and password for a short-lived access token."""
-    await clients(request).limits.check(request, None)
+def _login_expired() -> Problem:
+    return _unauthorized("the login is older than its maximum age: log in again")
+
+
+@router.post(
+    "/token",
+    responses={
+        401: {"description": "Wrong username or password."},
+        429: {"description": "Too many logins from this address or for this account; see Retry-After."},
+    },
+)
+async def token(
+    request: Request, response: Response, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> Token:
+    """OAuth2 password flow: exchange a username and password for a short-lived access token. Attempts
+    are limited per client IP and per account name (any address), failed ones too."""
+    await clients(request).limits.check_login(request, form.username)
     user = None
     if valid_username(form.username):  # no user has another name; the password is verified either way
         async with clients(request).engine.connect() as conn:
@@ -196,22 +225,36 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     verified = await anyio.to_thread.run_sync(verify_password, form.password, stored, limiter=_logins)
     if not verified or user is None:
         raise _unauthorized("wrong username or password")
-    return issue_token(request, f"user:{user['username']}", list(user["roles"]))
+    response.headers.update(NO_STORE)
+    settings = clients(request).settings
+    return issue_token(settings, f"user:{user['username']}", list(user["roles"]), int(time.time()))
 
 
 @router.post(
     "/refresh",
-    responses={401: {"description": "The token is invalid or expired, or the user no longer exists."}},
+    responses={
+        401: {
+            "description": "The token is invalid or expired, the user no longer exists or is deactivated, "
+            "or the login is older than INVMON_LOGIN_MAX_AGE_S."
+        }
+    },
 )
-async def refresh(request: Request, principal: Annotated[Principal, Depends(require("viewer"))]) -> Token:
+async def refresh(
+    request: Request, response: Response, principal: Annotated[Principal, Depends(require("viewer"))]
+) -> Token:
     """A fresh access token for a user who holds a valid one, with the roles the user has now: a
     dashboard renews its session before expiry without keeping the password. A removed or deactivated
-    user gets 401, a demoted one the smaller role set."""
+    user gets 401, a demoted one the smaller role set. A login lasts at most INVMON_LOGIN_MAX_AGE_S from
+    the password check: past it, 401, and the user logs in again."""
     kind, _, username = principal.subject.partition(":")
     if kind != "user":
         raise Problem(403, "Forbidden", "API keys do not use access tokens", type_="/problems/forbidden")
+    settings = clients(request).settings
+    if time.time() >= principal.auth_time + settings.login_max_age_s:
+        raise _login_expired()
     async with clients(request).engine.connect() as conn:
         user = await auth_repo.get_user(conn, username)
     if user is None:
         raise _unauthorized("the user no longer exists or is deactivated")
-    return issue_token(request, principal.subject, list(user["roles"]))
+    response.headers.update(NO_STORE)
+    return issue_token(settings, principal.subject, list(user["roles"]), principal.auth_time)

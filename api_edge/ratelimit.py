@@ -92,7 +92,7 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class _Scope:
-    name: str  # "ip" or "principal"
+    name: str  # "ip", "principal" or "login" (an account name at the login route)
     item: RateLimitItem
     key: str
 
@@ -226,17 +226,32 @@ class RateLimits:
         self._script = _Coalescer(pool, _HIT_ALL)
         self._principal = parse(settings.rate_limit_principal)
         self._ip = parse(settings.rate_limit_ip)
+        self._login = parse(settings.rate_limit_login_account)
 
     async def check(self, conn: HTTPConnection, *principals: str | None) -> None:
         """Count this request against each scope in order, in one round trip: `None` is the client IP,
         a string the principal. 429 with the refusing limit's headers when one is over; the verdict of
         the last scope (the principal's, the one the caller can act on) goes on the response."""
-        scopes = [
-            _Scope("ip", self._ip, conn.client.host if conn.client else "unknown")
-            if principal is None
-            else _Scope("principal", self._principal, principal)
-            for principal in principals or (None,)
-        ]
+        await self._check(
+            conn,
+            [
+                self._ip_scope(conn) if principal is None else _Scope("principal", self._principal, principal)
+                for principal in principals or (None,)
+            ],
+        )
+
+    async def check_login(self, conn: HTTPConnection, username: str) -> None:
+        """A login attempt: counted against the client IP, then against the account name from any
+        address, so guessing one account's password from many addresses is slowed as much as from one.
+        The name is hashed: any string may be sent, and it only names a counter."""
+        account = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+        await self._check(conn, [self._ip_scope(conn), _Scope("login", self._login, account)])
+
+    def _ip_scope(self, conn: HTTPConnection) -> _Scope:
+        # The peer, or the client a trusted proxy named (uvicorn's proxy headers, INVMON_TRUSTED_PROXIES).
+        return _Scope("ip", self._ip, conn.client.host if conn.client else "unknown")
+
+    async def _check(self, conn: HTTPConnection, scopes: list[_Scope]) -> None:
         try:
             windows = await self._script.call(_evalsha(self._script.sha, tuple(scopes)))
         except Exception as error:  # Redis down or slow: fail open, loudly
@@ -257,7 +272,7 @@ class RateLimits:
                     headers={"Retry-After": str(max(refused.reset_s, 1)), **ratelimit_headers(refused)},
                 )
         # The principal's verdict is the one the caller can act on; the IP's only fills in before login.
-        if scopes[-1].name == "principal" or getattr(conn.state, "ratelimit", None) is None:
+        if scopes[-1].name != "ip" or getattr(conn.state, "ratelimit", None) is None:
             conn.state.ratelimit = verdict
 
 

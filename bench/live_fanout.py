@@ -71,7 +71,7 @@ def viewer_token(settings: Settings) -> str:
         "nbf": now,
         "exp": now + 3600,
     }
-    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    return jwt.encode(claims, settings.jwt_key(), algorithm="HS256")
 
 
 def event(version: int) -> str:

@@ -50,3 +50,18 @@ async def revoke_api_key(conn: AsyncConnection, key_id: str) -> bool:
         .values(revoked_at=func.now())
     )
     return bool(result.rowcount)
+
+
+async def set_user_active(conn: AsyncConnection, username: str, active: bool) -> bool:
+    """Deactivate (or reactivate) a user; False when there is no such user. A deactivated user cannot log
+    in at once, and the edge and relay refuse its tokens within `INVMON_PRINCIPAL_REFRESH_S`."""
+    result = await conn.execute(
+        update(User).where(User.username == username).values(is_active=active, updated_at=func.now())
+    )
+    return bool(result.rowcount)
+
+
+async def inactive_subjects(conn: AsyncConnection) -> frozenset[str]:
+    """The principal subjects (`user:<name>`) whose tokens must be refused: deactivated users."""
+    rows = await conn.execute(select(User.username).where(User.is_active.is_(False)))
+    return frozenset(f"user:{name}" for name in rows.scalars())

@@ -11,19 +11,64 @@ from typing import Any
 import orjson
 import structlog
 
-_SECRET_IN_URL = re.compile(r"((?:token|api_key|access_token)=)[^&\s\"']+")
+# A name that carries a credential: password, secret, api-key in its spellings, token in its spellings,
+# authorization, cookie; also inside longer names (client_secret, X-Refresh-Token), in any case.
+_SENSITIVE = re.compile(r"passw(?:or)?d|secret|api[-_]?key|token|authori[sz]ation|cookie", re.IGNORECASE)
+# Every `name=value` (query string, form) and `name: value` (a header, a quoted field). A name starts
+# after a separator and is matched whole, so the scan stays linear on hostile input (an access line
+# quotes any URL); whether it is a credential is decided by `_SENSITIVE` on the name alone.
+_IN_QUERY = re.compile(r"(?<![^?&;\s\"',])([\w.-]+)(=)[^&;\s\"',]*")
+_IN_HEADER = re.compile(
+    r"(?<![^\s\"'{,(])([\w.-]+)([\"']?[ \t]*:[ \t]*[\"']?)(?:(?:bearer|basic|digest)[ \t]+)?[^\s\"',;}]+",
+    re.IGNORECASE,
+)
+REDACTED = "[redacted]"
+
+
+def _sensitive(name: str) -> bool:
+    return _SENSITIVE.search(name) is not None
+
+
+def _blank(match: re.Match[str]) -> str:
+    name, separator = match[1], match[2]
+    return f"{name}{separator}{REDACTED}" if _sensitive(name) else match[0]
 
 
 def redact_url(text: str) -> str:
-    """A URL (or a line quoting one) without the values of token-like query parameters."""
-    return _SECRET_IN_URL.sub(r"\1[redacted]", text) if "=" in text else text
+    """A URL, header or line quoting them, without the values of credential-like parameters and headers."""
+    if "=" in text:
+        text = _IN_QUERY.sub(_blank, text)
+    if ":" in text:
+        text = _IN_HEADER.sub(_blank, text)
+    return text
+
+
+def _redact_value(value: object) -> object:
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):  # e.g. a headers mapping logged as a field
+        return {
+            k: REDACTED if isinstance(k, str) and _sensitive(k) else _redact_value(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):  # e.g. ASGI header pairs
+        if len(value) == 2 and isinstance(value[0], str | bytes) and not isinstance(value[1], dict):
+            name = value[0].decode("latin-1") if isinstance(value[0], bytes) else value[0]
+            if _sensitive(name):
+                return (value[0], REDACTED)
+        redacted = [_redact_value(v) for v in value]
+        return tuple(redacted) if isinstance(value, tuple) else redacted
+    return value
 
 
 def _redact(_: object, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
-    """Access lines quote the URL; a token in a query string (WebSocket ?token=) must not reach the log."""
-    event = event_dict.get("event")
-    if isinstance(event, str):
-        event_dict["event"] = redact_url(event)
+    """No credential reaches a log line: a field named like one is blanked, and text (the event, access
+    lines quoting a URL with ?token=, a logged header) loses the values of credential-like names."""
+    for key, value in event_dict.items():
+        if _sensitive(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact_value(value)
     return event_dict
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import sys
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +21,12 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="INVMON_", env_file=".env", extra="ignore")
+
+    environment: Literal["production", "local"] = Field(
+        "production",
+        description="`production` refuses to start without real secrets; `local` (set by ./dev) relaxes "
+        "that for a development machine.",
+    )
 
     # Services the processes connect to.
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers (host:port[,...]).")
@@ -152,15 +161,38 @@ class Settings(BaseSettings):
     webhook_disable_after_s: float = Field(
         5 * 86400.0, gt=0, description="An endpoint failing without success for this long is disabled."
     )
-    jwt_secret: SecretStr = Field(
-        SecretStr("dev-only-secret-change-me-0123456789abcdef"),
-        description="HMAC key (HS256, at least 32 bytes) that signs access tokens. Set it in production.",
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key (HS256, at least 32 bytes) that signs access tokens. Required in production; "
+        "make one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`.",
     )
     jwt_issuer: str = Field(
         "inventory-monitor", description="`iss` of issued tokens; checked on every request."
     )
     jwt_audience: str = Field("inventory-monitor-api", description="`aud` of issued tokens; checked too.")
     jwt_ttl_s: int = Field(900, ge=30, description="Lifetime of an access token in seconds.")
+    login_max_age_s: int = Field(
+        12 * 3600,
+        ge=60,
+        description="Absolute lifetime of a login: refresh never extends a session past this many seconds "
+        "after the password was checked.",
+    )
+    principal_refresh_s: float = Field(
+        10.0,
+        gt=0,
+        le=20,
+        description="How often the edge and the relay reload which users are active: a deactivated user's "
+        "tokens (and relay sockets) stop within about this long.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses or networks (JSON list) whose X-Forwarded-For is believed; empty: the "
+        "header is ignored and the peer address is the client.",
+    )
+    rate_limit_login_account: str = Field(
+        "10/minute",
+        description="Login attempts per account name, from any address (on top of the per-IP limit).",
+    )
     rate_limit_principal: str = Field(
         "1200/minute", description="Requests each user or API key may make, shared by all edge processes."
     )
@@ -195,6 +227,18 @@ class Settings(BaseSettings):
     live_queue_size: int = Field(
         1000, ge=1, description="Frames a relay client may have waiting before it is closed with 4008."
     )
+    live_max_unauthenticated_per_ip: int = Field(
+        20,
+        ge=1,
+        description="Relay sockets one client IP may hold open before sending `connect` (more: closed "
+        "with 1008).",
+    )
+    live_login_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="A relay socket that has not sent `connect` by then is closed with 1008.",
+    )
     live_ping_interval_s: float = Field(
         15, gt=0, description="Relay ping interval; no pong within two intervals closes the socket."
     )
@@ -215,6 +259,21 @@ class Settings(BaseSettings):
     )
     kafka_heap: str = Field("512m", description="Max heap of the local Kafka broker.")
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # a typo fails at start, never trusts nothing silently
+        return value
+
+    def jwt_key(self) -> str:
+        """The token signing key; in local mode without one, a fixed local-only key."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if self.environment == "local":
+            return LOCAL_JWT_SECRET
+        raise RuntimeError(MISSING_SECRET)
+
     @property
     def kafka_port(self) -> int:
         return _port(self.kafka_bootstrap.split(",")[0], 9092)
@@ -226,6 +285,49 @@ class Settings(BaseSettings):
     @property
     def redis_port(self) -> int:
         return urlsplit(self.redis_url).port or 6379
+
+
+# Every value this project ever published as a JWT secret (defaults, compose, docs): public, so refused.
+LOCAL_JWT_SECRET = "local-only-jwt-secret-never-in-production-0123456789"
+SAMPLE_JWT_SECRETS = frozenset(
+    {
+        LOCAL_JWT_SECRET,
+        "dev-only-secret-change-me-0123456789abcdef",
+        "compose-local-secret-change-me-0123456789",
+    }
+)
+SAMPLE_DB_PASSWORDS = frozenset({"invmon"})
+MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+MISSING_SECRET = f"INVMON_JWT_SECRET is not set: set it to a random value of 32+ bytes, e.g. `{MAKE_SECRET}`"
+
+
+def production_problem(settings: Settings) -> str | None:
+    """Why these settings must not run a process, in one line; None when they may. `local` skips this."""
+    if settings.environment == "local":
+        return None
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret is not None else ""
+    if not secret:
+        return MISSING_SECRET
+    if secret in SAMPLE_JWT_SECRETS or "change-me" in secret.lower():
+        return f"INVMON_JWT_SECRET is a published sample value: use a random one, e.g. `{MAKE_SECRET}`"
+    if len(secret.encode()) < 32:
+        return f"INVMON_JWT_SECRET is shorter than 32 bytes: use a random value, e.g. `{MAKE_SECRET}`"
+    password = urlsplit(settings.database_url).password
+    if password is not None and unquote(password) in SAMPLE_DB_PASSWORDS:
+        return (
+            "INVMON_DATABASE_URL uses the sample password `invmon`: give the database user a random password "
+            "and put it in the URL"
+        )
+    return None
+
+
+def refuse_unsafe_settings(settings: Settings) -> None:
+    """Called first by every process's entry point and by the CLI commands that issue credentials: in
+    production, unsafe settings end the process with one line on stderr and exit status 2."""
+    problem = production_problem(settings)
+    if problem is not None:
+        print(f"refusing to start (INVMON_ENVIRONMENT=production): {problem}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _port(hostport: str, default: int) -> int:

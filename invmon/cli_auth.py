@@ -12,7 +12,7 @@ from rich.console import Console
 from db import auth_repo
 from db.engine import make_engine
 from infra.credentials import ROLES, hash_password, new_api_key, valid_username
-from infra.settings import get_settings
+from infra.settings import get_settings, refuse_unsafe_settings
 
 user_app = typer.Typer(help="Users of the HTTP edge (OAuth2 password flow).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for machine clients.", no_args_is_help=True)
@@ -32,13 +32,22 @@ def _roles(roles: list[str]) -> list[str]:
     return sorted(set(roles))
 
 
-async def _run(action: str, *args: object) -> None:
+# The published demo password (./dev up, local only): never a production password.
+DEMO_PASSWORDS = frozenset({"demo-password-local"})
+
+
+async def _run(action: str, *args: object) -> object:
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
         async with engine.begin() as conn:
-            await getattr(auth_repo, action)(conn, *args)
+            return await getattr(auth_repo, action)(conn, *args)
     finally:
         await engine.dispose()
+
+
+def _issuing() -> None:
+    """Credentials are issued only where the edge could run: the same production checks as a process."""
+    refuse_unsafe_settings(get_settings())
 
 
 @user_app.command("add")
@@ -49,7 +58,8 @@ def user_add(
         bool, typer.Option("--password-stdin", help="Read the password from stdin.")
     ] = False,
 ) -> None:
-    """Create a user, or reset an existing user's password and roles."""
+    """Create a user, or reset an existing user's password and roles (and reactivate it)."""
+    _issuing()
     if not valid_username(username):
         raise typer.BadParameter("use a name of 1-100 characters without control characters")
     roles = _roles(role)
@@ -58,6 +68,8 @@ def user_add(
     )
     if len(password) < 12:
         raise typer.BadParameter("use a password of at least 12 characters")
+    if password in DEMO_PASSWORDS and get_settings().environment != "local":
+        raise typer.BadParameter("that password is published in the README: choose another")
     asyncio.run(_run("upsert_user", username, hash_password(password), roles))
     console.print(f"user {username} has roles {', '.join(roles)}")
 
@@ -68,6 +80,7 @@ def apikey_create(
     role: RoleOption,
 ) -> None:
     """Create an API key. It is printed once and stored only as a hash."""
+    _issuing()
     roles = _roles(role)
     key_id, key, digest = new_api_key()
     asyncio.run(_run("add_api_key", key_id, digest, name, roles))
@@ -75,8 +88,20 @@ def apikey_create(
     print(key)
 
 
+@user_app.command("deactivate")
+def user_deactivate(username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Deactivate a user: no new login at once; tokens and live sockets stop within
+    INVMON_PRINCIPAL_REFRESH_S. `user add` with a new password reactivates it."""
+    if not asyncio.run(_run("set_user_active", username, False)):
+        console.print(f"no user {username}")
+        raise typer.Exit(1)
+    console.print(f"user {username} deactivated")
+
+
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key id printed at creation.")]) -> None:
-    """Revoke an API key at once."""
-    asyncio.run(_run("revoke_api_key", key_id))
+    """Revoke an API key at once (every request with a key is checked in PostgreSQL)."""
+    if not asyncio.run(_run("revoke_api_key", key_id)):
+        console.print(f"no active key {key_id}")
+        raise typer.Exit(1)
     console.print(f"key {key_id} revoked")

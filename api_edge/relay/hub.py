@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter as Tally
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ class Client:
     def __init__(self, ws: ServerConnection, client_id: str, queue_size: int) -> None:
         self.ws = ws
         self.id = client_id
+        self.subject = ""  # the principal, once `connect` succeeded
         self.subs: dict[str, Sub] = {}
         self.closed = False
         self.last_seen = time.monotonic()  # any frame from the client counts as a pong
@@ -176,6 +178,7 @@ class Sub:
 class Hub:
     def __init__(self) -> None:
         self.connections = 0  # open sockets, also those that have not sent `connect` yet
+        self.unauthenticated: Tally[str] = Tally()  # sockets waiting for `connect`, by client address
         self.clients: set[Client] = set()
         self._subs: dict[str, dict[Client, Sub]] = {channel: {} for channel in CHANNELS}
         self._by_category: dict[str, int] = dict.fromkeys(CHANNELS, 0)

@@ -23,15 +23,17 @@ from sqlalchemy import text
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from api_edge import principals
 from api_edge.relay.feed import Categories, Feed
 from api_edge.relay.hub import Hub, close_all
-from api_edge.relay.session import Relay, Session
+from api_edge.relay.session import Relay, Session, close_deactivated
 from api_edge.relay.snapshot import Snapshots
 from db.engine import make_engine
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
+from infra.proxies import TrustedProxies
 from infra.service import ReadyCheck, freeze_startup_objects, metrics_server, run_checks
-from infra.settings import Settings, get_settings
+from infra.settings import Settings, get_settings, refuse_unsafe_settings
 
 log = structlog.get_logger("invmon.relay")
 
@@ -104,7 +106,15 @@ async def run(settings: Settings) -> None:
     live = LiveRedis(redis)
     hub = Hub()
     snapshots = Snapshots(engine, settings.live_snapshot_limit)
-    relay = Relay(settings, hub, Feed(live, hub, Categories(engine)), live, engine, snapshots)
+    relay = Relay(
+        settings,
+        hub,
+        Feed(live, hub, Categories(engine)),
+        live,
+        engine,
+        snapshots,
+        TrustedProxies(settings.trusted_proxies),
+    )
 
     async def handler(ws: ServerConnection) -> None:
         await Session(relay, ws).run()
@@ -113,8 +123,13 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(relay.feed.run()), asyncio.create_task(ping_loop(relay))]
     metrics_host = settings.metrics_host or settings.edge_host
+    reloader = principals.status.run(engine, settings.principal_refresh_s, lambda: close_deactivated(hub))
+    tasks = [
+        asyncio.create_task(relay.feed.run()),
+        asyncio.create_task(ping_loop(relay)),
+        asyncio.create_task(reloader),
+    ]
     try:
         with metrics_server(settings.metrics_enabled, metrics_host, settings.live_metrics_port) as on_main:
             await serve_until_stopped(relay, handler, stop, metrics=on_main)
@@ -155,6 +170,7 @@ async def serve_until_stopped(
 
 def main() -> None:
     settings = get_settings()
+    refuse_unsafe_settings(settings)
     configure_logging("live-relay", settings.log_level, json=settings.log_json)
     # One line per handshake and close at INFO is noise at a thousand clients; the relay logs its own.
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from api_edge import principals
 from api_edge.auth import Principal, decode_access_token
 from api_edge.problems import Problem
 from api_edge.relay.feed import Feed
@@ -39,11 +40,11 @@ from contracts.live import (
     Unsubscribe,
 )
 from infra.live_redis import LiveMessage, LiveRedis
+from infra.proxies import TrustedProxies
 from infra.settings import Settings
 
 log = structlog.get_logger("invmon.relay.session")
 
-CONNECT_TIMEOUT_S = 5.0
 FEED_WAIT_S = 5.0
 
 
@@ -57,6 +58,20 @@ class Relay:
     live: LiveRedis
     engine: AsyncEngine
     snapshots: Snapshots
+    proxies: TrustedProxies
+
+
+def client_address(relay: Relay, ws: ServerConnection) -> str:
+    peer = ws.remote_address[0] if ws.remote_address else "unknown"
+    forwarded = ws.request.headers.get_all("X-Forwarded-For") if ws.request is not None else []
+    return relay.proxies.client(str(peer), forwarded)
+
+
+def close_deactivated(hub: Hub) -> None:
+    """Close the sockets of principals deactivated since they connected (called after each reload)."""
+    for client in list(hub.clients):
+        if client.subject and not principals.status.active(client.subject):
+            client.close(1008, "unauthorized")
 
 
 def _token(settings: Settings, token: str) -> tuple[Principal, int] | None:
@@ -91,7 +106,19 @@ class Session:
 
     async def _run(self) -> None:
         hub = self.relay.hub
-        if not await self._connect():
+        # Until `connect` succeeds a socket costs the relay and proves nothing: few per address, briefly.
+        address = client_address(self.relay, self.ws)
+        if hub.unauthenticated[address] >= self.relay.settings.live_max_unauthenticated_per_ip:
+            self.client.close(1008, "too many unauthenticated connections")
+            return
+        hub.unauthenticated[address] += 1
+        try:
+            connected = await self._connect()
+        finally:
+            hub.unauthenticated[address] -= 1
+            if not hub.unauthenticated[address]:
+                del hub.unauthenticated[address]
+        if not connected:
             return
         hub.join(self.client)
         writer = asyncio.create_task(self.client.write_loop())
@@ -114,7 +141,7 @@ class Session:
 
     async def _connect(self) -> bool:
         try:
-            data = await asyncio.wait_for(self.ws.recv(), CONNECT_TIMEOUT_S)
+            data = await asyncio.wait_for(self.ws.recv(), self.relay.settings.live_login_timeout_s)
         except TimeoutError:
             self.client.close(1008, "unauthorized")
             return False
@@ -130,7 +157,7 @@ class Session:
             self.client.close(1008, "unauthorized")
             return False
         principal, exp = found
-        self.subject = principal.subject
+        self.subject = self.client.subject = principal.subject
         self._expire_at(exp)
         reply = Connected(
             client=self.client.id,

@@ -105,6 +105,8 @@ def dashboard(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     env = {
         "INVMON_CORS_ORIGINS": json.dumps([edge_origin]),
         "INVMON_LIVE_PUBLIC_URL": f"ws://127.0.0.1:{stack.live_port}/v1/live",
+        # Every test logs the same users in again: more than the per-account login limit a minute.
+        "INVMON_RATE_LIMIT_LOGIN_ACCOUNT": "1000000/minute",
     }
     ports = {
         "edge": stack.edge_port,

@@ -32,6 +32,7 @@ def pipeline(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 SHARED_CLIENT_LIMITS = {
     "INVMON_RATE_LIMIT_IP": "1000000/minute",
     "INVMON_RATE_LIMIT_PRINCIPAL": "1000000/minute",
+    "INVMON_RATE_LIMIT_LOGIN_ACCOUNT": "1000000/minute",
 }
 
 

@@ -61,7 +61,7 @@ def token(settings: Settings, *, ttl: float = 300, subject: str = "user:live-tes
         "exp": int(now + ttl),
         **claims,
     }
-    return jwt.encode(payload, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    return jwt.encode(payload, settings.jwt_key(), algorithm="HS256")
 
 
 @asynccontextmanager

@@ -166,7 +166,7 @@ def claims(settings: Settings, **changes: object) -> dict[str, Any]:
 def sign(
     settings: Settings, payload: dict[str, Any], key: str | None = None, algorithm: str = "HS256"
 ) -> str:
-    return jwt.encode(payload, key or settings.jwt_secret.get_secret_value(), algorithm=algorithm)
+    return jwt.encode(payload, key or settings.jwt_key(), algorithm=algorithm)
 
 
 def sized_token(settings: Settings, low: int, high: int) -> str:
@@ -454,7 +454,7 @@ async def test_login_rejects_wrong_credentials_and_issues_checked_claims(
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     decoded = jwt.decode(
         token,
-        stack.jwt_secret.get_secret_value(),
+        stack.jwt_key(),
         algorithms=["HS256"],
         audience=stack.jwt_audience,
         issuer=stack.jwt_issuer,
@@ -529,7 +529,7 @@ async def test_refresh_renews_a_session_with_the_users_current_roles(
     first = login.json()["access_token"]
 
     def decode(token: str) -> dict[str, Any]:
-        secret = stack.jwt_secret.get_secret_value()
+        secret = stack.jwt_key()
         options = {"audience": stack.jwt_audience, "issuer": stack.jwt_issuer}
         return dict(jwt.decode(token, secret, algorithms=["HS256"], **options))
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from websockets.exceptions import InvalidStatus
 
@@ -50,7 +51,7 @@ async def applied(edge: httpx.AsyncClient, response: httpx.Response) -> None:
 
 
 async def test_connections_without_a_valid_token_are_closed_with_1008(live_url: str, stack: Settings) -> None:
-    other_secret = token(stack.model_copy(update={"jwt_secret": stack.jwt_secret.__class__("x" * 40)}))
+    other_secret = token(stack.model_copy(update={"jwt_secret": SecretStr("x" * 40)}))
     refused = {
         "garbage": json.dumps({"type": "connect", "token": "not.a.jwt"}),
         "other secret": json.dumps({"type": "connect", "token": other_secret}),

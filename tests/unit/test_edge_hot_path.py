@@ -30,7 +30,7 @@ def request_for(settings: Settings) -> Any:
 
 
 def cache_key(settings: Settings, token: str) -> tuple[str, str, str, str]:
-    return (token, settings.jwt_secret.get_secret_value(), settings.jwt_audience, settings.jwt_issuer)
+    return (token, settings.jwt_key(), settings.jwt_audience, settings.jwt_issuer)
 
 
 def test_an_expired_cache_entry_is_not_trusted() -> None:
@@ -47,8 +47,9 @@ def test_an_expired_cache_entry_is_not_trusted() -> None:
 
 def test_a_token_is_cached_only_for_the_key_that_verified_it() -> None:
     settings = get_settings()
-    token = auth.issue_token(request_for(settings), "user:cached", ["viewer"]).access_token
-    assert decode_token(request_for(settings), token) == Principal("user:cached", frozenset({"viewer"}))
+    now = int(time.time())
+    token = auth.issue_token(settings, "user:cached", ["viewer"], now).access_token
+    assert decode_token(request_for(settings), token) == Principal("user:cached", frozenset({"viewer"}), now)
     assert cache_key(settings, token) in auth._verified
     other = settings.model_copy(update={"jwt_secret": SecretStr("another-secret-of-at-least-32-bytes-!!")})
     with pytest.raises(Problem) as refused:

@@ -18,7 +18,7 @@ from db.outbox_repo import asyncpg_dsn
 from infra.kafka import make_broker, require_safe
 from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
-from infra.settings import Settings, get_settings
+from infra.settings import Settings, get_settings, refuse_unsafe_settings
 from workers.notifier import consumer
 from workers.notifier.dispatcher import Dispatcher
 
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def main() -> None:
     settings = get_settings()
+    refuse_unsafe_settings(settings)
     configure_logging("notifier", settings.log_level, json=settings.log_json)
     uvicorn.run(create_app(settings), host=settings.edge_host, port=settings.notifier_port, log_config=None)
 

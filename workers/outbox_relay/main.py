@@ -18,7 +18,7 @@ from infra.kafka import make_broker
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
-from infra.settings import Settings, get_settings
+from infra.settings import Settings, get_settings, refuse_unsafe_settings
 from workers.outbox_relay.relay import OutboxRelay
 
 
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def main() -> None:
     settings = get_settings()
+    refuse_unsafe_settings(settings)
     configure_logging("outbox-relay", settings.log_level, json=settings.log_json)
     uvicorn.run(
         create_app(settings), host=settings.edge_host, port=settings.outbox_relay_port, log_config=None

@@ -20,7 +20,7 @@ from db.engine import make_engine
 from infra.kafka import make_broker, raw_producer, require_safe
 from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
-from infra.settings import Settings
+from infra.settings import Settings, refuse_unsafe_settings
 from workers.pipeline import scheduler
 from workers.pipeline.consumer import Runtime
 from workers.pipeline.scheduler import Schedule
@@ -87,6 +87,7 @@ def create_worker_app(
 
 
 def serve(app_factory: Callable[[Settings], Starlette], name: str, settings: Settings, port: int) -> None:
+    refuse_unsafe_settings(settings)
     configure_logging(name, settings.log_level, json=settings.log_json)
     app = app_factory(settings)
     # A batch allocates many short-lived objects; with the default thresholds the collector ran through
