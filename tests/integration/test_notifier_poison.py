@@ -7,6 +7,7 @@ their batch."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,8 +23,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts.topics import EVENTS
 from infra.kafka import PARTITIONER
 from infra.settings import Settings
+from invmon.stack import manager
+from invmon.stack.procs import terminate
 from tests.e2e.notify_support import serving, smtp_server
-from tests.integration.helpers import pg_dsn, wait_until
+from tests.integration.helpers import database, pg_dsn, wait_until
 from tests.processes import start, wait_ready
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
@@ -169,3 +173,64 @@ async def test_poisoned_events_are_recorded_and_the_good_ones_delivered(
             assert {str(r["event_id"]) for r in statuses} == good_ids
             assert {r["status"] for r in statuses} == {"delivered"}
             await pg.execute("DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])", subs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_a_postgresql_outage_is_waited_out_not_skipped(
+    stack: Settings, pg: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The failures PostgreSQL's absence really raises (through SQLAlchemy's pool and asyncpg) must read as
+    an outage: the events wait and are delivered afterwards, none is skipped."""
+    sku = f"PGO-{uuid.uuid4().hex[:8].upper()}"
+    async with serving("127.0.0.1") as receiver:
+        sub = uuid.uuid4()
+        await pg.execute(
+            "INSERT INTO notification_subscriptions (id, name, skus, kind, url, secret) "
+            "VALUES ($1, 'outage', $2, 'webhook', $3, $4)",
+            sub,
+            [sku],
+            receiver.url(f"/ok/{sku}"),
+            "whsec_" + "B" * 44,
+        )
+        await pg.close()
+        port = stack.notifier_port + 31
+        env = {"INVMON_NOTIFIER_PORT": str(port), "INVMON_WEBHOOK_ALLOWLIST": '["127.0.0.1"]'}
+        notifier = start("notifier", port, tmp_path, env)
+        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, partitioner=PARTITIONER)
+        await producer.start()
+        try:
+            wait_ready(notifier)
+            rows = {row.name: row for row in await manager.status_async(stack)}
+            pid = rows["postgres"].pid
+            assert pid is not None
+            try:
+                await terminate(psutil.Process(pid), 60)
+                goods = [good(sku, n) for n in range(4)]
+                for _, value in goods:
+                    await (await producer.send(EVENTS.name, value, key=sku.encode()))
+
+                async def retried() -> bool:
+                    return "store_retry" in notifier.log.read_text()
+
+                await wait_until(retried, bool, within=60, what="the notifier retrying against no PostgreSQL")
+            finally:
+                await asyncio.to_thread(manager.up, stack)
+            good_ids = {event_id for event_id, _ in goods}
+
+            async def delivered() -> set[str]:
+                return set(receiver.by_id(f"/ok/{sku}")) & good_ids
+
+            await wait_until(
+                delivered, lambda ids: ids == good_ids, within=90, what="every event after the outage"
+            )
+            assert await wait_until(lambda: lag(stack), lambda n: n == 0, within=30, what="lag 0") == 0
+        finally:
+            await producer.stop()
+            notifier.stop()
+    async with database(stack) as db:
+        skipped = await db.fetchval(
+            "SELECT count(*) FROM notifier_skipped_events WHERE head LIKE $1", f"%{sku}%".encode()
+        )
+        assert skipped == 0
+        await db.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
