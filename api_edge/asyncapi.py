@@ -12,11 +12,19 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from api_edge.state import clients
+from contracts.event_dead_letters import EventDeadLetter
 from contracts.price_commands import PriceCommand
 from contracts.price_events import PriceEvent
 from contracts.stock_commands import StockCommand
 from contracts.stock_events import StockEvent
-from contracts.topics import EVENTS, PRICE_COMMANDS, PRICE_COMMANDS_DLQ, STOCK_COMMANDS, STOCK_COMMANDS_DLQ
+from contracts.topics import (
+    EVENTS,
+    EVENTS_DLQ,
+    PRICE_COMMANDS,
+    PRICE_COMMANDS_DLQ,
+    STOCK_COMMANDS,
+    STOCK_COMMANDS_DLQ,
+)
 from infra.settings import Settings
 
 _DLQ_NOTE = (
@@ -55,6 +63,9 @@ def document(settings: Settings) -> dict[str, Any]:
 
     broker.publisher(
         EVENTS.name, title=EVENTS.name, description=EVENTS.description, schema=StockEvent | PriceEvent
+    )
+    broker.publisher(
+        EVENTS_DLQ.name, title=EVENTS_DLQ.name, description=EVENTS_DLQ.description, schema=EventDeadLetter
     )
     for dlq in (STOCK_COMMANDS_DLQ, PRICE_COMMANDS_DLQ):
         broker.publisher(dlq.name, title=dlq.name, description=dlq.description + _DLQ_NOTE, schema=bytes)

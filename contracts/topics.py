@@ -29,6 +29,11 @@ PRICE_COMMANDS_DLQ = Topic(
 EVENTS = Topic(
     "invmon.events.v1", "Events of applied and rejected commands, published from the outbox; key = SKU."
 )
+EVENTS_DLQ = Topic(
+    "invmon.events.v1.dlq",
+    "Outbox events the event topic refused for good (too large, ...), by reference: outbox id, size, "
+    "sha256, reason and the first KiB; the event itself stays in the outbox table.",
+)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     STOCK_COMMANDS,
@@ -36,4 +41,5 @@ ALL_TOPICS: tuple[Topic, ...] = (
     PRICE_COMMANDS,
     PRICE_COMMANDS_DLQ,
     EVENTS,
+    EVENTS_DLQ,
 )

@@ -135,3 +135,7 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when a destination refused the event for good (too large for the event topic, ...): the row
+    # counts as published, so it no longer holds the rows after it; failed_reason names who refused.
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_reason: Mapped[str | None] = mapped_column(Text)

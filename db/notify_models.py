@@ -20,7 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models import Base
@@ -104,3 +104,24 @@ class Attempt(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))
+
+
+class SkippedEvent(Base):
+    """An event record the notifier could not turn into deliveries (not an event, or refused by PostgreSQL
+    on its own), kept by reference: the record can be read again from its topic while retention lasts."""
+
+    __tablename__ = "notifier_skipped_events"
+    __table_args__ = (
+        UniqueConstraint("topic", "partition", "offset", name="uq_notifier_skipped_events_origin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[bytes | None] = mapped_column(BYTEA)
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    head: Mapped[bytes] = mapped_column(BYTEA)  # the value's first KiB
+    reason: Mapped[str] = mapped_column(Text)
+    skipped_at: Mapped[datetime] = _now()

@@ -3,6 +3,7 @@ parameters, LISTEN, SKIP LOCKED); the edge's admin queries live in notify_admin.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +65,44 @@ async def insert_deliveries(pg: asyncpg.Connection, rows: Sequence[NewDelivery])
         # Delivered at commit: the dispatcher wakes exactly when the rows become visible.
         await pg.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
     return len(inserted)
+
+
+class SkippedRecord(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    reason: str
+
+
+HEAD_BYTES = 1024
+
+
+async def insert_skipped(pg: asyncpg.Connection, rows: Sequence[SkippedRecord]) -> None:
+    """By reference (origin, size, sha256, the first KiB): the record itself may be as large as the topic
+    allows. A redelivered batch finds its rows there and adds nothing."""
+    await pg.executemany(
+        """
+        INSERT INTO notifier_skipped_events (topic, partition, "offset", key, size, sha256, head, reason)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (topic, partition, "offset") DO NOTHING
+        """,
+        [
+            (
+                r.topic,
+                r.partition,
+                r.offset,
+                r.key,
+                len(r.value),
+                hashlib.sha256(r.value).hexdigest(),
+                r.value[:HEAD_BYTES],
+                # text cannot hold NUL, and a reason may quote the record
+                r.reason.replace("\x00", "\\x00")[:2000],
+            )
+            for r in rows
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)

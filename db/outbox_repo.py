@@ -3,7 +3,7 @@ session-level advisory lock on it, which a pooled SQLAlchemy connection cannot p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,22 @@ async def mark_published(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
     await conn.execute(
         "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])", list(ids)
     )
+
+
+async def mark_refused(conn: asyncpg.Connection, refusals: Mapping[int, str]) -> None:
+    """Rows a destination refused for good: marked published (they no longer hold the rows after them)
+    and failed, with the reason. One transaction, so a row is never failed without being published."""
+    async with conn.transaction():
+        await conn.execute(
+            """
+            UPDATE outbox SET failed_at = clock_timestamp(), failed_reason = r.reason,
+                published_at = coalesce(published_at, clock_timestamp())
+            FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
+            WHERE outbox.id = r.id
+            """,
+            list(refusals),
+            list(refusals.values()),
+        )
 
 
 async def backlog(conn: asyncpg.Connection) -> int:

@@ -27,8 +27,11 @@ async def test_reservation_lifecycle_alerts_and_ledger(
         await applied(
             edge, await edge.post("/v1/items", json={"sku": sku, "name": "Lamp", "min_stock_level": 3})
         )
-        # Registered with nothing on hand: out of stock from the start, no transition event yet.
+        # Registered with nothing on hand: out of stock from the start, announced as a transition from "ok".
         assert (await edge.get(f"/v1/items/{sku}")).json()["alert_state"] == "out"
+        out = await next_event(ws, lambda e: e["sku"] == sku and e["type"] == "out_of_stock")
+        assert (out["previous"], out["current"], out["available"]) == ("ok", "out", 0)
+        assert out["min_stock_level"] == 3
 
         await applied(edge, await edge.post(f"/v1/items/{sku}/receipts", json={"quantity": 10}))
         back = await next_event(ws, lambda e: e["sku"] == sku and e["type"] == "back_in_stock")

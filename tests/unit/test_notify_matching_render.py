@@ -80,3 +80,25 @@ def test_price_email_names_the_prices() -> None:
 def test_webhook_body_is_type_timestamp_data() -> None:
     body = json.loads(webhook_body("low_stock_detected", PAYLOAD))
     assert body == {"type": "low_stock_detected", "timestamp": "2026-11-27T12:00:00Z", "data": PAYLOAD}
+
+
+@given(
+    name=st.text(max_size=60),
+    sku=st.text(max_size=20),
+    reason=st.text(max_size=40),
+    event_type=st.text(max_size=20),
+)
+def test_the_subject_is_one_line_whatever_the_event_carries(
+    name: str, sku: str, reason: str, event_type: str
+) -> None:
+    """Old rows and events from upstream producers may carry control characters the contracts now refuse;
+    a line break in a header would let them add headers of their own."""
+    payload = {"sku": sku, "reason": reason, "available": 1}
+    mail = email(event_type, payload, item_name=name, public_url="https://inv.example.com")
+    assert not any(c in mail.subject for c in "\r\n\x00\x0b\x0c\x85\u2028\u2029")
+
+
+def test_line_breaks_in_a_name_become_spaces() -> None:
+    mail = email("out_of_stock", {"sku": "LAMP-1"}, item_name="Lamp\r\nBcc: x@example.com", public_url="")
+    assert mail.subject == "[inventory-monitor] Out of stock: LAMP-1 (Lamp Bcc: x@example.com)"
+    assert "Item: Lamp Bcc: x@example.com\n" in mail.text

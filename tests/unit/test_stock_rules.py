@@ -182,7 +182,44 @@ def test_register_classifies_the_initial_quantity(
         min_stock_level=min_level,
         max_stock_level=max_level,
     )
-    assert applied(decide(None, None, command, NOW)).state.alert_state == alert
+    outcome = applied(decide(None, None, command, NOW))
+    assert outcome.state.alert_state == alert
+    # The alert is announced like any later transition: after item_registered, from "ok".
+    registered, *alerts = outcome.events
+    assert isinstance(registered, ItemRegistered)
+    expected = transition_event_type("ok", alert)
+    assert [type(e) for e in alerts] == ([] if expected is None else [expected])
+    for event in alerts:
+        assert isinstance(event, ALERT_EVENTS)
+        assert (event.previous, event.current, event.available) == ("ok", alert, initial)
+        assert (event.min_stock_level, event.max_stock_level) == (min_level, max_level)
+        assert event.command_id == command.command_id
+
+
+@given(
+    initial=st.integers(0, 10_000),
+    min_level=st.integers(0, 10_000),
+    headroom=st.none() | st.integers(0, 10_000),
+    trackable=st.booleans(),
+)
+def test_register_alerts_exactly_when_the_item_is_not_ok(
+    initial: int, min_level: int, headroom: int | None, trackable: bool
+) -> None:
+    max_level = None if headroom is None else min_level + headroom
+    command = make(
+        RegisterItem,
+        name="Mug",
+        initial_quantity=initial,
+        min_stock_level=min_level,
+        max_stock_level=max_level,
+        is_trackable=trackable,
+    )
+    outcome = applied(decide(None, None, command, NOW))
+    alerts = [e for e in outcome.events if isinstance(e, ALERT_EVENTS)]
+    state = classify("ok", initial, min_level, max_level, trackable=trackable, policy=AlertPolicy())
+    assert outcome.state.alert_state == state
+    assert [(e.previous, e.current) for e in alerts] == ([] if state == "ok" else [("ok", state)])
+    assert len({e.event_id for e in outcome.events}) == len(outcome.events)
 
 
 def test_register_of_a_known_sku_is_rejected() -> None:
@@ -700,11 +737,16 @@ class StockMachine(RuleBasedStateMachine):
         ids = [e.event_id for e in outcome.events]
         assert len(set(ids)) == len(ids)
         assert all(e.command_id == command.command_id and e.sku == sku for e in outcome.events)
-        alerts = [type(e) for e in outcome.events if isinstance(e, ALERT_EVENTS)]
-        if alert_before is None or alert_before == model.alert:  # registering never alerts
-            assert alerts == []
+        alert_events = [e for e in outcome.events if isinstance(e, ALERT_EVENTS)]
+        # Registering is a transition from "no alert": previous "ok".
+        previous = alert_before or "ok"
+        if previous == model.alert:
+            assert alert_events == []
         else:
-            assert alerts == [transition_event_type(alert_before, model.alert)]
+            [event] = alert_events
+            assert type(event) is transition_event_type(previous, model.alert)
+            assert (event.previous, event.current) == (previous, model.alert)
+            assert event.available == model.on_hand - self.reserved(sku)
 
     # --- rules -------------------------------------------------------------------------------------
 

@@ -3,17 +3,23 @@ the offsets move. A redelivered event finds its (event, subscription) rows alrea
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import stamina
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import EVENTS
@@ -21,12 +27,14 @@ from db import command_log, notify_repo
 from db.notify_repo import NewDelivery
 from infra.settings import Settings
 from workers.notifier.matching import EventFacts, Filter, route
-from workers.pipeline.consumer import RETRYABLE, batch_subscriber, current_message
+from workers.pipeline.consumer import batch_subscriber, current_message
 
 log = structlog.get_logger("invmon.notifier")
 
 EVENTS_SEEN = Counter("invmon_notifier_events_total", "Events read from the event stream.", ["outcome"])
 DELIVERIES_CREATED = Counter("invmon_notifier_deliveries_created_total", "Delivery rows created.")
+OUTAGE_ATTEMPTS = 8
+OTHER_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,25 +42,50 @@ class Decoded:
     facts: EventFacts
     sku: str
     payload: str
+    record: ConsumerRecord[Any, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A record that yields no deliveries, kept by reference in notifier_skipped_events."""
+
+    record: ConsumerRecord[Any, Any]
+    reason: str
+
+
+def _decode(record: ConsumerRecord[Any, Any]) -> Decoded | str:
+    """The routing facts of one event record, or why it is not one of our events."""
+    try:
+        text = bytes(record.value).decode()
+        event = json.loads(text)
+        event_type, sku = event["type"], event["sku"]
+        if not isinstance(event_type, str) or not isinstance(sku, str) or not sku:
+            return "type and sku must be non-empty strings"
+        facts = EventFacts(UUID(str(event["event_id"])), event_type, sku, None)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        return repr(error)[:200]
+    return Decoded(facts, facts.sku, text, record)
 
 
 def decode(record: ConsumerRecord[Any, Any]) -> Decoded | None:
     """The routing facts of one event record; None (logged, counted) if it is not one of our events."""
-    try:
-        text = bytes(record.value).decode()
-        event = json.loads(text)
-        facts = EventFacts(UUID(str(event["event_id"])), str(event["type"]), str(event["sku"]), None)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
-        EVENTS_SEEN.labels("undecodable").inc()
-        log.warning(
-            "undecodable_event",
-            reason=repr(error)[:200],
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-        )
+    decoded = _decode(record)
+    if isinstance(decoded, str):
+        _skipped("undecodable", Skipped(record, decoded))
         return None
-    return Decoded(facts, facts.sku, text)
+    return decoded
+
+
+def _skipped(outcome: str, skipped: Skipped) -> None:
+    EVENTS_SEEN.labels(outcome).inc()
+    record = skipped.record
+    log.warning(
+        f"{outcome}_event",
+        reason=skipped.reason[:500],
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+    )
 
 
 async def store(engine: AsyncEngine, events: Sequence[Decoded]) -> int:
@@ -85,12 +118,90 @@ async def store(engine: AsyncEngine, events: Sequence[Decoded]) -> int:
         return await notify_repo.insert_deliveries(pg, rows)
 
 
+# SQLSTATE classes and codes that say PostgreSQL cannot work right now, whatever the input: connection
+# exceptions, insufficient resources, operator intervention (shutdown, cannot connect now), system errors,
+# transaction rollbacks (serialization failures, deadlocks), lock timeouts.
+_OUTAGE_CLASSES = ("08", "53", "57", "58", "40")
+_OUTAGE_CODES = ("55P03", "55006")
+_OUTAGE_TYPES: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    SQLAlchemyTimeoutError,  # the pool had no connection to give
+)
+
+
+def is_outage(error: BaseException) -> bool:
+    """PostgreSQL (or the way to it) is down or busy: wait. Anything else may be this batch's fault."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, _OUTAGE_TYPES):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str) and (code[:2] in _OUTAGE_CLASSES or code in _OUTAGE_CODES):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 async def store_with_retry(engine: AsyncEngine, events: Sequence[Decoded]) -> int:
-    """Bounded back-off: a redelivery after a nack would otherwise spin against a database that is down."""
-    async for attempt in stamina.retry_context(on=RETRYABLE, attempts=8, wait_initial=0.05, wait_max=5.0):
-        with attempt:
+    """An outage is retried with back-off (8 attempts; then the batch is nacked and comes again, so the
+    consumer waits without spinning). Any other failure gets 3 attempts, then is raised to be narrowed
+    down: it is probably this batch's fault."""
+    delay, failures = 0.05, 0
+    for attempt in itertools.count(1):
+        try:
             return await store(engine, events)
-    raise RuntimeError("retry loop ended without a result")
+        except Exception as error:
+            failures += not is_outage(error)
+            if attempt >= OUTAGE_ATTEMPTS or failures >= OTHER_ATTEMPTS:
+                raise
+            log.info("store_retry", attempt=attempt, error=repr(error)[:300])
+        await asyncio.sleep(delay * (0.5 + random.random()))  # jitter against a herd of notifiers
+        delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+async def store_isolating(engine: AsyncEngine, events: Sequence[Decoded]) -> tuple[int, list[Skipped]]:
+    """The batch in one transaction; if it keeps failing for a reason other than an outage, one event per
+    transaction, in order: the events that still fail alone are skipped with the reason, the rest stored.
+    An outage raises (the batch is nacked and waits)."""
+    try:
+        return await store_with_retry(engine, events), []
+    except Exception as error:
+        if is_outage(error):
+            raise
+        log.warning("event_batch_failing_narrowing", events=len(events), error=repr(error)[:300])
+    created, skipped = 0, []
+    for event in events:
+        try:
+            created += await store_with_retry(engine, [event])
+        except Exception as error:
+            if is_outage(error) or event.record is None:
+                raise
+            skipped.append(Skipped(event.record, f"{type(error).__name__}: {error}"))
+    return created, skipped
+
+
+async def record_skipped(engine: AsyncEngine, skipped: Sequence[Skipped]) -> None:
+    rows = [
+        notify_repo.SkippedRecord(
+            s.record.topic,
+            s.record.partition,
+            s.record.offset,
+            None if s.record.key is None else bytes(s.record.key),
+            bytes(s.record.value or b""),
+            s.reason,
+        )
+        for s in skipped
+    ]
+    async for attempt in stamina.retry_context(on=is_outage, attempts=8, wait_initial=0.05, wait_max=5.0):
+        with attempt:
+            async with command_log.transaction(engine) as pg:
+                await notify_repo.insert_skipped(pg, rows)
 
 
 def register(broker: KafkaBroker, settings: Settings, engine: Any) -> None:
@@ -110,8 +221,20 @@ def register(broker: KafkaBroker, settings: Settings, engine: Any) -> None:
         raw = message.raw_message
         records = tuple(raw) if isinstance(raw, tuple | list) else (raw,)
         try:
-            events = [d for d in (decode(r) for r in records) if d is not None]
-            created = await store_with_retry(engine(), events)
+            events: list[Decoded] = []
+            skipped: list[Skipped] = []
+            for record in records:
+                decoded = _decode(record)
+                if isinstance(decoded, str):
+                    skipped.append(Skipped(record, decoded))
+                    _skipped("undecodable", skipped[-1])
+                else:
+                    events.append(decoded)
+            created, refused = await store_isolating(engine(), events)
+            for one in refused:
+                _skipped("refused", one)
+            if skipped or refused:
+                await record_skipped(engine(), [*skipped, *refused])
         except BaseException:
             await message.nack()
             raise

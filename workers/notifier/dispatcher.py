@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import random
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -129,10 +130,19 @@ class Dispatcher:
             return
         # Send first, then take a connection to record: no database round trip before the attempt.
         now = self._clock()
-        if d.kind == "webhook":
-            sent, verdict = await self._webhook(d, now)
-        else:
-            sent, verdict = await self._email(d)
+        try:
+            if d.kind == "webhook":
+                sent, verdict = await self._webhook(d, now)
+            else:
+                sent, verdict = await self._email(d)
+        except Exception as error:
+            # The senders turn every transport failure into a result; what still raises comes from this
+            # delivery's data (a URL that no longer parses, a header or body that cannot be encoded, a
+            # renderer that cannot cope) and would raise again on every attempt. Left to the lease, the
+            # delivery stayed pending with no attempt for ever.
+            log.warning("delivery_cannot_be_sent", error=repr(error)[:500], **log_ctx)
+            sent = Sent(None, 0.0, f"cannot be sent: {type(error).__name__}: {error}"[:500])
+            verdict = policy.Verdict.FAILED
         ATTEMPTS.labels(d.kind, verdict.value).inc()
         ATTEMPT_SECONDS.labels(d.kind).observe(sent.latency_ms / 1000)
         nxt = policy.after_attempt(
@@ -178,7 +188,10 @@ class Dispatcher:
         try:
             target = await resolve(d.url or "", self._allowlist)
         except Refused as refused:
-            return Sent(None, 0.0, str(refused)), policy.Verdict.FAILED
+            # A name that does not resolve now may resolve later (a DNS outage, a record being moved): the
+            # retry schedule, like a receiver that does not answer. The guard's verdicts are final.
+            dns = isinstance(refused.__cause__, socket.gaierror)
+            return Sent(None, 0.0, str(refused)), policy.Verdict.RETRY if dns else policy.Verdict.FAILED
         body = render.webhook_body(d.event_type, json.loads(d.payload))
         headers = signing.headers(d.secrets, str(d.event_id), int(now.timestamp()), body)
         sent = await post_webhook(self._http, target, headers, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -57,6 +58,18 @@ class Email:
     html: str
 
 
+# C0 and C1 controls (CR and LF among them), DEL, and the Unicode line and paragraph separators: none may
+# reach an email header, where a line break would start a header of the sender's choosing.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(value: str) -> str:
+    """`value` on one line: every run of control characters becomes one space. Item names, SKUs and event
+    types come from rows and events older than the contracts' refusal of control characters, and from
+    upstream producers of the event topic, so render cannot trust them."""
+    return _CONTROLS.sub(" ", value).strip()
+
+
 def title(event_type: str) -> str:
     return TITLES.get(event_type, event_type.replace("_", " ").capitalize())
 
@@ -70,11 +83,11 @@ def facts(payload: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def email(event_type: str, payload: dict[str, Any], *, item_name: str | None, public_url: str) -> Email:
-    sku = str(payload.get("sku", ""))
-    name = item_name or sku
+    sku = one_line(str(payload.get("sku", "")))
+    name = one_line(item_name or sku)
     link = item_link(public_url, sku)
-    lines = facts(payload)
-    headline = f"{title(event_type)}: {sku} ({name})"
+    lines = [(label, one_line(value)) for label, value in facts(payload)]
+    headline = f"{title(one_line(event_type))}: {sku} ({name})"
     summary = next((v for label, v in lines if label == "Available"), None) or next(
         (v for label, v in lines if label == "New price"), None
     )

@@ -10,9 +10,13 @@ from typing import Any
 
 import asyncpg
 import uvicorn
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from contracts.topics import EVENTS
 from db.outbox_repo import asyncpg_dsn
 from infra.kafka import make_broker
 from infra.live_redis import LiveRedis
@@ -21,23 +25,58 @@ from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, get_settings, refuse_unsafe_settings
 from workers.outbox_relay.relay import OutboxRelay
 
+# aiokafka's default; make_broker leaves it. The event topic takes the smaller of this and its own limit.
+MAX_REQUEST_BYTES = 1_048_576
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or get_settings()
-    # No linger: a round enqueues its events together and waits for their acks before it marks the rows and
-    # reads more, so lingering only added to every round (records enqueued while a request is in flight
-    # are batched anyway).
-    broker = make_broker(
-        settings, client_id="outbox-relay", description="inventory-monitor outbox relay", linger_ms=0
-    )
-    redis = Redis.from_url(settings.redis_url)
-    dsn = asyncpg_dsn(settings.database_url)
 
-    async def send(body: bytes, topic: str, key: bytes, headers: dict[str, str]) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = await broker.publish(
+class EventProducer:
+    """The relay's FastStream broker, replaceable: see relay.PRODUCER_STUCK."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.broker = self._make()
+
+    def _make(self) -> KafkaBroker:
+        # No linger: a round enqueues its events together and waits for their acks before it marks the rows
+        # and reads more, so lingering only added to every round (records enqueued while a request is in
+        # flight are batched anyway).
+        return make_broker(
+            self._settings,
+            client_id="outbox-relay",
+            description="inventory-monitor outbox relay",
+            linger_ms=0,
+        )
+
+    async def send(self, body: bytes, topic: str, key: bytes, headers: dict[str, str]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self.broker.publish(
             body, topic, key=key, headers=headers, no_confirm=True
         )
         return future
+
+    async def max_record_bytes(self) -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            wanted = ConfigResource(ConfigResourceType.TOPIC, EVENTS.name, {"max.message.bytes": None})
+            [response] = await admin.describe_configs([wanted])
+        finally:
+            await admin.close()
+        [resource] = response.to_object()["resources"]
+        entries = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+        return min(int(entries["max.message.bytes"]), MAX_REQUEST_BYTES)
+
+    async def reset(self) -> None:
+        old, self.broker = self.broker, self._make()
+        with contextlib.suppress(Exception):  # its connections may be gone already
+            await old.stop()
+        await self.broker.start()
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    producer = EventProducer(settings)
+    redis = Redis.from_url(settings.redis_url)
+    dsn = asyncpg_dsn(settings.database_url)
 
     async def database_ready() -> None:
         conn = await asyncpg.connect(dsn)
@@ -47,14 +86,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return bool(await redis.ping())
 
     async def kafka_ready() -> bool:
-        return await broker.ping(timeout=2.0)
+        return await producer.broker.ping(timeout=2.0)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await broker.start()
+        await producer.broker.start()
         relay = OutboxRelay(
             dsn,
-            send,
+            producer,
             LiveRedis(redis),
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
@@ -68,7 +107,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await broker.stop()
+            await producer.broker.stop()
             await redis.aclose()
 
     checks = {"postgres": database_ready, "redis": redis_ready, "kafka": kafka_ready}

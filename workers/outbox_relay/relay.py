@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
 
 import asyncpg
 import structlog
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownProducerId,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Counter, Gauge, Histogram
+from redis.exceptions import ResponseError
 
-from contracts.topics import EVENTS
+from contracts.event_dead_letters import EventDeadLetter
+from contracts.topics import EVENTS, EVENTS_DLQ
 from db import outbox_repo
 from db.outbox_repo import PendingEvent
 from infra.live_redis import LiveRedis
@@ -41,44 +55,237 @@ ROUND_ROWS = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 250, 500, 1000),
 )
 
+REFUSED = Counter(
+    "invmon_outbox_refused_total",
+    "Outbox events a destination refused for good (kafka: dead-lettered by reference; redis: not live).",
+    ["destination"],
+)
+
 # (payload, topic, key, headers) -> a future that resolves when the broker acknowledged the record.
 KafkaSend = Callable[[bytes, str, bytes, dict[str, str]], Awaitable["asyncio.Future[Any]"]]
 
 
-async def publish(events: Sequence[PendingEvent], send: KafkaSend, live: LiveRedis, *, history: int) -> None:
+class Producer(Protocol):
+    """The relay's Kafka side (workers/outbox_relay/main.py)."""
+
+    async def send(self, body: bytes, topic: str, key: bytes, headers: dict[str, str]) -> asyncio.Future[Any]:
+        """Enqueue; the future resolves when the broker acknowledged the record."""
+
+    async def max_record_bytes(self) -> int:
+        """The largest record the event topic takes: its max.message.bytes and the producer's request size."""
+
+    async def reset(self) -> None:
+        """Replace the producer with a new one (a new producer id)."""
+
+
+# The producer's refusal of one record, whatever the state of the cluster: no retry can cure it. Anything
+# else (no leader, timeouts, a broker down) is an outage: the round fails and is retried.
+KAFKA_REFUSALS: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,  # over the producer's max_request_size, or the topic's max.message.bytes
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+# An idempotent producer whose batch the broker refused has a gap in its sequence numbers: every later
+# batch to that partition fails with OutOfOrderSequenceNumber, for ever. Only a new producer (a new
+# producer id) cures it.
+PRODUCER_STUCK: tuple[type[Exception], ...] = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+)
+# Redis error replies that mean Redis cannot take anything right now, not that it refuses this event.
+REDIS_OUTAGE_REPLIES = (
+    "OOM",
+    "BUSY",
+    "LOADING",
+    "READONLY",
+    "MASTERDOWN",
+    "MISCONF",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+)
+# Below this many bytes of value no record comes near any sane limit; above it the exact size is computed.
+_SIZE_SLACK = 4096
+
+
+class BrokerRefused(Exception):
+    """The broker refused records (outbox id -> reason); the producer must be replaced."""
+
+    def __init__(self, refusals: dict[int, str]) -> None:
+        super().__init__(f"the broker refused outbox rows {sorted(refusals)}")
+        self.refusals = refusals
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    event: PendingEvent
+    destination: str  # kafka | redis
+    reason: str
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+def redis_refused(error: BaseException) -> bool:
+    """An error reply to our script that is not one of Redis's "not now" replies: this input's fault."""
+    return isinstance(error, ResponseError) and not str(error).startswith(REDIS_OUTAGE_REPLIES)
+
+
+async def _to_redis(
+    live: LiveRedis, channel: str, events: Sequence[PendingEvent], history: int
+) -> list[Refusal]:
+    """One script call for the channel; if Redis refuses it, each event alone, in order, to find the one it
+    refuses (those before it may be published twice: Redis numbers the repeat anew, as after any retry)."""
+    try:
+        await live.publish(channel, [(e.sku, e.event_type, e.payload) for e in events], history=history)
+        return []
+    except Exception as error:
+        if not redis_refused(error):
+            raise
+        if len(events) == 1:
+            return [Refusal(events[0], "redis", _reason(error))]
+    refused: list[Refusal] = []
+    for event in events:
+        refused += await _to_redis(live, channel, [event], history)
+    return refused
+
+
+def _record(event: PendingEvent) -> tuple[bytes, bytes, dict[str, str]]:
+    headers = {"event-type": event.event_type, "event-id": event.event_id, "content-type": "application/json"}
+    return event.payload.encode(), event.sku.encode(), headers
+
+
+def oversize(body: bytes, key: bytes, headers: dict[str, str], max_bytes: int) -> str | None:
+    """Why the record cannot go to the event topic (None: it can). Checked before sending: a record the
+    broker refuses also stops the producer (PRODUCER_STUCK)."""
+    if len(body) + len(key) + _SIZE_SLACK <= max_bytes:
+        return None
+    encoded = [(k, v.encode()) for k, v in headers.items()]
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, body, encoded)
+    if size <= max_bytes:
+        return None
+    return f"MessageSizeTooLargeError: the record is {size} bytes, over the {max_bytes} the event topic takes"
+
+
+async def _to_kafka(
+    events: Sequence[PendingEvent], send: KafkaSend, max_bytes: int, known: Mapping[int, str]
+) -> list[Refusal]:
+    """Enqueued in order, acks awaited together. `known`: rows the broker refused in an earlier round."""
+    acks: list[tuple[PendingEvent, asyncio.Future[Any]]] = []
+    refused: list[Refusal] = []
+    for event in events:
+        body, key, headers = _record(event)
+        reason = known.get(event.id) or oversize(body, key, headers, max_bytes)
+        if reason is not None:
+            refused.append(Refusal(event, "kafka", reason))
+            continue
+        try:
+            acks.append((event, await send(body, EVENTS.name, key, headers)))
+        except KAFKA_REFUSALS as error:  # the producer's own check (max_request_size)
+            refused.append(Refusal(event, "kafka", _reason(error)))
+    results = await asyncio.gather(*(ack for _, ack in acks), return_exceptions=True)
+    by_broker = {
+        event.id: f"{_reason(result)} (refused by the broker)"
+        for (event, _), result in zip(acks, results, strict=True)
+        if isinstance(result, KAFKA_REFUSALS)
+    }
+    if by_broker:
+        # The limit changed under us (the pre-check passed). Those rows are refused from the next round on,
+        # by a new producer: this one's sequence numbers now have a gap.
+        raise BrokerRefused(by_broker)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return refused
+
+
+async def publish(
+    events: Sequence[PendingEvent],
+    send: KafkaSend,
+    live: LiveRedis,
+    *,
+    history: int,
+    max_bytes: int,
+    known: Mapping[int, str],
+) -> list[Refusal]:
     """Redis first (one script call per live channel numbers the channel's events, keeps them in its
     bounded history and publishes them), then Kafka (enqueued in order, acks awaited together). The caller
     marks the rows only after both, so each is still at least once: a failure of either publishes the rows
     again to both, and Redis gives the repeats new offsets (docs/live-protocol.md). Waiting for the Kafka
     acks before Redis put a Kafka round trip (~4 ms of a ~12 ms p50, bench.live_e2e) on the way to the
     WebSocket; publishing Redis while the acks were awaited still paid for the enqueueing and the producer's
-    work on the same loop (Redis call p50 ~1.0-1.25 ms against ~0.55-0.75 ms first)."""
+    work on the same loop (Redis call p50 ~1.0-1.25 ms against ~0.55-0.75 ms first).
+
+    Returns what a destination refused for good; an outage raises instead."""
     started = time.perf_counter()
-    by_channel: dict[str, list[tuple[str, str, str]]] = {}
+    by_channel: dict[str, list[PendingEvent]] = {}
     for event in events:
-        by_channel.setdefault(event.channel, []).append((event.sku, event.event_type, event.payload))
-    for channel, entries in by_channel.items():
-        await live.publish(channel, entries, history=history)
+        by_channel.setdefault(event.channel, []).append(event)
+    refused: list[Refusal] = []
+    for channel, group in by_channel.items():
+        refused += await _to_redis(live, channel, group, history)
     published = time.perf_counter()
-    acks = []
-    for event in events:
-        body = event.payload.encode()
-        headers = {
-            "event-type": event.event_type,
-            "event-id": event.event_id,
-            "content-type": "application/json",
-        }
-        acks.append(await send(body, EVENTS.name, event.sku.encode(), headers))
-    await asyncio.gather(*acks)
+    refused += await _to_kafka(events, send, max_bytes, known)
     ROUND_SECONDS.labels("redis").observe(published - started)
     ROUND_SECONDS.labels("kafka").observe(time.perf_counter() - published)
+    return refused
+
+
+def dead_letter(event: PendingEvent, reason: str) -> bytes:
+    """The reference the events' DLQ carries: it fits wherever the event did not."""
+    raw = event.payload.encode()
+    letter = EventDeadLetter(
+        outbox_id=event.id,
+        event_id=UUID(event.event_id),
+        event_type=event.event_type,
+        channel=event.channel,
+        sku=event.sku,
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        reason=reason,
+        head=event.payload[:1024],
+    )
+    return letter.model_dump_json().encode()
+
+
+async def settle(refused: Sequence[Refusal], send: KafkaSend) -> dict[int, str]:
+    """Dead-letter what Kafka refused (by reference, acks awaited: a DLQ that is down is an outage), log and
+    count every refusal; returns outbox id -> reason, to be marked failed."""
+    reasons: dict[int, list[str]] = {}
+    acks = []
+    for r in refused:
+        REFUSED.labels(r.destination).inc()
+        log.error(
+            "outbox_event_refused",
+            destination=r.destination,
+            reason=r.reason,
+            outbox_id=r.event.id,
+            event_id=r.event.event_id,
+            event_type=r.event.event_type,
+            sku=r.event.sku,
+            size=len(r.event.payload),
+        )
+        reasons.setdefault(r.event.id, []).append(f"{r.destination}: {r.reason}")
+        if r.destination == "kafka":
+            headers = {
+                "x-dlq-reason": r.reason,
+                "event-type": r.event.event_type,
+                "event-id": r.event.event_id,
+                "content-type": "application/json",
+            }
+            acks.append(
+                await send(dead_letter(r.event, r.reason), EVENTS_DLQ.name, r.event.sku.encode(), headers)
+            )
+    await asyncio.gather(*acks)
+    return {outbox_id: "; ".join(parts) for outbox_id, parts in reasons.items()}
 
 
 class OutboxRelay:
     def __init__(
         self,
         dsn: str,
-        send: KafkaSend,
+        producer: Producer,
         live: LiveRedis,
         *,
         batch_size: int,
@@ -86,8 +293,11 @@ class OutboxRelay:
         history: int,
     ) -> None:
         self._dsn = dsn
-        self._send = send
+        self._producer = producer
+        self._send: KafkaSend = producer.send
         self._live = live
+        self._max_bytes = 0  # read at the start of each session: the topic's limit may have changed
+        self._known: dict[int, str] = {}  # outbox id -> why the broker refused it in an earlier round
         self._history = history
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
@@ -102,15 +312,27 @@ class OutboxRelay:
             except Exception as error:  # Kafka, Redis or PostgreSQL failed; nothing was marked sent
                 LEADER.set(0)
                 log.warning("outbox_relay_restart", error=repr(error))
+                if isinstance(error, BrokerRefused):
+                    self._known.update(error.refusals)
+                if isinstance(error, (BrokerRefused, *PRODUCER_STUCK)):
+                    await self._reset_producer()
                 await asyncio.sleep(1.0)
+
+    async def _reset_producer(self) -> None:
+        try:
+            await self._producer.reset()
+            log.warning("outbox_relay_producer_replaced")
+        except Exception as error:  # Kafka is down too: the next session tries again
+            log.warning("outbox_relay_producer_reset_failed", error=repr(error))
 
     async def _session(self) -> None:
         conn = await asyncpg.connect(self._dsn)
         try:
             while not await outbox_repo.try_lead(conn):  # noqa: ASYNC110  # the lock is another process's
                 await asyncio.sleep(1.0)
+            self._max_bytes = await self._producer.max_record_bytes()
             LEADER.set(1)
-            log.info("outbox_relay_leading")
+            log.info("outbox_relay_leading", max_record_bytes=self._max_bytes)
             await outbox_repo.listen(conn, self._notified)
             while True:
                 if self._notified_at:
@@ -131,8 +353,19 @@ class OutboxRelay:
         ROUND_SECONDS.labels("read").observe(time.perf_counter() - started)
         if events:
             ROUND_ROWS.observe(len(events))
-            await publish(events, self._send, self._live, history=self._history)
+            refused = await publish(
+                events,
+                self._send,
+                self._live,
+                history=self._history,
+                max_bytes=self._max_bytes,
+                known=self._known,
+            )
             marking = time.perf_counter()
+            if refused:
+                await outbox_repo.mark_refused(conn, await settle(refused, self._send))
+                for r in refused:
+                    self._known.pop(r.event.id, None)
             await outbox_repo.mark_published(conn, [e.id for e in events])
             ROUND_SECONDS.labels("mark").observe(time.perf_counter() - marking)
             for event in events:

@@ -197,7 +197,6 @@ def _register(command: RegisterItem, events: _Events) -> ItemState:
         dimensions=command.dimensions,
         is_trackable=command.is_trackable,
     )
-    state = replace(state, alert_state=_classify(state, "ok", AlertPolicy()))
     events.add(
         ItemRegistered,
         name=state.name,
@@ -208,7 +207,10 @@ def _register(command: RegisterItem, events: _Events) -> ItemState:
         cost_price=state.cost_price,
         version=state.version,
     )
-    return state
+    # Registration is a transition from "no alert" (`previous` = "ok"): an item registered already low,
+    # out or over stock is announced like one that got there later, so webhooks and dashboards hear of it.
+    # The policy's margin cannot matter here: it only holds a state the item was already in.
+    return _alerts(replace(state, alert_state="ok"), state, events, AlertPolicy())
 
 
 def _update(state: ItemState, command: UpdateItemDetails, events: _Events) -> ItemState:
