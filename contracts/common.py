@@ -128,7 +128,18 @@ Quantity = Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
 # ISO 8601 string but lies in the year 10000 in UTC, and would fail wherever it is converted or stored.
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
-Instant = Annotated[AwareDatetime, Field(ge=EARLIEST, le=LATEST)]
+Instant = Annotated[
+    AwareDatetime,
+    Field(
+        ge=EARLIEST,
+        le=LATEST,
+        # What pydantic does not write for a datetime's bounds (ajv's keywords for a format's range).
+        json_schema_extra={
+            "formatMinimum": EARLIEST.isoformat().replace("+00:00", "Z"),
+            "formatMaximum": LATEST.isoformat().replace("+00:00", "Z"),
+        },
+    ),
+]
 """A timezone-aware instant between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z (in UTC).
 pydantic-core compares in UTC, with no Python call."""
 
