@@ -31,7 +31,6 @@ _SINGLE_LINE_REFUSED = rf"\t{_LINE_BREAKS}{_CONTROL_CHARS}"
 # Lone surrogates (a JSON "\ud800" escape) cannot be encoded as UTF-8, so not stored or published either.
 _SURROGATES = r"\ud800-\udfff"
 _MARKUP = re.compile(r"[<>]")
-_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
 _UNENCODABLE = re.compile(f"[{_SURROGATES}]")
 _REFUSED_SINGLE = re.compile(f"[<>{_SINGLE_LINE_REFUSED}{_SURROGATES}]")
 _REFUSED_MULTI = re.compile(f"[<>{_CONTROL_CHARS}{_SURROGATES}]")
