@@ -87,7 +87,8 @@ async def get_lowest_prior_price(
         # The window's start must be an instant too.
         Query(
             ge=EARLIEST + timedelta(days=price_reads.PRIOR_PRICE_DAYS),
-            description="The reference instant, timezone-aware (default: now).",
+            description="The reference instant, timezone-aware (default: now); from 0001-01-31T00:00:00Z, "
+            "so that the 30 days before it are instants too.",
         ),
     ] = None,
 ) -> LowestPriceView:

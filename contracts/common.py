@@ -31,7 +31,6 @@ _SINGLE_LINE_REFUSED = rf"\t{_LINE_BREAKS}{_CONTROL_CHARS}"
 # Lone surrogates (a JSON "\ud800" escape) cannot be encoded as UTF-8, so not stored or published either.
 _SURROGATES = r"\ud800-\udfff"
 _MARKUP = re.compile(r"[<>]")
-_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
 _UNENCODABLE = re.compile(f"[{_SURROGATES}]")
 _REFUSED_SINGLE = re.compile(f"[<>{_SINGLE_LINE_REFUSED}{_SURROGATES}]")
 _REFUSED_MULTI = re.compile(f"[<>{_CONTROL_CHARS}{_SURROGATES}]")
@@ -128,7 +127,18 @@ Quantity = Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
 # ISO 8601 string but lies in the year 10000 in UTC, and would fail wherever it is converted or stored.
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
-Instant = Annotated[AwareDatetime, Field(ge=EARLIEST, le=LATEST)]
+Instant = Annotated[
+    AwareDatetime,
+    Field(
+        ge=EARLIEST,
+        le=LATEST,
+        # What pydantic does not write for a datetime's bounds (ajv's keywords for a format's range).
+        json_schema_extra={
+            "formatMinimum": EARLIEST.isoformat().replace("+00:00", "Z"),
+            "formatMaximum": LATEST.isoformat().replace("+00:00", "Z"),
+        },
+    ),
+]
 """A timezone-aware instant between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z (in UTC).
 pydantic-core compares in UTC, with no Python call."""
 

@@ -258,7 +258,9 @@ def test_money_rejects_bad_strings(value: str) -> None:
         MONEY.validate_python(value)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("12.90", "12.90"), ("7", "7"), ("0", "0"), ("0.0001", "0.0001")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("12.90", "12.90"), ("7", "7"), ("0", "0"), ("0.0001", "0.0001")]
+)
 def test_money_accepts_decimal_strings(value: object, expected: str) -> None:
     result = MONEY.validate_python(value)
     assert isinstance(result, Decimal)
@@ -281,5 +283,3 @@ def test_money_refuses_any_amount_given_as_a_json_integer(amount: int) -> None:
     with pytest.raises(ValidationError, match="decimal string"):
         MONEY.validate_json(str(amount))
     assert MONEY.validate_json(f'"{amount}"') == Decimal(amount)
-
-

@@ -309,3 +309,16 @@ def test_the_worker_dead_letters_an_instant_postgresql_cannot_hold(text: str) ->
     [invalid] = decoded.invalid
     assert invalid.reason.startswith("invalid command: register_item.issued_at: Input should be")
     assert "9999-12-31T23:59:59.999999Z" in invalid.reason or "0001-01-01T00:00:00Z" in invalid.reason
+
+
+@pytest.mark.parametrize(
+    ("raw_name", "reason"),
+    [(r"\ud800", "Invalid JSON"), (r"Mug\r\nBcc: x@example.com", "one line"), (r"Mug\u2028", "one line")],
+)
+def test_the_worker_dead_letters_hostile_text_with_its_reason(raw_name: str, reason: str) -> None:
+    value = json.dumps({**REGISTER, "name": "@@"}).replace("@@", raw_name).encode()
+    decoded = decode([_Record(value, b"ABC-123")], STOCK_COMMAND_ADAPTER)
+    assert decoded.valid == []
+    [invalid] = decoded.invalid
+    assert invalid.reason.startswith("invalid command:")
+    assert reason in invalid.reason
