@@ -13,7 +13,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from db.outbox_repo import PendingEvent
-from workers.outbox_relay.relay import BrokerRefused, oversize, publish
+from workers.outbox_relay.refusals import BrokerRefused, oversize
+from workers.outbox_relay.relay import publish
 
 
 def event(n: int, payload: str = "{}", channel: str = "inventory") -> PendingEvent:
