@@ -67,6 +67,12 @@ async def insert_deliveries(pg: asyncpg.Connection, rows: Sequence[NewDelivery])
     return len(inserted)
 
 
+def storable(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL. An error may quote what a receiver or server answered; refusing it
+    would leave the delivery pending with no attempt, the refusal repeating on every claim."""
+    return None if text is None else text.replace("\x00", "\\x00")
+
+
 class SkippedRecord(NamedTuple):
     topic: str
     partition: int
@@ -97,8 +103,7 @@ async def insert_skipped(pg: asyncpg.Connection, rows: Sequence[SkippedRecord]) 
                 len(r.value),
                 hashlib.sha256(r.value).hexdigest(),
                 r.value[:HEAD_BYTES],
-                # text cannot hold NUL, and a reason may quote the record
-                r.reason.replace("\x00", "\\x00")[:2000],
+                (storable(r.reason) or "")[:2000],  # a reason may quote the record
             )
             for r in rows
         ],
@@ -186,6 +191,7 @@ class Outcome:
 
 async def record(pg: asyncpg.Connection, o: Outcome) -> None:
     """The attempt, the delivery's new state and the endpoint's health, in one transaction."""
+    error, reason = storable(o.error), storable(o.disable_reason)
     async with pg.transaction():
         await pg.execute(
             """
@@ -197,7 +203,7 @@ async def record(pg: asyncpg.Connection, o: Outcome) -> None:
             o.attempted_at,
             o.status_code,
             o.latency_ms,
-            o.error,
+            error,
             o.outcome,
         )
         await pg.execute(
@@ -210,7 +216,7 @@ async def record(pg: asyncpg.Connection, o: Outcome) -> None:
             o.delivery_id,
             o.status,
             o.next_attempt_at,
-            o.error,
+            error,
         )
         await pg.execute(
             """
@@ -224,7 +230,7 @@ async def record(pg: asyncpg.Connection, o: Outcome) -> None:
             o.subscription_id,
             o.succeeded,
             o.attempted_at,
-            o.disable_reason,
+            reason,
         )
 
 

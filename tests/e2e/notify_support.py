@@ -37,7 +37,7 @@ class Receiver:
     """Behaviour by the first path segment:
     /ok 200; /flaky/N 500 for the first N requests of each webhook-id, then 200; /gone 410;
     /missing 404; /redirect 302 to /ok; /busy/S 429 with Retry-After S for the first request, then 200;
-    /hold answers 200 once `release` is set."""
+    /hold answers 200 once `release` is set; /binary 400 with a NUL and a non-UTF-8 byte in its body."""
 
     host: str
     port: int = 0
@@ -69,6 +69,8 @@ class Receiver:
             return 404, {}
         if kind == "redirect":
             return 302, {"location": self.url("/ok")}
+        if kind == "binary":
+            return 400, {}
         if kind == "busy":
             return (429, {"retry-after": parts[1]}) if seen == 0 else (200, {})
         return 200, {}
@@ -81,7 +83,8 @@ class Receiver:
         if request.url.path.startswith("/hold"):
             self.held.set()
             await self.release.wait()
-        return Response(status_code=status, headers=extra)
+        content = b"refused\x00\xff here" if request.url.path.startswith("/binary") else b""
+        return Response(content=content, status_code=status, headers=extra)
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST", "GET"])])

@@ -25,7 +25,7 @@ from infra.kafka import PARTITIONER
 from infra.settings import Settings
 from invmon.stack import manager
 from invmon.stack.procs import terminate
-from tests.e2e.notify_support import serving, smtp_server
+from tests.e2e.notify_support import free_port, serving, smtp_server
 from tests.integration.helpers import database, pg_dsn, wait_until
 from tests.processes import start, wait_ready
 
@@ -84,7 +84,7 @@ async def test_poisoned_events_are_recorded_and_the_good_ones_delivered(
                 "whsec_" + "B" * 44,
                 [ops],
             )
-            port = stack.notifier_port + 30
+            port = free_port()  # a fixed offset can meet an ephemeral port on a busy box
             env = {
                 "INVMON_NOTIFIER_PORT": str(port),
                 "INVMON_SMTP_HOST": "127.0.0.1",
@@ -194,7 +194,7 @@ async def test_a_postgresql_outage_is_waited_out_not_skipped(
             "whsec_" + "B" * 44,
         )
         await pg.close()
-        port = stack.notifier_port + 31
+        port = free_port()
         env = {"INVMON_NOTIFIER_PORT": str(port), "INVMON_WEBHOOK_ALLOWLIST": '["127.0.0.1"]'}
         notifier = start("notifier", port, tmp_path, env)
         producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, partitioner=PARTITIONER)

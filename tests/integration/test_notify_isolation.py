@@ -67,6 +67,8 @@ async def test_an_unsendable_delivery_fails_with_its_reason_and_the_others_go_ou
                 ),
                 "bad_url": await subscription(pg, sku, url="http://[::1/hook"),
                 "webhook": await subscription(pg, sku, url=receiver.url(f"/ok/{sku}")),
+                # The receiver's refusal quotes a NUL, which PostgreSQL text cannot hold.
+                "binary": await subscription(pg, sku, url=receiver.url(f"/binary/{sku}")),
                 # .invalid never resolves (RFC 6761): like DNS being down, which the schedule outlasts.
                 "dns": await subscription(pg, sku, url=f"http://{sku.lower()}.invalid/hook"),
             }
@@ -122,6 +124,9 @@ async def test_an_unsendable_delivery_fails_with_its_reason_and_the_others_go_ou
                 "delivered",
             )
             assert len(receiver.of(f"/ok/{sku}")) == 1
+            binary = state[subs["binary"]]
+            assert (binary["status"], binary["attempts"], binary["outcome"]) == ("failed", 1, "failed")
+            assert binary["attempt_error"] == "HTTP 400: refused\\x00\ufffd here"
             dns = state[subs["dns"]]
             assert (dns["status"], dns["attempts"], dns["outcome"]) == ("pending", 1, "retry")
             assert dns["attempt_error"].startswith("cannot resolve")

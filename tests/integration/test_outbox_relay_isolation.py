@@ -28,6 +28,7 @@ from contracts.topics import EVENTS, EVENTS_DLQ
 from db.command_log import OutboxRow
 from infra import live_redis
 from infra.settings import Settings
+from tests.e2e.notify_support import free_port
 from tests.integration.helpers import database, wait_until
 from tests.integration.test_outbox_relay_failover import write
 from tests.processes import Process, start, wait_ready
@@ -43,7 +44,7 @@ def row(sku: str, seq: int, pad: int = 0) -> OutboxRow:
 
 @asynccontextmanager
 async def relay(stack: Settings, tmp_path: Path) -> AsyncIterator[Process]:
-    port = stack.outbox_relay_port + 22
+    port = free_port()  # a fixed offset can meet an ephemeral port on a busy box
     process = start("outbox_relay", port, tmp_path, {"INVMON_OUTBOX_RELAY_PORT": str(port)})
     try:
         wait_ready(process)

@@ -27,6 +27,8 @@ def wrapped(orig: BaseException, *, invalidated: bool = False) -> DBAPIError:
         asyncpg.SerializationError("could not serialize"),
         asyncpg.LockNotAvailableError("lock timeout"),
         asyncpg.InterfaceError("connection is closed"),
+        asyncpg.UndefinedColumnError("column does not exist"),  # a schema this code does not match
+        asyncpg.InsufficientPrivilegeError("permission denied"),
         PoolTimeout("QueuePool limit reached"),
         wrapped(OSError("reset by peer")),
         wrapped(Exception("gone"), invalidated=True),

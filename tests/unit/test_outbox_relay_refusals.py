@@ -4,6 +4,8 @@ outage fails the round."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +14,10 @@ from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from contracts.event_dead_letters import EventDeadLetter
 from db.outbox_repo import PendingEvent
-from workers.outbox_relay.relay import BrokerRefused, oversize, publish
+from workers.outbox_relay.refusals import BrokerRefused, dead_letter, oversize
+from workers.outbox_relay.relay import publish
 
 
 def event(n: int, payload: str = "{}", channel: str = "inventory") -> PendingEvent:
@@ -118,3 +122,16 @@ async def test_a_kafka_outage_fails_the_round() -> None:
 def test_oversize_counts_key_headers_and_the_batch_overhead(value: int, limit: int, refused: bool) -> None:
     headers = {"event-type": "stock_changed", "event-id": "x" * 36, "content-type": "application/json"}
     assert (oversize(b"x" * value, b"SKU-1", headers, limit) is not None) is refused
+
+
+def test_the_dead_letter_is_a_reference_that_fits_and_its_example_validates() -> None:
+    payload = json.dumps({"pad": "x" * (3 << 20)})
+    letter = EventDeadLetter.model_validate_json(
+        dead_letter(event(7, payload), "MessageSizeTooLargeError: big")
+    )
+    raw = payload.encode()
+    assert (letter.outbox_id, letter.size, letter.sha256) == (7, len(raw), hashlib.sha256(raw).hexdigest())
+    assert letter.head == payload[:1024]
+    assert len(dead_letter(event(7, payload), "x" * 500)) < 4096
+    for example in EventDeadLetter.model_json_schema()["examples"]:
+        EventDeadLetter.model_validate(example)

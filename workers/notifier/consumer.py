@@ -120,8 +120,10 @@ async def store(engine: AsyncEngine, events: Sequence[Decoded]) -> int:
 
 # SQLSTATE classes and codes that say PostgreSQL cannot work right now, whatever the input: connection
 # exceptions, insufficient resources, operator intervention (shutdown, cannot connect now), system errors,
-# transaction rollbacks (serialization failures, deadlocks), lock timeouts.
-_OUTAGE_CLASSES = ("08", "53", "57", "58", "40")
+# transaction rollbacks (serialization failures, deadlocks), lock timeouts; and a database that is not
+# what this code expects (an undefined table or column, a missing privilege, a refused login, no such
+# database): every event would fail alike, so skipping them would drop them all until an operator acts.
+_OUTAGE_CLASSES = ("08", "53", "57", "58", "40", "42", "28", "3D")
 _OUTAGE_CODES = ("55P03", "55006")
 _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     OSError,

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import structlog
 import uvicorn
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -24,6 +25,8 @@ from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, get_settings, refuse_unsafe_settings
 from workers.outbox_relay.relay import OutboxRelay
+
+log = structlog.get_logger("invmon.outbox_relay")
 
 # aiokafka's default; make_broker leaves it. The event topic takes the smaller of this and its own limit.
 MAX_REQUEST_BYTES = 1_048_576
@@ -63,6 +66,11 @@ class EventProducer:
             await admin.close()
         [resource] = response.to_object()["resources"]
         entries = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+        if resource["error_code"] != 0 or "max.message.bytes" not in entries:
+            # E.g. a Kafka user allowed to produce but not to describe configs: the producer's own limit
+            # still holds, and a lower topic limit is then caught by the broker (relay.BrokerRefused).
+            log.warning("event_topic_limit_unknown", error=resource["error_code"], using=MAX_REQUEST_BYTES)
+            return MAX_REQUEST_BYTES
         return min(int(entries["max.message.bytes"]), MAX_REQUEST_BYTES)
 
     async def reset(self) -> None:

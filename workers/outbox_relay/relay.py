@@ -4,32 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
-from uuid import UUID
 
 import asyncpg
 import structlog
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    MessageSizeTooLargeError,
-    OutOfOrderSequenceNumber,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnknownProducerId,
-)
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Counter, Gauge, Histogram
-from redis.exceptions import ResponseError
 
-from contracts.event_dead_letters import EventDeadLetter
 from contracts.topics import EVENTS, EVENTS_DLQ
 from db import outbox_repo
 from db.outbox_repo import PendingEvent
 from infra.live_redis import LiveRedis
+from workers.outbox_relay.refusals import (
+    KAFKA_REFUSALS,
+    PRODUCER_STUCK,
+    BrokerRefused,
+    Refusal,
+    dead_letter,
+    oversize,
+    reason_of,
+    redis_refused,
+)
 
 log = structlog.get_logger("invmon.outbox_relay")
 
@@ -78,60 +74,6 @@ class Producer(Protocol):
         """Replace the producer with a new one (a new producer id)."""
 
 
-# The producer's refusal of one record, whatever the state of the cluster: no retry can cure it. Anything
-# else (no leader, timeouts, a broker down) is an outage: the round fails and is retried.
-KAFKA_REFUSALS: tuple[type[Exception], ...] = (
-    MessageSizeTooLargeError,  # over the producer's max_request_size, or the topic's max.message.bytes
-    RecordListTooLargeError,
-    RecordTooLargeError,
-)
-# An idempotent producer whose batch the broker refused has a gap in its sequence numbers: every later
-# batch to that partition fails with OutOfOrderSequenceNumber, for ever. Only a new producer (a new
-# producer id) cures it.
-PRODUCER_STUCK: tuple[type[Exception], ...] = (
-    OutOfOrderSequenceNumber,
-    UnknownProducerId,
-    InvalidProducerEpoch,
-)
-# Redis error replies that mean Redis cannot take anything right now, not that it refuses this event.
-REDIS_OUTAGE_REPLIES = (
-    "OOM",
-    "BUSY",
-    "LOADING",
-    "READONLY",
-    "MASTERDOWN",
-    "MISCONF",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-)
-# Below this many bytes of value no record comes near any sane limit; above it the exact size is computed.
-_SIZE_SLACK = 4096
-
-
-class BrokerRefused(Exception):
-    """The broker refused records (outbox id -> reason); the producer must be replaced."""
-
-    def __init__(self, refusals: dict[int, str]) -> None:
-        super().__init__(f"the broker refused outbox rows {sorted(refusals)}")
-        self.refusals = refusals
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    event: PendingEvent
-    destination: str  # kafka | redis
-    reason: str
-
-
-def _reason(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:500]
-
-
-def redis_refused(error: BaseException) -> bool:
-    """An error reply to our script that is not one of Redis's "not now" replies: this input's fault."""
-    return isinstance(error, ResponseError) and not str(error).startswith(REDIS_OUTAGE_REPLIES)
-
-
 async def _to_redis(
     live: LiveRedis, channel: str, events: Sequence[PendingEvent], history: int
 ) -> list[Refusal]:
@@ -144,7 +86,7 @@ async def _to_redis(
         if not redis_refused(error):
             raise
         if len(events) == 1:
-            return [Refusal(events[0], "redis", _reason(error))]
+            return [Refusal(events[0], "redis", reason_of(error))]
     refused: list[Refusal] = []
     for event in events:
         refused += await _to_redis(live, channel, [event], history)
@@ -154,18 +96,6 @@ async def _to_redis(
 def _record(event: PendingEvent) -> tuple[bytes, bytes, dict[str, str]]:
     headers = {"event-type": event.event_type, "event-id": event.event_id, "content-type": "application/json"}
     return event.payload.encode(), event.sku.encode(), headers
-
-
-def oversize(body: bytes, key: bytes, headers: dict[str, str], max_bytes: int) -> str | None:
-    """Why the record cannot go to the event topic (None: it can). Checked before sending: a record the
-    broker refuses also stops the producer (PRODUCER_STUCK)."""
-    if len(body) + len(key) + _SIZE_SLACK <= max_bytes:
-        return None
-    encoded = [(k, v.encode()) for k, v in headers.items()]
-    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, body, encoded)
-    if size <= max_bytes:
-        return None
-    return f"MessageSizeTooLargeError: the record is {size} bytes, over the {max_bytes} the event topic takes"
 
 
 async def _to_kafka(
@@ -183,10 +113,10 @@ async def _to_kafka(
         try:
             acks.append((event, await send(body, EVENTS.name, key, headers)))
         except KAFKA_REFUSALS as error:  # the producer's own check (max_request_size)
-            refused.append(Refusal(event, "kafka", _reason(error)))
+            refused.append(Refusal(event, "kafka", reason_of(error)))
     results = await asyncio.gather(*(ack for _, ack in acks), return_exceptions=True)
     by_broker = {
-        event.id: f"{_reason(result)} (refused by the broker)"
+        event.id: f"{reason_of(result)} (refused by the broker)"
         for (event, _), result in zip(acks, results, strict=True)
         if isinstance(result, KAFKA_REFUSALS)
     }
@@ -230,23 +160,6 @@ async def publish(
     ROUND_SECONDS.labels("redis").observe(published - started)
     ROUND_SECONDS.labels("kafka").observe(time.perf_counter() - published)
     return refused
-
-
-def dead_letter(event: PendingEvent, reason: str) -> bytes:
-    """The reference the events' DLQ carries: it fits wherever the event did not."""
-    raw = event.payload.encode()
-    letter = EventDeadLetter(
-        outbox_id=event.id,
-        event_id=UUID(event.event_id),
-        event_type=event.event_type,
-        channel=event.channel,
-        sku=event.sku,
-        size=len(raw),
-        sha256=hashlib.sha256(raw).hexdigest(),
-        reason=reason,
-        head=event.payload[:1024],
-    )
-    return letter.model_dump_json().encode()
 
 
 async def settle(refused: Sequence[Refusal], send: KafkaSend) -> dict[int, str]:
