@@ -14,7 +14,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.types import ASGIApp
 
 from api_edge import (
+    admin,
     asyncapi,
+    audit,
     auth,
     batch,
     commands,
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reads,
         price_reads,
         notifications,
+        admin,
+        audit,
         health,
         asyncapi,
     ):
@@ -122,4 +126,9 @@ def create_edge(settings: Settings | None = None) -> ASGIApp:
     own layers (error, telemetry and body-limit middleware, the app's entry), 12 % of its CPU on the
     2-core box (bench.edge_http, c=64: 170 -> 150 us per request)."""
     app = create_app(settings)
-    return RequestMetrics(FastIntake(app, routes=[*commands.stock.routes, *price_commands.prices.routes]))
+    fast = [
+        r
+        for r in [*commands.stock.routes, *price_commands.prices.routes]
+        if r.kind not in price_commands.AUDITED
+    ]
+    return RequestMetrics(FastIntake(app, routes=fast))

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db import auth_repo
+from contracts.admin import MIN_PASSWORD_CHARS, AuditAction
+from db import audit_repo, auth_repo
+from db.audit_repo import AuditRecord
 from db.engine import make_engine
 from infra.credentials import ROLES, hash_password, new_api_key, valid_username
 from infra.settings import get_settings
@@ -32,13 +39,51 @@ def _roles(roles: list[str]) -> list[str]:
     return sorted(set(roles))
 
 
-async def _run(action: str, *args: object) -> None:
+def _operator() -> str:
+    """Who runs the CLI, for the audit trail: the OS user (the uid when the system has no name for it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def _audit(action: AuditAction, target: str, **details: object) -> AuditRecord:
+    return AuditRecord(f"cli:{_operator()}", action, target, "local", dict(details))
+
+
+@asynccontextmanager
+async def _transaction() -> AsyncIterator[AsyncConnection]:
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
         async with engine.begin() as conn:
-            await getattr(auth_repo, action)(conn, *args)
+            yield conn
     finally:
         await engine.dispose()
+
+
+async def _add_user(username: str, password_hash: str, roles: list[str]) -> None:
+    async with _transaction() as conn:
+        existed = await auth_repo.find_user(conn, username) is not None
+        await auth_repo.upsert_user(conn, username, password_hash, roles)
+        if existed:  # `user add` on a known name resets its password and roles, and reactivates it
+            audit = _audit("user.update", f"user:{username}", roles=roles, password_changed=True, active=True)
+        else:
+            audit = _audit("user.create", f"user:{username}", roles=roles)
+        await audit_repo.record(conn, audit)
+
+
+async def _add_key(key_id: str, digest: str, name: str, roles: list[str]) -> None:
+    async with _transaction() as conn:
+        await auth_repo.add_api_key(conn, key_id, digest, name, roles)
+        await audit_repo.record(conn, _audit("apikey.create", f"apikey:{key_id}", name=name, roles=roles))
+
+
+async def _revoke_key(key_id: str) -> bool:
+    async with _transaction() as conn:
+        revoked = await auth_repo.revoke_api_key(conn, key_id)
+        if revoked:  # a key already revoked (or unknown): nothing changed, nothing to record
+            await audit_repo.record(conn, _audit("apikey.revoke", f"apikey:{key_id}"))
+        return revoked
 
 
 @user_app.command("add")
@@ -56,9 +101,9 @@ def user_add(
     password = (
         sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("Password", hide_input=True)
     )
-    if len(password) < 12:
-        raise typer.BadParameter("use a password of at least 12 characters")
-    asyncio.run(_run("upsert_user", username, hash_password(password), roles))
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise typer.BadParameter(f"use a password of at least {MIN_PASSWORD_CHARS} characters")
+    asyncio.run(_add_user(username, hash_password(password), roles))
     console.print(f"user {username} has roles {', '.join(roles)}")
 
 
@@ -70,7 +115,7 @@ def apikey_create(
     """Create an API key. It is printed once and stored only as a hash."""
     roles = _roles(role)
     key_id, key, digest = new_api_key()
-    asyncio.run(_run("add_api_key", key_id, digest, name, roles))
+    asyncio.run(_add_key(key_id, digest, name, roles))
     console.print(f"key id {key_id} ({name}, roles {', '.join(roles)}). Store it now, it is not shown again:")
     print(key)
 
@@ -78,5 +123,5 @@ def apikey_create(
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key id printed at creation.")]) -> None:
     """Revoke an API key at once."""
-    asyncio.run(_run("revoke_api_key", key_id))
+    asyncio.run(_revoke_key(key_id))
     console.print(f"key {key_id} revoked")
