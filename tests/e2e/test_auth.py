@@ -2,8 +2,8 @@
 
 Every route of the OpenAPI document needs credentials and its role (the matrix: test_role_matrix.py);
 JWTs are checked strictly (pinned algorithm, signature, exp, iat, iss, aud, size); API keys are shown once,
-stored as a SHA-256 digest and can be revoked; commands record their authenticated caller as the actor. The WebSocket relay's own
-authentication is tested in test_live_relay.py.
+stored as a SHA-256 digest and can be revoked; commands record their authenticated caller as the actor.
+The WebSocket relay's own authentication is tested in test_live_relay.py.
 """
 
 from __future__ import annotations
