@@ -76,7 +76,8 @@ def route_roles(settings: Settings) -> dict[tuple[str, str], set[str]]:
     # FastAPI >= 0.16x keeps included routers as branches; its OpenAPI generator walks them with this.
     iterate = getattr(fastapi.routing, "iter_route_contexts", None)
     roles: dict[tuple[str, str], set[str]] = {}
-    for route in iterate(app.routes) if iterate else app.routes:
+    routes: list[Any] = list(iterate(app.routes) if iterate else app.routes)
+    for route in routes:
         dependant = getattr(route, "dependant", None)
         if isinstance(dependant, Dependant):
             for method in route.methods or ():
