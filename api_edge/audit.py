@@ -84,12 +84,12 @@ def _cursor(at: datetime, row_id: int) -> str:
 def _position(cursor: str) -> tuple[datetime, int]:
     try:
         at, _, row_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
-        position = datetime.fromisoformat(at), int(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        when, position = datetime.fromisoformat(at), int(row_id)
+        if when.tzinfo is None or not 0 < position <= BIGINT_MAX:
+            raise ValueError("not a cursor this edge made")
+        return when.astimezone(UTC), position
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as error:
         raise _bad_cursor() from error
-    if position[0].tzinfo is None or not 0 < position[1] <= BIGINT_MAX:
-        raise _bad_cursor()
-    return position
 
 
 def _bad_cursor() -> Problem:

@@ -7,6 +7,7 @@ API, the CLI and the price-decision routes; the table itself refuses UPDATE, DEL
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -377,7 +378,9 @@ async def test_audit_pages_newest_first_with_filters(admin: httpx.AsyncClient, a
     assert all(row["target"] not in ids for row in until["items"])
     for bad in (
         {"cursor": "not-a-cursor"},
-        {"since": "2026-01-01T00:00:00"},
+        {"cursor": base64.urlsafe_b64encode(b"9999-12-31T23:59:59-23:59|1").decode()},  # past PostgreSQL's
+        {"since": "2026-01-01T00:00:00"},  # no time zone
+        {"until": "0001-01-01T00:00:00+23:59"},  # before year 1 in UTC
         {"limit": 0},
         {"actor": "a\x00b"},
     ):
