@@ -38,6 +38,14 @@ from infra.kafka import make_broker, raw_producer
 from infra.service import freeze_startup_objects
 from infra.settings import Settings, get_settings
 
+# The command routes the plain-ASGI path answers: all but the price decisions, which the audit trail records
+# (api_edge.audit) and the fast path knows nothing of.
+FAST_ROUTES = [
+    route
+    for route in [*commands.stock.routes, *price_commands.prices.routes]
+    if route.kind not in price_commands.AUDITED
+]
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -126,9 +134,4 @@ def create_edge(settings: Settings | None = None) -> ASGIApp:
     own layers (error, telemetry and body-limit middleware, the app's entry), 12 % of its CPU on the
     2-core box (bench.edge_http, c=64: 170 -> 150 us per request)."""
     app = create_app(settings)
-    fast = [
-        r
-        for r in [*commands.stock.routes, *price_commands.prices.routes]
-        if r.kind not in price_commands.AUDITED
-    ]
-    return RequestMetrics(FastIntake(app, routes=fast))
+    return RequestMetrics(FastIntake(app, routes=FAST_ROUTES))
