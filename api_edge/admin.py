@@ -160,7 +160,17 @@ async def list_api_keys(request: Request) -> list[ApiKeyView]:
         return [ApiKeyView(**row) for row in await auth_repo.list_api_keys(conn)]
 
 
-@router.post("/api-keys", status_code=201)
+NO_STORE = {
+    "headers": {
+        "Cache-Control": {
+            "description": "`no-store`: the answer holds the key, which no cache may keep.",
+            "schema": {"type": "string"},
+        }
+    }
+}
+
+
+@router.post("/api-keys", status_code=201, responses={201: NO_STORE})
 async def create_api_key(body: ApiKeyCreate, request: Request, response: Response) -> ApiKeyCreated:
     """Create an API key. The key is in this answer only (`Cache-Control: no-store`); it is stored as a
     SHA-256 digest and cannot be shown again."""
