@@ -34,6 +34,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 
 def entry(request: Request, action: AuditAction, target: str, **details: Any) -> AuditRecord:
     """The record of `action` by this request's caller, from its client address."""
+    # The address the per-IP rate limit counts (api_edge.ratelimit): where the request came from.
     client = request.client.host if request.client else "unknown"
     return AuditRecord(auth.actor(request), action, target, client, details)
 
@@ -58,7 +59,8 @@ DECISIONS: dict[type[ApprovePriceChange | RejectPriceChange], AuditAction] = {
 
 
 async def record_decisions(request: Request, commands: Sequence[object]) -> None:
-    """Record the price decisions among commands the broker has accepted (the single routes and the batch)."""
+    """Record the price decisions among commands the broker has accepted, in one transaction (the price
+    batch; the single decision routes call `record`)."""
     entries = [
         entry(
             request,
