@@ -16,7 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.types import ASGIApp
 
 from api_edge import (
+    admin,
     asyncapi,
+    audit,
     auth,
     batch,
     commands,
@@ -39,6 +41,14 @@ from db.engine import make_engine
 from infra.kafka import make_broker, raw_producer
 from infra.service import freeze_startup_objects, metrics_server
 from infra.settings import Settings, get_settings
+
+# The command routes the plain-ASGI path answers: all but the price decisions, which the audit trail records
+# (api_edge.audit) and the fast path knows nothing of.
+FAST_ROUTES = [
+    route
+    for route in [*commands.stock.routes, *price_commands.prices.routes]
+    if route.kind not in price_commands.AUDITED
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -106,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reads,
         price_reads,
         notifications,
+        admin,
+        audit,
         health,
         asyncapi,
     ):
@@ -138,4 +150,4 @@ def create_edge(settings: Settings | None = None) -> ASGIApp:
     own layers (error, telemetry and body-limit middleware, the app's entry), 12 % of its CPU on the
     2-core box (bench.edge_http, c=64: 170 -> 150 us per request)."""
     app = create_app(settings)
-    return RequestMetrics(FastIntake(app, routes=[*commands.stock.routes, *price_commands.prices.routes]))
+    return RequestMetrics(FastIntake(app, routes=FAST_ROUTES))

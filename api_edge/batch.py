@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from api_edge import idempotency
+from api_edge import audit, idempotency
 from api_edge.auth import actor, require
 from api_edge.idempotency import Stored
 from api_edge.intake import SOURCE
@@ -134,6 +134,7 @@ async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> R
         if claim is not None:
             await idempotency.release(c.redis, claim)
         raise
+    await audit.record_decisions(request, checked.commands)  # price approvals are admin actions
     # The BatchAccepted shape, built as plain JSON data: a model per answer costs ~3.5 us per command.
     errors = checked.errors
     answer = {"accepted": len(checked.commands), "command_ids": checked.accepted, "errors": errors}

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from api_edge import audit
 from api_edge.auth import require
 from api_edge.problems import Problem
 from api_edge.requests import BIGINT_MAX
@@ -55,6 +57,20 @@ def _view(row: asyncpg.Record) -> SubscriptionView:
     return SubscriptionView(**dict(row))
 
 
+def _described(row: asyncpg.Record) -> dict[str, Any]:
+    """What the audit trail keeps of a subscription: where it sends and what, never its secret."""
+    kept = ("name", "kind", "recipients", "event_types", "skus", "categories")
+    return {**{key: row[key] for key in kept}, "url": _origin(row["url"])}
+
+
+def _origin(url: str | None) -> str | None:
+    """A webhook URL's scheme, host and port: its path or query may carry a token (as Slack's do)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
 def _delivery(row: asyncpg.Record) -> DeliveryView:
     values: dict[str, Any] = dict(row)
     values["attempt_log"] = json.loads(values["attempt_log"])
@@ -62,7 +78,9 @@ def _delivery(row: asyncpg.Record) -> DeliveryView:
 
 
 @router.post("/subscriptions", status_code=201)
-async def create_subscription(body: SubscriptionCreate, c: ClientsDep) -> SubscriptionCreated:
+async def create_subscription(
+    body: SubscriptionCreate, c: ClientsDep, request: Request
+) -> SubscriptionCreated:
     """Subscribe an email list or a webhook to events. A generated webhook secret is shown only here."""
     generated = None
     if isinstance(body.channel, EmailChannel):
@@ -77,6 +95,9 @@ async def create_subscription(body: SubscriptionCreate, c: ClientsDep) -> Subscr
     values = {**body.model_dump(exclude={"channel"}), **channel, "secret": secret}
     async with command_log.transaction(c.engine) as pg:
         row = await notify_admin.create_subscription(pg, values)
+        await audit.record_pg(
+            pg, request, "subscription.create", f"subscription:{row['id']}", **_described(row)
+        )
     return SubscriptionCreated(**dict(row), secret=generated)
 
 
@@ -98,7 +119,7 @@ async def get_subscription(subscription_id: SubscriptionId, c: ClientsDep) -> Su
 
 @router.patch("/subscriptions/{subscription_id}")
 async def update_subscription(
-    subscription_id: SubscriptionId, body: SubscriptionUpdate, c: ClientsDep
+    subscription_id: SubscriptionId, body: SubscriptionUpdate, c: ClientsDep, request: Request
 ) -> SubscriptionView:
     """Change filters, recipients, URL or `enabled`. Re-enabling clears the failure record."""
     changes = body.model_dump(exclude_unset=True)
@@ -114,22 +135,36 @@ async def update_subscription(
         if wrong & changes.keys():
             raise Problem(422, "Not this channel", f"a {current['kind']} subscription has no {wrong.pop()}")
         row = await notify_admin.update_subscription(pg, subscription_id, changes) if changes else current
+        if changes and row is not None:
+            await audit.record_pg(
+                pg,
+                request,
+                "subscription.update",
+                f"subscription:{subscription_id}",
+                changes={**changes, **({"url": _origin(changes["url"])} if "url" in changes else {})},
+            )
     if row is None:
         raise _not_found("subscription")
     return _view(row)
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
-async def delete_subscription(subscription_id: SubscriptionId, c: ClientsDep) -> Response:
+async def delete_subscription(subscription_id: SubscriptionId, c: ClientsDep, request: Request) -> Response:
     """Delete a subscription with its deliveries and their attempts."""
     async with command_log.transaction(c.engine) as pg:
-        if not await notify_admin.delete_subscription(pg, subscription_id):
+        current = await notify_admin.subscription(pg, subscription_id)
+        if current is None or not await notify_admin.delete_subscription(pg, subscription_id):
             raise _not_found("subscription")
+        await audit.record_pg(
+            pg, request, "subscription.delete", f"subscription:{subscription_id}", **_described(current)
+        )
     return Response(status_code=204)
 
 
 @router.post("/subscriptions/{subscription_id}/rotate-secret")
-async def rotate_secret(subscription_id: SubscriptionId, body: SecretRotate, c: ClientsDep) -> SecretRotated:
+async def rotate_secret(
+    subscription_id: SubscriptionId, body: SecretRotate, c: ClientsDep, request: Request
+) -> SecretRotated:
     """Give a webhook a new secret. The old one keeps signing (a second signature in the header) until
     `previous_secret_valid_until`, so receivers can switch without losing a delivery."""
     secret = body.secret or new_webhook_secret()
@@ -137,6 +172,14 @@ async def rotate_secret(subscription_id: SubscriptionId, body: SecretRotate, c: 
         row = await notify_admin.rotate_secret(
             pg, subscription_id, secret, c.settings.webhook_secret_overlap_s
         )
+        if row is not None:
+            await audit.record_pg(
+                pg,
+                request,
+                "subscription.rotate_secret",
+                f"subscription:{subscription_id}",
+                secret_given=body.secret is not None,  # whether the admin chose it; never the secret
+            )
     if row is None:
         raise _not_found("webhook subscription")
     return SecretRotated(secret=secret, previous_secret_valid_until=row["previous_secret_valid_until"])
@@ -163,12 +206,22 @@ async def list_deliveries(
 
 
 @router.post("/subscriptions/{subscription_id}/replay")
-async def replay_failed(subscription_id: SubscriptionId, body: ReplaySince, c: ClientsDep) -> Replayed:
+async def replay_failed(
+    subscription_id: SubscriptionId, body: ReplaySince, c: ClientsDep, request: Request
+) -> Replayed:
     """Send every failed delivery created since `since` again, from the start of the schedule."""
     async with command_log.transaction(c.engine) as pg:
         if await notify_admin.subscription(pg, subscription_id) is None:
             raise _not_found("subscription")
         count = await notify_admin.replay_failed_since(pg, subscription_id, body.since)
+        await audit.record_pg(
+            pg,
+            request,
+            "subscription.replay",
+            f"subscription:{subscription_id}",
+            since=body.since.isoformat(),
+            replayed=count,
+        )
     return Replayed(replayed=count)
 
 
@@ -182,11 +235,12 @@ async def get_delivery(delivery_id: DeliveryId, c: ClientsDep) -> DeliveryView:
 
 
 @router.post("/deliveries/{delivery_id}/replay")
-async def replay_delivery(delivery_id: DeliveryId, c: ClientsDep) -> DeliveryView:
+async def replay_delivery(delivery_id: DeliveryId, c: ClientsDep, request: Request) -> DeliveryView:
     """Send one delivery again now (same webhook-id / Message-ID, so receivers can deduplicate)."""
     async with command_log.transaction(c.engine) as pg:
         if not await notify_admin.replay(pg, delivery_id):
             raise _not_found("delivery")
+        await audit.record_pg(pg, request, "delivery.replay", f"delivery:{delivery_id}")
         row = await notify_admin.delivery(pg, delivery_id)
     if row is None:
         raise _not_found("delivery")

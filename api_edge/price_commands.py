@@ -8,11 +8,18 @@ from typing import Annotated
 from fastapi import Body, Path, Request
 from fastapi.responses import Response
 
+from api_edge import audit
 from api_edge.intake import CommandRouter, accept
 from api_edge.requests import DecisionRequest, SetPriceRequest
+from api_edge.state import clients
+from contracts.admin import AuditAction
 from contracts.common import Sku
 from contracts.price_commands import ApprovePriceChange, CancelScheduledPrice, RejectPriceChange, SetPrice
 from contracts.topics import PRICE_COMMANDS
+
+# Decisions are recorded in the admin audit trail when the broker has accepted them, so they skip the
+# plain-ASGI fast path (api_edge.fast_intake), which knows nothing of the audit trail.
+AUDITED = frozenset(audit.DECISIONS)
 
 prices = CommandRouter(tags=["price commands"], role="pricing", topic=PRICE_COMMANDS)
 router = prices.router
@@ -33,7 +40,9 @@ async def approve_price_change(
     sku: SkuPath, change_id: ChangePath, body: Decision, request: Request
 ) -> Response:
     """Approve a pending price change."""
-    return await accept(request, sku, body, change_id=change_id)
+    response = await accept(request, sku, body, change_id=change_id)
+    await _record(request, "price_change.approve", sku, change_id, body)
+    return response
 
 
 @prices.post("/items/{sku}/price-changes/{change_id}/reject", RejectPriceChange)
@@ -41,7 +50,9 @@ async def reject_price_change(
     sku: SkuPath, change_id: ChangePath, body: Decision, request: Request
 ) -> Response:
     """Reject a pending price change."""
-    return await accept(request, sku, body, change_id=change_id)
+    response = await accept(request, sku, body, change_id=change_id)
+    await _record(request, "price_change.reject", sku, change_id, body)
+    return response
 
 
 @prices.post("/items/{sku}/price-windows/{change_id}/cancel", CancelScheduledPrice)
@@ -50,3 +61,23 @@ async def cancel_scheduled_price(
 ) -> Response:
     """Cancel a scheduled price window (or end an active one now)."""
     return await accept(request, sku, body, change_id=change_id)
+
+
+async def _record(
+    request: Request, action: AuditAction, sku: str, change_id: uuid.UUID, body: DecisionRequest
+) -> None:
+    """Who asked for the decision, once the broker accepted it. Not for an Idempotency-Key replay: that
+    answers an earlier request, which was recorded then."""
+    command_id = getattr(request.state, "command_id", None)
+    if command_id is None:
+        return
+    async with clients(request).engine.begin() as conn:
+        await audit.record(
+            conn,
+            request,
+            action,
+            f"price_change:{change_id}",
+            sku=sku,
+            command_id=command_id,
+            comment=body.comment,
+        )

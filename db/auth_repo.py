@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import RowMapping, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -27,6 +28,57 @@ async def upsert_user(conn: AsyncConnection, username: str, password_hash: str, 
 
 async def get_user(conn: AsyncConnection, username: str) -> RowMapping | None:
     query = select(User.__table__).where(User.username == username, User.is_active.is_(True))
+    return (await conn.execute(query)).mappings().first()
+
+
+USER_COLUMNS = (User.username, User.roles, User.is_active, User.created_at, User.updated_at)
+API_KEY_COLUMNS = (ApiKey.key_id, ApiKey.name, ApiKey.roles, ApiKey.created_at, ApiKey.revoked_at)
+
+
+async def list_users(conn: AsyncConnection) -> list[RowMapping]:
+    """Every user, active or not, without password hashes."""
+    return list((await conn.execute(select(*USER_COLUMNS).order_by(User.username))).mappings())
+
+
+async def create_user(
+    conn: AsyncConnection, username: str, password_hash: str, roles: Sequence[str]
+) -> RowMapping | None:
+    """The new user, or None when the name is taken (active or not)."""
+    stmt = (
+        insert(User)
+        .values(username=username, password_hash=password_hash, roles=list(roles))
+        .on_conflict_do_nothing(index_elements=[User.username])
+        .returning(*USER_COLUMNS)
+    )
+    return (await conn.execute(stmt)).mappings().first()
+
+
+async def change_user(conn: AsyncConnection, username: str, **values: Any) -> RowMapping | None:
+    """Set some of roles, password_hash, is_active on a user, active or not; None when there is no such
+    user. Locked for the transaction, so two admins' changes apply one after the other."""
+    stmt = (
+        update(User)
+        .where(User.username == username)
+        .values(**values, updated_at=func.now())
+        .returning(*USER_COLUMNS)
+    )
+    return (await conn.execute(stmt)).mappings().first()
+
+
+async def find_user(conn: AsyncConnection, username: str) -> RowMapping | None:
+    """A user, active or not, without the password hash."""
+    return (await conn.execute(select(*USER_COLUMNS).where(User.username == username))).mappings().first()
+
+
+async def list_api_keys(conn: AsyncConnection) -> list[RowMapping]:
+    """Every API key, revoked ones too, newest first; never the digest."""
+    query = select(*API_KEY_COLUMNS).order_by(ApiKey.created_at.desc(), ApiKey.key_id)
+    return list((await conn.execute(query)).mappings())
+
+
+async def find_api_key(conn: AsyncConnection, key_id: str) -> RowMapping | None:
+    """A key, revoked or not, without the digest."""
+    query = select(*API_KEY_COLUMNS).where(ApiKey.key_id == key_id)
     return (await conn.execute(query)).mappings().first()
 
 

@@ -2,6 +2,7 @@
 import { Api } from "./api.js";
 import { AlertFeed } from "./alerts.js";
 import { Approvals } from "./approvals.js";
+import { AuditView } from "./audit.js";
 import { $ } from "./dom.js";
 import { showConnection } from "./indicator.js";
 import { ItemView } from "./item.js";
@@ -15,7 +16,7 @@ const APPROVAL_EVENTS = new Set([
   "price_change_approved",
   "price_change_rejected",
 ]);
-const VIEWS = { "#/alerts": "alerts", "#/approvals": "approvals" };
+const VIEWS = { "#/alerts": "alerts", "#/approvals": "approvals", "#/audit": "audit" };
 
 const config = await (await fetch("config.json")).json();
 const session = new Session();
@@ -25,6 +26,7 @@ const table = new ItemTable(state);
 const feed = new AlertFeed(state);
 const approvals = new Approvals(api, session);
 const item = new ItemView(api);
+const audit = new AuditView(api);
 let live = null;
 let renewal = 0;
 const RENEW_LEAD_MS = 60000;
@@ -81,7 +83,8 @@ function route() {
   if (!session.token) return;
   const hash = location.hash || "#/";
   const match = hash.match(/^#\/items\/(.+)$/);
-  const name = match ? "item" : VIEWS[hash] || "items";
+  let name = match ? "item" : VIEWS[hash] || "items";
+  if (name === "audit" && !session.has("admin")) name = "items"; // the API would answer 403 anyway
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
   for (const link of document.querySelectorAll("#nav a")) {
     link.classList.toggle("active", link.getAttribute("href") === hash);
@@ -90,6 +93,7 @@ function route() {
   else item.hide();
   if (name === "alerts") feed.render();
   if (name === "approvals") approvals.refresh();
+  if (name === "audit") audit.show();
 }
 
 function start() {
@@ -97,6 +101,7 @@ function start() {
   $("#nav").hidden = false;
   $("#logout").hidden = false;
   $("#who").textContent = session.subject;
+  $("#nav-audit").hidden = !session.has("admin");
   live = new LiveClient({
     url: config.live_url,
     token: () => session.token,

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import db.audit_models  # registers the audit table on Base.metadata
 import db.auth_models  # registers the auth tables on Base.metadata
 import db.notify_models  # registers the notification tables on Base.metadata
 import db.price_models  # noqa: F401  # registers the price tables on Base.metadata

@@ -1,9 +1,9 @@
 """Authentication and authorization of the HTTP edge, end to end against the real edge process.
 
-Every route of the OpenAPI document needs credentials and its role; JWTs are checked strictly (pinned
-algorithm, signature, exp, iat, iss, aud, size); API keys are shown once, stored as a SHA-256 digest and
-can be revoked; commands record their authenticated caller as the actor. The WebSocket relay's own
-authentication is tested in test_live_relay.py.
+Every route of the OpenAPI document needs credentials and its role (the matrix: test_role_matrix.py);
+JWTs are checked strictly (pinned algorithm, signature, exp, iat, iss, aud, size); API keys are shown once,
+stored as a SHA-256 digest and can be revoked; commands record their authenticated caller as the actor.
+The WebSocket relay's own authentication is tested in test_live_relay.py.
 """
 
 from __future__ import annotations
@@ -40,75 +40,6 @@ PROBLEM_JSON = "application/problem+json"
 
 # One SKU per run, so a second run against the same database walks fresh state.
 SKU = f"AUTH-{uuid.uuid4().hex[:8].upper()}"
-PATH_VALUES: dict[str, str] = {
-    "sku": SKU,
-    "change_id": str(uuid.uuid4()),
-    "command_id": str(uuid.uuid4()),
-    "currency": "EUR",
-    "reservation_id": "r-1",
-    "subscription_id": str(uuid.uuid4()),
-    "delivery_id": "9223372036854775000",
-}
-
-# Routes anyone may call. /metrics, /docs and /openapi.json are public too but not in the schema.
-PUBLIC: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("POST", "/v1/auth/token"),
-        ("GET", "/health/live"),
-        ("GET", "/health/ready"),
-        ("GET", "/asyncapi.json"),
-    }
-)
-
-# The role every protected operation needs: price commands (single or batch) pricing, other commands
-# operator, reads viewer. Explicit rather than derived from the path (`/v1/commands/price:batch` would fool
-# a path rule): a route missing here fails the walk, so whoever adds a route states its role here too.
-ROLE_MAP: dict[tuple[str, str], Role] = {
-    ("POST", "/v1/items"): "operator",
-    ("PATCH", "/v1/items/{sku}"): "operator",
-    ("POST", "/v1/items/{sku}/deactivate"): "operator",
-    ("POST", "/v1/items/{sku}/reactivate"): "operator",
-    ("POST", "/v1/items/{sku}/receipts"): "operator",
-    ("POST", "/v1/items/{sku}/adjustments"): "operator",
-    ("POST", "/v1/items/{sku}/counts"): "operator",
-    ("POST", "/v1/items/{sku}/reservations"): "operator",
-    ("POST", "/v1/items/{sku}/reservations/{reservation_id}/release"): "operator",
-    ("POST", "/v1/items/{sku}/reservations/{reservation_id}/fulfil"): "operator",
-    ("POST", "/v1/commands/stock:batch"): "operator",
-    ("POST", "/v1/items/{sku}/prices"): "pricing",
-    ("POST", "/v1/items/{sku}/price-changes/{change_id}/approve"): "pricing",
-    ("POST", "/v1/items/{sku}/price-changes/{change_id}/reject"): "pricing",
-    ("POST", "/v1/items/{sku}/price-windows/{change_id}/cancel"): "pricing",
-    ("POST", "/v1/commands/price:batch"): "pricing",
-    ("GET", "/v1/items"): "viewer",
-    ("GET", "/v1/alerts"): "viewer",
-    ("GET", "/v1/items/{sku}"): "viewer",
-    ("GET", "/v1/items/{sku}/ledger"): "viewer",
-    ("GET", "/v1/items/{sku}/prices"): "viewer",
-    ("GET", "/v1/items/{sku}/prices/{currency}/history"): "viewer",
-    ("GET", "/v1/items/{sku}/prices/{currency}/lowest-prior"): "viewer",
-    ("GET", "/v1/commands/{command_id}"): "viewer",
-    ("GET", "/v1/price-changes"): "viewer",
-    ("POST", "/v1/notifications/subscriptions"): "admin",
-    ("GET", "/v1/notifications/subscriptions"): "admin",
-    ("GET", "/v1/notifications/subscriptions/{subscription_id}"): "admin",
-    ("PATCH", "/v1/notifications/subscriptions/{subscription_id}"): "admin",
-    ("DELETE", "/v1/notifications/subscriptions/{subscription_id}"): "admin",
-    ("POST", "/v1/notifications/subscriptions/{subscription_id}/rotate-secret"): "admin",
-    ("GET", "/v1/notifications/subscriptions/{subscription_id}/deliveries"): "admin",
-    ("POST", "/v1/notifications/subscriptions/{subscription_id}/replay"): "admin",
-    ("GET", "/v1/notifications/deliveries/{delivery_id}"): "admin",
-    ("POST", "/v1/notifications/deliveries/{delivery_id}/replay"): "admin",
-    ("POST", "/v1/auth/refresh"): "viewer",
-}
-
-# What a caller with enough rights may get from the walk's minimal requests: never 401/403, 429 or 5xx.
-PERMITTED = {200, 201, 202, 204, 404, 422}
-
-
-def allowed(principal: str, need: Role) -> bool:
-    """admin may do everything, every role may read, a token without roles may do nothing."""
-    return principal == "admin" or principal == need or (need == "viewer" and principal != NO_ROLES)
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -195,42 +126,6 @@ def assert_unauthenticated(response: httpx.Response) -> None:
     assert response.headers.get("www-authenticate") == "Bearer", response.headers
 
 
-def fill_path(path: str) -> str:
-    def value(match: re.Match[str]) -> str:
-        name = match[1]
-        assert name in PATH_VALUES, f"no test value for path parameter {name!r} of {path}: add it"
-        return PATH_VALUES[name]
-
-    return re.sub(r"\{([^}]+)\}", value, path)
-
-
-def example_body(doc: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any] | list[Any] | None:
-    """The operation's JSON request example (its schema's first example), else `{}` (`[]` for an array);
-    None without a JSON body."""
-    body = operation.get("requestBody")
-    if body is None or "application/json" not in body["content"]:
-        return None
-    media = body["content"]["application/json"]
-    example = media.get("example")
-    if example is None:
-        schema = media["schema"]
-        if "$ref" in schema:
-            schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
-        example = (schema.get("examples") or [[] if schema.get("type") == "array" else {}])[0]
-    if isinstance(example, list):
-        return example
-    return {**example, "sku": SKU} if "sku" in example else dict(example)
-
-
-def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (method.upper(), path, operation)
-        for path, item in doc["paths"].items()
-        for method, operation in item.items()
-        if method in {"get", "post", "put", "patch", "delete"}
-    ]
-
-
 # --- fixtures ------------------------------------------------------------------------------------------
 
 
@@ -271,54 +166,7 @@ async def db(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 
 # --- 1. every route: 401 without credentials, 403 under-privileged, through with the role -------------
-
-
-async def test_every_route_declares_and_enforces_its_role(
-    client: httpx.AsyncClient, tokens: dict[str, str]
-) -> None:
-    doc = (await client.get("/openapi.json")).json()
-    ops = operations(doc)
-    seen = {(method, path) for method, path, _ in ops}
-    assert seen - PUBLIC - ROLE_MAP.keys() == set(), "routes without a role in ROLE_MAP: add them"
-    assert ROLE_MAP.keys() - seen == set(), "ROLE_MAP lists routes the edge no longer has"
-    assert PUBLIC - seen == set(), "public routes missing from the schema"
-    assert len(ops) == len(PUBLIC) + len(ROLE_MAP)
-
-    failures: list[str] = []
-    for method, path, operation in ops:
-        url = fill_path(path)
-        body = example_body(doc, operation)
-        key = (method, path)
-
-        anonymous = await client.request(method, url, json=body)
-        if key in PUBLIC:
-            if "security" in operation:
-                failures.append(f"{method} {path}: public route declares security")
-            if anonymous.status_code in {401, 403} or anonymous.status_code >= 500:
-                failures.append(f"{method} {path}: public route answered {anonymous.status_code}")
-            continue
-        if not operation.get("security"):
-            failures.append(f"{method} {path}: protected route declares no security scheme")
-        try:
-            assert_unauthenticated(anonymous)
-        except AssertionError as error:
-            failures.append(f"{method} {path} without credentials: {error}")
-
-        need = ROLE_MAP[key]
-        for principal, token in tokens.items():
-            response = await client.request(method, url, json=body, headers=bearer(token))
-            if allowed(principal, need):
-                if response.status_code not in PERMITTED:
-                    failures.append(
-                        f"{method} {path} as {principal} (needs {need}): {response.status_code} "
-                        f"{response.text[:200]}"
-                    )
-            else:
-                try:
-                    assert_problem(response, 403)
-                except AssertionError as error:
-                    failures.append(f"{method} {path} as {principal} (needs {need}): {error}")
-    assert failures == [], "\n".join(failures)
+# The route x role matrix is generated from the routes' declared roles: test_role_matrix.py.
 
 
 async def test_undocumented_operational_routes_are_public(client: httpx.AsyncClient) -> None:
