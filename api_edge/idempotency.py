@@ -9,6 +9,7 @@ and nobody can predict, let alone take, the id another principal's key will get.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def redis_key(principal: str, key: str) -> str:
 
 
 async def claim(
-    redis: Redis, request: Request, principal: str, ttl_s: int, id_key: bytes
+    redis: Redis, request: Request, principal: str, ttl_s: int, id_key: hmac.HMAC
 ) -> tuple[Claim | None, Stored | None]:
     """(claim to complete, None) for a new key; (None, stored answer) for a replay; raises on misuse."""
     key = request.headers.get("Idempotency-Key")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ def new_command(
     principal: str,
     body: CommandMeta,
     default_id: uuid.UUID | None,
-    id_key: bytes,
+    id_key: hmac.HMAC,
     **fields: Any,
 ) -> StockCommand | PriceCommand:
     """The command a request asks for: the body's fields, the path's, and what the edge fills in. Its id

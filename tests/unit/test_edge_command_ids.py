@@ -3,6 +3,7 @@ commands and repeated ids by index; JSON beyond the parser's limits is an error 
 
 from __future__ import annotations
 
+import hmac
 import json
 import uuid
 
@@ -13,7 +14,8 @@ from api_edge.intake import CommandRoute
 from contracts.price_commands import ActivateScheduledPrice, ExpireScheduledPrice
 from contracts.stock_commands import ExpireReservation
 
-KEY = command_ids._derive("a-test-secret-of-at-least-32-bytes-long")
+SECRET = "a-test-secret-of-at-least-32-bytes-long"
+KEY = command_ids._derive(SECRET)
 
 
 def test_a_scoped_id_depends_on_principal_value_and_key() -> None:
@@ -25,6 +27,12 @@ def test_a_scoped_id_depends_on_principal_value_and_key() -> None:
     assert mine.variant == uuid.RFC_4122
     assert mine != command_ids.from_client(KEY, "user:bob", client_id)
     assert mine != command_ids.from_client(command_ids._derive("x" * 40), "user:alice", client_id)
+    # The cached, copied MAC is HMAC-SHA256 under the derived key, used afresh for every id.
+    derived = hmac.digest(SECRET.encode(), b"invmon/command-id/v1", "sha256")
+    message = command_ids.length_prefixed("user:alice", f"cmd:{client_id}")
+    expected = hmac.digest(derived, message, "sha256")[:16]
+    assert mine.bytes[:6] == expected[:6]
+    assert mine.bytes[9:] == expected[9:]
     # A client id and an Idempotency-Key with the same text are different values.
     assert mine != command_ids.from_idempotency_key(KEY, "user:alice", str(client_id))
 
