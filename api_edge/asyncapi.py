@@ -75,7 +75,11 @@ def document(settings: Settings) -> dict[str, Any]:
         title="inventory-monitor",
         version="1",
         description="Commands in (stock, prices), events out. Every command carries a command_id that makes "
-        "it idempotent; events carry a stable event_id for deduplication.",
+        "it idempotent (applied at most once per id); events carry a stable event_id for deduplication. "
+        "Producers on the command topics are trusted systems: their command ids are taken as sent. "
+        "The HTTP edge publishes only ids it makes itself: random, or derived with HMAC-SHA256 under a "
+        "server secret from the caller and its command_id or Idempotency-Key (UUID version 8), so an "
+        "HTTP caller can neither take another caller's id nor predict one.",
     )
     result: dict[str, Any] = spec.to_specification().to_jsonable()
     return result

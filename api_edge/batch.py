@@ -2,38 +2,46 @@
 are published with their own SKU keys; invalid ones are reported by index and publish nothing.
 
 Give each command a `command_id` (or send an Idempotency-Key, from which the ids derive) so a retried batch
-is applied once."""
+is applied once. As on the single routes, the published ids are derived from those and the caller
+(`api_edge.command_ids`); the answer names them. Commands only the workers' schedulers issue, and a
+`command_id` repeated within the batch, are refused by index."""
 
 from __future__ import annotations
 
 import contextlib
-import json
+import hmac
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, Union, get_args
 
 import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from api_edge import audit, idempotency
+from api_edge import audit, command_ids, idempotency
 from api_edge.auth import actor, require
+from api_edge.bodies import JsonBeyondLimits, loads
 from api_edge.idempotency import Stored
 from api_edge.intake import SOURCE
 from api_edge.problems import Problem
 from api_edge.publish import broker_unavailable, send_all
 from api_edge.state import Clients, clients
-from contracts.price_commands import PriceCommand
-from contracts.stock_commands import StockCommand
+from contracts.price_commands import ActivateScheduledPrice, ExpireScheduledPrice, PriceCommand
+from contracts.stock_commands import ExpireReservation, StockCommand
 from contracts.topics import PRICE_COMMANDS, STOCK_COMMANDS, Topic
 
 
 class BatchAccepted(BaseModel):
     accepted: int
-    command_ids: list[dict[str, Any]] = Field(description="`{index, command_id}` of every published command.")
+    command_ids: list[dict[str, Any]] = Field(
+        description="`{index, command_id}` of every published command, with the id it was published under"
+        " (derived from the caller and its `command_id` or Idempotency-Key, else random): read its outcome"
+        " at `/v1/commands/{command_id}`."
+    )
     errors: list[dict[str, Any]] = Field(description="`{index, errors}` of every refused command.")
 
 
@@ -49,10 +57,12 @@ async def _items(request: Request, max_bytes: int, max_count: int) -> list[Any]:
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
     try:
         if kind == "application/x-ndjson":
-            items = [json.loads(line) for line in body.splitlines() if line.strip()]
+            items = [loads(line) for line in body.splitlines() if line.strip()]
         else:
-            items = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            items = loads(body)
+    except JsonBeyondLimits as error:
+        raise Problem(422, "Malformed batch", f"JSON beyond the parser's limits: {error}") from error
+    except ValueError as error:
         raise Problem(400, "Malformed batch", f"cannot parse the body as {kind}: {error}") from error
     if not isinstance(items, list):
         raise Problem(422, "Malformed batch", "the body must be a JSON array (or NDJSON lines)")
@@ -79,8 +89,25 @@ class _Checked(NamedTuple):
     errors: list[dict[str, Any]]  # `{index, errors}` of each invalid item
 
 
+def _own_id(value: Any, id_key: hmac.HMAC, principal: str) -> uuid.UUID | None:
+    """The published id of a `command_id` a client sent; None when it is no UUID."""
+    try:
+        client_id = uuid.UUID(value) if type(value) is str else None
+    except ValueError:
+        return None
+    return None if client_id is None else command_ids.from_client(id_key, principal, client_id)
+
+
+def _error(loc: list[Any], msg: str) -> list[dict[str, Any]]:
+    return [{"loc": loc, "msg": msg}]
+
+
 def _validate(
-    items: list[Any], adapter: TypeAdapter[Any], principal: str, idempotency_id: uuid.UUID | None
+    items: list[Any],
+    adapter: TypeAdapter[Any],
+    principal: str,
+    idempotency_id: uuid.UUID | None,
+    id_key: hmac.HMAC,
 ) -> _Checked:
     """The whole list is validated in ONE pydantic call (its per-call overhead was half of a batch's CPU);
     only when that fails is each item validated on its own, to report errors by index. The parsed items
@@ -88,26 +115,34 @@ def _validate(
     n = len(items)
     ids = [str(uuid.uuid5(idempotency_id, str(i))) for i in range(n)] if idempotency_id else _random_ids(n)
     edge_fields = {"issued_at": datetime.now(UTC), "actor": principal, "source": SOURCE}
-    own_ids: list[int] = []  # items that carry their own command_id
+    refused: dict[int, list[dict[str, Any]]] = {}  # by index: errors found before validation
+    first: dict[uuid.UUID, int] = {}  # the index of each published id derived from a client's command_id
     for index, item in enumerate(items):
         if type(item) is dict:
             if "command_id" in item:
-                own_ids.append(index)
+                published = _own_id(item["command_id"], id_key, principal)
+                if published is None:
+                    refused[index] = _error(["command_id"], "Input should be a valid UUID")
+                elif (earlier := first.setdefault(published, index)) != index:
+                    refused[index] = _error(
+                        ["command_id"], f"repeats the command_id of the command at index {earlier}"
+                    )
+                else:
+                    item["command_id"] = published  # a UUID: pydantic takes it as is, no text to parse
+                    ids[index] = str(published)
             else:
                 item["command_id"] = ids[index]
             item.update(edge_fields)
-    with contextlib.suppress(ValidationError):
-        commands = adapter.validate_python(items)  # adapter: a list of the topic's commands
-        accepted = [{"index": i, "command_id": command_id} for i, command_id in enumerate(ids)]
-        for index in own_ids:  # an id the client sent may be spelled differently: give it as stored
-            accepted[index]["command_id"] = str(commands[index].command_id)
-        return _Checked(commands, accepted, [])
+    if not refused:
+        with contextlib.suppress(ValidationError):
+            commands = adapter.validate_python(items)  # adapter: a list of the topic's commands
+            accepted = [{"index": i, "command_id": command_id} for i, command_id in enumerate(ids)]
+            return _Checked(commands, accepted, [])
     checked = _Checked([], [], [])
     for index, item in enumerate(items):
-        if type(item) is not dict:
-            checked.errors.append(
-                {"index": index, "errors": [{"loc": [], "msg": "each command must be an object"}]}
-            )
+        if index in refused or type(item) is not dict:
+            errors = refused.get(index) or _error([], "each command must be an object")
+            checked.errors.append({"index": index, "errors": errors})
             continue
         try:
             [command] = adapter.validate_python([item])
@@ -123,12 +158,13 @@ def _validate(
 async def _batch(request: Request, topic: Topic, adapter: TypeAdapter[Any]) -> Response:
     c: Clients = clients(request)
     principal = actor(request)
-    claim, replay = await idempotency.claim(c.redis, request, principal, c.settings.idempotency_ttl_s)
+    id_key = command_ids.key(c.settings)
+    claim, replay = await idempotency.claim(c.redis, request, principal, c.settings.idempotency_ttl_s, id_key)
     if replay is not None:
         return JSONResponse(replay.body, status_code=replay.status)
     try:
         items = await _items(request, c.settings.batch_max_bytes, c.settings.batch_max_commands)
-        checked = _validate(items, adapter, principal, claim.command_id if claim else None)
+        checked = _validate(items, adapter, principal, claim.command_id if claim else None, id_key)
         await _publish(c, topic, checked.commands)
     except BaseException:
         if claim is not None:
@@ -182,17 +218,35 @@ _BATCH_DOC: dict[str, Any] = {
 }
 
 router = APIRouter(prefix="/v1/commands", tags=["batch"])
-_STOCK_LIST: TypeAdapter[list[StockCommand]] = TypeAdapter(list[StockCommand])
-_PRICE_LIST: TypeAdapter[list[PriceCommand]] = TypeAdapter(list[PriceCommand])
+# Commands the workers' schedulers issue when a reservation or price window is due; no client sends them.
+SCHEDULER_ONLY: tuple[type[Any], ...] = (ExpireReservation, ActivateScheduledPrice, ExpireScheduledPrice)
+
+
+def _sendable(commands: Any) -> Any:
+    """A list of the discriminated union `commands` without the scheduler's commands: one of those in a
+    batch is refused like an unknown `type`, by index, at no extra cost."""
+    union, *metadata = get_args(commands)
+    kinds = tuple(kind for kind in get_args(union) if kind not in SCHEDULER_ONLY)
+    sendable: Any = Union[kinds]  # noqa: UP007 (a Union of a tuple of types)
+    return list[Annotated[(sendable, *metadata)]]
+
+
+_STOCK_LIST: TypeAdapter[list[StockCommand]] = TypeAdapter(_sendable(StockCommand))
+_PRICE_LIST: TypeAdapter[list[PriceCommand]] = TypeAdapter(_sendable(PriceCommand))
 
 
 @router.post("/stock:batch", dependencies=[Depends(require("operator"))], **_BATCH_DOC)
 async def stock_batch(request: Request) -> Response:
-    """Stock commands (each with `type`, `sku` and its fields; the edge sets actor, source, issued_at)."""
+    """Stock commands (each with `type`, `sku` and its fields; the edge sets actor, source, issued_at).
+    `expire_reservation` is the stock worker's own command: refused here."""
     return await _batch(request, STOCK_COMMANDS, _STOCK_LIST)
 
 
 @router.post("/price:batch", dependencies=[Depends(require("pricing"))], **_BATCH_DOC)
 async def price_batch(request: Request) -> Response:
-    """Price commands, like the stock batch."""
+    """Price commands, like the stock batch. `activate_scheduled_price` and `expire_scheduled_price` are
+    the price worker's own commands: refused here."""
     return await _batch(request, PRICE_COMMANDS, _PRICE_LIST)
+
+
+PATHS = tuple(route.path for route in router.routes if isinstance(route, APIRoute))

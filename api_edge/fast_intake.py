@@ -29,6 +29,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import compile_path
 from starlette.types import Message, Receive, Scope, Send
 
+from api_edge import command_ids
 from api_edge.auth import Principal, decode_access_token
 from api_edge.intake import CommandRoute, answer, answer_response, new_command
 from api_edge.problems import Problem, problem_response, render
@@ -90,7 +91,9 @@ class FastIntake:
             fields = {name: adapter.validate_python(match[name]) for name, adapter in route.params.items()}
             # Without a SKU in the path (registration) it is the body's, a field of that route's model only.
             sku = meta.sku if route.sku is None else route.sku.validate_python(match["sku"])  # type: ignore[attr-defined]
-            command = new_command(route, sku, principal.subject, meta, None, **fields)
+            command = new_command(
+                route, sku, principal.subject, meta, None, command_ids.key(clients.settings), **fields
+            )
         except (ValueError, ValidationError):  # FastAPI answers it, with its validation problem
             _HANDED_OVER.inc()
             await self.app(scope, _handed_over(messages, receive), send)

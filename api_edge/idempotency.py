@@ -1,13 +1,15 @@
 """`Idempotency-Key`: the same key and request from the same principal get the original answer and publish
 nothing new; the same key with another request is refused. Answers live in Redis for a day.
 
-The command id itself derives from (principal, key), so even if Redis forgot the answer, a retry publishes
-the same command id and the pipeline still applies it once.
+The command id itself derives from (principal, key) under a server key (`api_edge.command_ids`), so even
+if Redis forgot the answer, a retry publishes the same command id and the pipeline still applies it once;
+and nobody can predict, let alone take, the id another principal's key will get.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -16,9 +18,9 @@ from typing import Any
 from fastapi import Request
 from redis.asyncio import Redis
 
+from api_edge import command_ids
 from api_edge.problems import Problem
 
-NAMESPACE = uuid.UUID("5b0c1d2e-3f4a-4b5c-8d6e-7f8091a2b3c4")
 MAX_KEY_LENGTH = 200
 
 
@@ -43,8 +45,14 @@ async def fingerprint(request: Request) -> str:
     ).hexdigest()
 
 
+def redis_key(principal: str, key: str) -> str:
+    """One Redis key per (principal, key) pair: both length-prefixed before hashing, since a principal
+    may contain any character (joined with ':', "user:a:b" + "c" and "user:a" + "b:c" met)."""
+    return "invmon:idem:" + hashlib.sha256(command_ids.length_prefixed(principal, key)).hexdigest()
+
+
 async def claim(
-    redis: Redis, request: Request, principal: str, ttl_s: int
+    redis: Redis, request: Request, principal: str, ttl_s: int, id_key: hmac.HMAC
 ) -> tuple[Claim | None, Stored | None]:
     """(claim to complete, None) for a new key; (None, stored answer) for a replay; raises on misuse."""
     key = request.headers.get("Idempotency-Key")
@@ -53,12 +61,12 @@ async def claim(
     if not key or len(key) > MAX_KEY_LENGTH:
         raise Problem(400, "Bad Idempotency-Key", f"use 1 to {MAX_KEY_LENGTH} characters")
     print_ = await fingerprint(request)
-    redis_key = f"invmon:idem:{principal}:{key}"
-    command_id = uuid.uuid5(NAMESPACE, f"{principal}\n{key}")
+    stored_at = redis_key(principal, key)
+    command_id = command_ids.from_idempotency_key(id_key, principal, key)
     pending = json.dumps({"fingerprint": print_, "state": "pending"})
-    if await redis.set(redis_key, pending, nx=True, ex=ttl_s):
-        return Claim(redis_key, print_, command_id), None
-    raw = await redis.get(redis_key)
+    if await redis.set(stored_at, pending, nx=True, ex=ttl_s):
+        return Claim(stored_at, print_, command_id), None
+    raw = await redis.get(stored_at)
     record = json.loads(raw) if raw else {}
     if record.get("fingerprint") != print_:
         raise Problem(

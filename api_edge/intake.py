@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter
 from starlette.routing import compile_path
 
-from api_edge import idempotency
+from api_edge import command_ids, idempotency
 from api_edge.auth import actor, require
+from api_edge.bodies import BoundedJsonRoute
 from api_edge.idempotency import Stored
 from api_edge.publish import publish_command
 from api_edge.requests import Accepted, CommandMeta
@@ -56,13 +58,13 @@ async def wait_param(  # async: a plain def would cost a thread-pool hop per req
 
 
 async def _outcome(
-    c: Clients, command_id: uuid.UUID, waiter: asyncio.Future[None], wait: float
+    c: Clients, command_id: uuid.UUID, principal: str, waiter: asyncio.Future[None], wait: float
 ) -> Accepted | None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(waiter), wait)
     waiter.cancel()
     async with c.engine.connect() as conn:
-        row = await read_repo.get_command(conn, command_id)
+        row = await read_repo.get_command(conn, command_id, actor=principal)
     if row is None:
         return None
     return Accepted(
@@ -79,11 +81,18 @@ def new_command(
     principal: str,
     body: CommandMeta,
     default_id: uuid.UUID | None,
+    id_key: hmac.HMAC,
     **fields: Any,
 ) -> StockCommand | PriceCommand:
-    """The command a request asks for: the body's fields, the path's, and what the edge fills in."""
+    """The command a request asks for: the body's fields, the path's, and what the edge fills in. Its id
+    is never one the client chose: a client's `command_id` is scoped to the principal
+    (`api_edge.command_ids`); without one it is `default_id` (from an Idempotency-Key) or random."""
+    if body.command_id is not None:
+        command_id = command_ids.from_client(id_key, principal, body.command_id)
+    else:
+        command_id = default_id or uuid.uuid4()
     return route.kind(
-        command_id=body.command_id or default_id or uuid.uuid4(),
+        command_id=command_id,
         sku=sku,
         issued_at=datetime.now(UTC),
         actor=principal,
@@ -112,13 +121,15 @@ async def accept(request: Request, sku: str, body: CommandMeta, **fields: Any) -
     route = _ROUTES[request.scope["endpoint"]]
     c = clients(request)
     principal = actor(request)
-    claim, replay = await idempotency.claim(c.redis, request, principal, c.settings.idempotency_ttl_s)
+    id_key = command_ids.key(c.settings)
+    claim, replay = await idempotency.claim(c.redis, request, principal, c.settings.idempotency_ttl_s, id_key)
     if replay is not None:
         headers = {"Location": replay.location} if replay.location else None
         return JSONResponse(replay.body, status_code=replay.status, headers=headers)
     waiter: asyncio.Future[None] | None = None
     try:
-        command = new_command(route, sku, principal, body, claim.command_id if claim else None, **fields)
+        default_id = claim.command_id if claim else None
+        command = new_command(route, sku, principal, body, default_id, id_key, **fields)
         wait: float = getattr(request.state, "wait", 0)
         deadline = asyncio.get_running_loop().time() + wait
         waiter = await c.hub.waiter(str(command.command_id), wait) if wait else None
@@ -131,7 +142,8 @@ async def accept(request: Request, sku: str, body: CommandMeta, **fields: Any) -
         raise
     request.state.command_id = str(command.command_id)  # for the access line
     if waiter is not None:  # what is left of the wait, after the subscription and the publish
-        outcome = await _outcome(c, command.command_id, waiter, deadline - asyncio.get_running_loop().time())
+        left = deadline - asyncio.get_running_loop().time()
+        outcome = await _outcome(c, command.command_id, principal, waiter, left)
     else:
         outcome = None
     code, body_out = answer(command.command_id, outcome)
@@ -165,7 +177,10 @@ class CommandRouter:
 
     def __init__(self, *, tags: list[str | Enum], role: Role, topic: Topic) -> None:
         self.router = APIRouter(
-            prefix=PREFIX, tags=tags, dependencies=[Depends(require(role)), Depends(wait_param)]
+            prefix=PREFIX,
+            tags=tags,
+            dependencies=[Depends(require(role)), Depends(wait_param)],
+            route_class=BoundedJsonRoute,
         )
         self.role = role
         self.topic = topic

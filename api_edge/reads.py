@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import RowMapping
 
-from api_edge.auth import require
+from api_edge.auth import Principal, require
 from api_edge.problems import Problem
 from api_edge.requests import AfterId
 from api_edge.state import Clients, clients
@@ -115,10 +115,14 @@ async def get_ledger(
 
 
 @router.get("/commands/{command_id}")
-async def get_command(command_id: uuid.UUID, c: ClientsDep) -> CommandStatusView:
-    """What became of a command: applied, rejected (with the reason), or unknown (not applied yet)."""
+async def get_command(command_id: uuid.UUID, c: ClientsDep, request: Request) -> CommandStatusView:
+    """What became of a command: applied, rejected (with the reason), or unknown (not applied yet).
+    Only its sender and admins see its outcome; to anyone else it is `unknown`, as an id never sent is,
+    so the answer tells nothing about other principals' commands."""
+    principal: Principal = request.state.principal  # set by the router's role check
+    actor = None if principal.has("admin") else principal.subject
     async with c.engine.connect() as conn:
-        row = await read_repo.get_command(conn, command_id)
+        row = await read_repo.get_command(conn, command_id, actor=actor)
     if row is None:
         return CommandStatusView(command_id=command_id, status="unknown")
-    return CommandStatusView(**row)
+    return CommandStatusView(**{k: row[k] for k in CommandStatusView.model_fields})

@@ -30,7 +30,10 @@ class CommandMeta(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     command_id: UUID | None = Field(
-        None, description="Your id for this command; re-sending the same id never applies it twice."
+        None,
+        description="Your id for this command; re-sending the same id never applies it twice. The command"
+        " is published under an id derived from this one and your identity (the answer's `command_id`):"
+        " another caller sending the same id gets another command id, and reads nothing of yours.",
     )
     expected_version: StrictInt | None = Field(
         None, ge=0, description="Apply only if the item is at this version."

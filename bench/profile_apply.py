@@ -117,7 +117,13 @@ async def staged_batch(engine, policy: AlertPolicy, records: list[FakeRecord], t
                 status = "applied" if verdict.rejection is None else "rejected"
                 processed.append(
                     ProcessedRow(
-                        command.command_id, command.type, command.sku, status, verdict.rejection, now
+                        command.command_id,
+                        command.type,
+                        command.sku,
+                        status,
+                        verdict.rejection,
+                        now,
+                        command.actor,
                     )
                 )
         with timer("save + outbox rows (row building, event.model_dump_json)"):

@@ -16,7 +16,13 @@ class CommandEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: StrictInt = Field(1, ge=1, le=1, description="Contract version of this command.")
-    command_id: UUID = Field(description="Unique id chosen by the sender; a re-sent command reuses it.")
+    command_id: UUID = Field(
+        description="Unique id chosen by the sender; a re-sent command reuses it. A producer on the command"
+        " topics (a trusted upstream system) chooses it freely. The HTTP edge never publishes a client's id"
+        " as is: it publishes a random id, or one derived from the client's id or Idempotency-Key and the"
+        " caller with a keyed hash (HMAC-SHA256 under a server secret, UUID version 8), which no producer"
+        " can predict."
+    )
     sku: Sku
     issued_at: Instant = Field(description="When the sender issued the command (timezone-aware).")
     actor: PlainText = Field(min_length=1, max_length=200, description="Who asked for the change.")

@@ -29,6 +29,7 @@ class ProcessedRow(NamedTuple):
     status: str
     reason: str | None
     applied_at: datetime
+    actor: str
 
 
 class OutboxRow(NamedTuple):
@@ -40,7 +41,7 @@ class OutboxRow(NamedTuple):
     created_at: datetime
 
 
-_PROCESSED_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz")
+_PROCESSED_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "text")
 _OUTBOX_TYPES = ("uuid", "text", "text", "text", "jsonb", "timestamptz")
 
 

@@ -83,6 +83,9 @@ class ProcessedCommand(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     applied_at: Mapped[datetime] = _now()
+    # Who sent the command (its envelope's actor): only they, or an admin, read its outcome at the edge.
+    # None for commands processed before revision 0006.
+    actor: Mapped[str | None] = mapped_column(String(200))
 
 
 class Reservation(Base):

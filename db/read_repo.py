@@ -15,8 +15,13 @@ async def get_item(conn: AsyncConnection, sku: str) -> RowMapping | None:
     return row
 
 
-async def get_command(conn: AsyncConnection, command_id: uuid.UUID) -> RowMapping | None:
+async def get_command(
+    conn: AsyncConnection, command_id: uuid.UUID, *, actor: str | None
+) -> RowMapping | None:
+    """A command's outcome; with `actor`, only if that principal sent it (None: whoever sent it)."""
     query = select(ProcessedCommand.__table__).where(ProcessedCommand.command_id == command_id)
+    if actor is not None:
+        query = query.where(ProcessedCommand.actor == actor)
     return (await conn.execute(query)).mappings().first()
 
 

@@ -211,6 +211,11 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(86400, ge=60, description="How long an Idempotency-Key answer is kept.")
     batch_max_commands: int = Field(10000, ge=1, description="Most commands one batch request may carry.")
     batch_max_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest batch request body in bytes.")
+    edge_max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest request body of every edge route but the batch routes, in bytes.",
+    )
     live_port: int = Field(8001, description="Port of the WebSocket relay (/v1/live, /metrics, /health).")
     live_history_size: int = Field(
         10000, ge=100, description="Publications each live channel keeps in Redis for recovery (about)."

@@ -22,6 +22,7 @@ import pytest
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
+from api_edge import command_ids, idempotency
 from infra.settings import Settings
 from invmon.cli import app as cli_app
 from tests.e2e.conftest import ADMIN
@@ -396,8 +397,9 @@ async def test_batch_reports_errors_by_index_and_applies_the_valid_ones(edge: ht
 
 
 async def test_valid_batch_answers_each_id_as_stored(edge: httpx.AsyncClient, stack: Settings) -> None:
-    """All valid: the one-call validation. An id the client sent comes back in canonical form, the
-    edge's own ids are canonical version-4 UUIDs, and the records on the broker carry the same ids."""
+    """All valid: the one-call validation. An id the client sent is published as the id derived from it
+    and the caller (a version-8 UUID, the same for any spelling of the client's id), the edge's own ids are
+    canonical version-4 UUIDs, and the records on the broker carry the answered ids."""
     sku = new_sku()
     own = uuid.uuid4()
     since = await stock_offsets(stack)
@@ -408,7 +410,9 @@ async def test_valid_batch_answers_each_id_as_stored(edge: httpx.AsyncClient, st
     response = await edge.post("/v1/commands/stock:batch", json=items)
     assert response.status_code == 202, response.text
     ids = [c["command_id"] for c in response.json()["command_ids"]]
-    assert ids[0] == str(own)
+    assert ids[0] != str(own)
+    assert uuid.UUID(ids[0]).version == 8
+    assert ids[0] == str(command_ids.from_client(command_ids.key(stack), f"user:{ADMIN}", own))
     assert str(uuid.UUID(ids[1])) == ids[1]
     assert uuid.UUID(ids[1]).version == 4
     assert [r["command_id"] for r in await published(stack, sku, since)] == ids
@@ -544,7 +548,7 @@ async def test_batch_with_idempotency_key_replays_and_derives_its_ids(
     # and the pipeline applies each command once.
     redis = Redis.from_url(stack.redis_url)
     try:
-        assert await redis.delete(f"invmon:idem:user:{ADMIN}:{key}") == 1
+        assert await redis.delete(idempotency.redis_key(f"user:{ADMIN}", key)) == 1
     finally:
         await redis.aclose()
     before = await stock_offsets(stack)

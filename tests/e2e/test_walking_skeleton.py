@@ -44,13 +44,15 @@ async def test_same_command_id_twice_is_applied_once(edge: httpx.AsyncClient) ->
     registered = await edge.post("/v1/items", json={"sku": sku, "name": "Twice"})
     assert (await wait_for_status(edge, registered.json()["command_id"]))["status"] == "applied"
 
-    command_id = str(uuid.uuid4())
+    client_id = str(uuid.uuid4())
+    published = set()
     for _ in range(2):
-        response = await edge.post(
-            f"/v1/items/{sku}/receipts", json={"quantity": 3, "command_id": command_id}
-        )
+        response = await edge.post(f"/v1/items/{sku}/receipts", json={"quantity": 3, "command_id": client_id})
         assert response.status_code == 202
-        assert response.json()["command_id"] == command_id
+        published.add(response.json()["command_id"])
+    # Published under the id derived from the client's and the caller's: the same on the retry.
+    (command_id,) = published
+    assert command_id != client_id
     # A later command on the same SKU (same partition) proves the duplicate was consumed before it.
     marker = await edge.post(f"/v1/items/{sku}/adjustments", json={"delta": 1, "reason_code": "found"})
     assert (await wait_for_status(edge, marker.json()["command_id"]))["status"] == "applied"

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from api_edge import fast_intake
 from api_edge.app import create_edge
+from api_edge.bodies import BodyGuard
 from api_edge.fast_intake import FastIntake
 from api_edge.health import RequestMetrics
 from infra.settings import Settings
@@ -24,8 +25,9 @@ async def test_an_unexpected_error_on_the_fast_path_is_a_problem_500(
 ) -> None:
     edge = create_edge(stack)
     assert isinstance(edge, RequestMetrics)
-    assert isinstance(edge.app, FastIntake)
-    app = edge.app.app
+    assert isinstance(edge.app, BodyGuard)
+    assert isinstance(edge.app.app, FastIntake)
+    app = edge.app.app.app
 
     async def broken(*_: object) -> None:
         raise RuntimeError("the broker client broke in a way nobody expected")

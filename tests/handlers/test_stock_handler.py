@@ -127,9 +127,11 @@ async def test_a_command_id_applies_once(broker: KafkaBroker, engine: AsyncEngin
         await send(broker, receive, sku)
     assert await fetch(engine, "SELECT stock_quantity FROM items WHERE sku = :sku", sku=sku) == [(5,)]
     processed = await fetch(
-        engine, "SELECT status FROM processed_commands WHERE command_id = :id", id=receive["command_id"]
+        engine,
+        "SELECT status, actor FROM processed_commands WHERE command_id = :id",
+        id=receive["command_id"],
     )
-    assert processed == [("applied",)]
+    assert processed == [("applied", "handler-test")]  # its sender: the edge shows the outcome to it only
     ledger = await fetch(engine, "SELECT delta FROM stock_ledger WHERE sku = :sku", sku=sku)
     assert ledger == [(5,)]
 

@@ -29,6 +29,8 @@ class Command(Protocol):
     def sku(self) -> str: ...
     @property
     def type(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
 
 
 class Event(Protocol):
@@ -121,7 +123,15 @@ async def apply_batch(
                 report.rejected.append((command, verdict.rejection))
             status = "applied" if verdict.rejection is None else "rejected"
             processed.append(
-                ProcessedRow(command.command_id, command.type, command.sku, status, verdict.rejection, now)
+                ProcessedRow(
+                    command.command_id,
+                    command.type,
+                    command.sku,
+                    status,
+                    verdict.rejection,
+                    now,
+                    command.actor,
+                )
             )
         # One round trip for every write of the batch (and the relay's wake-up).
         outbox = [outbox_row(e, now) for e in report.events]
