@@ -116,9 +116,13 @@ async def get_ledger(
 
 @router.get("/commands/{command_id}")
 async def get_command(command_id: uuid.UUID, c: ClientsDep) -> CommandStatusView:
-    """What became of a command: applied, rejected (with the reason), or unknown (not applied yet)."""
+    """What became of a command: applied, rejected or dead-lettered (with the reason), or unknown (not
+    applied yet)."""
     async with c.engine.connect() as conn:
         row = await read_repo.get_command(conn, command_id)
-    if row is None:
-        return CommandStatusView(command_id=command_id, status="unknown")
-    return CommandStatusView(**row)
+        letter = None if row is not None else await read_repo.get_dead_letter(conn, command_id)
+    if row is not None:
+        return CommandStatusView(**row)
+    if letter is not None:
+        return CommandStatusView(command_id=command_id, status="dead_lettered", reason=letter["reason"])
+    return CommandStatusView(command_id=command_id, status="unknown")

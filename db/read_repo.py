@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db import dead_letter_repo
 from db.models import Item, ProcessedCommand, StockLedger
 
 
@@ -18,6 +19,11 @@ async def get_item(conn: AsyncConnection, sku: str) -> RowMapping | None:
 async def get_command(conn: AsyncConnection, command_id: uuid.UUID) -> RowMapping | None:
     query = select(ProcessedCommand.__table__).where(ProcessedCommand.command_id == command_id)
     return (await conn.execute(query)).mappings().first()
+
+
+async def get_dead_letter(conn: AsyncConnection, command_id: uuid.UUID) -> RowMapping | None:
+    """The latest dead letter of a command (a processed row, read first, wins over it)."""
+    return await dead_letter_repo.latest_for_command(conn, command_id)
 
 
 async def get_ledger(conn: AsyncConnection, sku: str, *, after: int, limit: int) -> list[RowMapping]:
