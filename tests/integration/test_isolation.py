@@ -280,3 +280,56 @@ async def test_valid_commands_apply_around_every_kind_of_poison_at_volume(
     worker: tuple[Process, str], stack: Settings
 ) -> None:
     await run_fault_test(stack, worker[1], per_partition=5, receives=3000, rounds=4)
+
+
+async def test_a_partition_waiting_on_a_lock_does_not_hold_the_others(
+    worker: tuple[Process, str], stack: Settings
+) -> None:
+    """A row locked elsewhere (an operator's open transaction) stops its partition only: the batch that
+    meets the lock timeout is split per partition, the locked one is paused with back-off, and the other
+    partitions' commands apply meanwhile. Released, the waiting command applies once."""
+    run = h.run_id()
+    partitions = stack.kafka_partitions
+    skus = skus_on_every_partition(f"LCK{run}", partitions, 1)
+    locked = skus[0]
+    async with h.CommandProducer(stack) as producer:
+        await producer.publish((s.encode(), h.encode(h.register(s)), None) for s in skus)
+        conn = await asyncpg.connect(h.pg_dsn(stack))
+        holder = await asyncpg.connect(h.pg_dsn(stack))
+        try:
+            await h.wait_until(
+                lambda: conn.fetchval("SELECT count(*) FROM items WHERE sku = ANY($1::text[])", skus),
+                lambda n: n == len(skus),
+                within=20,
+                what="registrations",
+            )
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute("SELECT 1 FROM items WHERE sku = $1 FOR UPDATE", locked)
+            rounds = [[h.receive(s, 1) for s in skus] for _ in range(3)]
+            started = time.monotonic()
+            for commands in rounds:
+                await producer.publish((c["sku"].encode(), h.encode(c), None) for c in commands)
+            others = [uuid.UUID(c["command_id"]) for r in rounds for c in r if c["sku"] != locked]
+            waiting = [uuid.UUID(c["command_id"]) for r in rounds for c in r if c["sku"] == locked]
+            await h.wait_until(
+                lambda: h.processed_count(conn, others),
+                lambda n: n == len(others),
+                within=PROGRESS_BOUND_S,
+                what="the other partitions' commands while one row is locked",
+            )
+            took = time.monotonic() - started
+            assert await h.processed_count(conn, waiting) == 0
+            await tx.rollback()
+            await h.wait_until(
+                lambda: h.processed_count(conn, waiting),
+                lambda n: n == len(waiting),
+                within=20,
+                what="the locked SKU's commands once released",
+            )
+            assert await conn.fetchval("SELECT stock_quantity FROM items WHERE sku = $1", locked) == 3
+            await h.wait_until(lambda: lag(stack), lambda n: n == 0, within=30, what="lag 0")
+            print(f"other partitions applied in {took:.1f}s while one row was locked")
+        finally:
+            await holder.close()
+            await conn.close()

@@ -346,10 +346,10 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
             decoded_at = time.perf_counter()
             outcome = await apply_isolating(apply, decoded, retried)
             await send_dead_letters(worker, runtime, outcome.failed)
-            if outcome.waiting_from is not None:
+            if outcome.unresolved:
                 if consumer is None:
                     raise outcome.wait_cause or RuntimeError("waiting")
-                waiting = first_offsets(decoded.sources[outcome.waiting_from :])
+                waiting = first_offsets(outcome.unresolved)
                 log.warning("batch_waiting", worker=worker.name, error=repr(outcome.wait_cause))
         except Exception as error:
             if consumer is None:

@@ -44,6 +44,8 @@ _WAIT_CLASSES = frozenset({"08", "53", "57", "58", "40"})
 # an object in use.
 _WAIT_CODES = frozenset({"23505", "55P03", "55006"})
 _CONTENTION_CODES = frozenset({"40001", "40P01", "55P03", "57014", "23505"})
+# Waits that already took their time (a lock or statement timeout): not tried again in place.
+_TIMED_OUT_CODES = frozenset({"55P03", "57014"})
 
 
 def sqlstate(error: BaseException) -> str | None:
@@ -103,19 +105,25 @@ class Waiting(Exception):
 @dataclass(slots=True)
 class Outcome(Generic[C]):
     """What became of a batch's valid commands: applied/rejected/duplicates, the ones that failed
-    deterministically (to dead-letter), and where waiting began (None: nothing waits)."""
+    deterministically (to dead-letter), and the records of those that wait (unresolved)."""
 
     report: BatchReport[C] = field(default_factory=BatchReport)
     failed: list[Invalid] = field(default_factory=list)
-    waiting_from: int | None = None
+    unresolved: list[Record] = field(default_factory=list)
     wait_cause: BaseException | None = None
+
+    def add(self, other: Outcome[C]) -> None:
+        self.report.add(other.report)
+        self.failed.extend(other.failed)
+        self.unresolved.extend(other.unresolved)
+        self.wait_cause = self.wait_cause or other.wait_cause
 
 
 async def with_wait_retries(apply: Any, commands: Sequence[C], retries: Any) -> BatchReport[C]:
     """`apply(commands)`, tried again on an outage or contention a few times (briefly: a longer wait is the
     paused partition's back-off)."""
     async for attempt in stamina.retry_context(
-        on=lambda e: failure_kind(e) == "wait",
+        on=lambda e: failure_kind(e) == "wait" and sqlstate(e) not in _TIMED_OUT_CODES,
         attempts=WAIT_ATTEMPTS,
         wait_initial=WAIT_INITIAL_S,
         wait_max=WAIT_MAX_S,
@@ -130,7 +138,9 @@ async def with_wait_retries(apply: Any, commands: Sequence[C], retries: Any) -> 
 
 async def apply_isolating(apply: Any, decoded: Decoded[C], retries: Any) -> Outcome[C]:
     """Apply the batch; on a deterministic failure, narrow it down (bisect, in partition order) to the
-    commands that fail alone. `apply(commands) -> BatchReport` is one transaction."""
+    commands that fail alone. `apply(commands) -> BatchReport` is one transaction. Contention that
+    persists (a row locked elsewhere) splits a batch of several partitions into one transaction per
+    partition, so that only the partitions whose rows are locked wait."""
     commands: list[C] = decoded.valid
     outcome: Outcome[C] = Outcome()
     if not commands:
@@ -144,7 +154,13 @@ async def apply_isolating(apply: Any, decoded: Decoded[C], retries: Any) -> Outc
             error = failure
             kind = failure_kind(failure)
             if kind == "wait":
-                outcome.waiting_from, outcome.wait_cause = 0, failure
+                partitions = by_partition(decoded)
+                if contention(failure) and len(partitions) > 1:
+                    log.warning("batch_contended_splitting", partitions=len(partitions), error=repr(failure))
+                    for part in partitions:
+                        outcome.add(await apply_isolating(apply, part, retries))
+                    return outcome
+                outcome.unresolved, outcome.wait_cause = list(decoded.sources), failure
                 return outcome
             if kind == "refused":
                 break
@@ -152,8 +168,18 @@ async def apply_isolating(apply: Any, decoded: Decoded[C], retries: Any) -> Outc
     try:
         await _bisect(apply, commands, decoded.sources, error, outcome, retries)
     except Waiting as waiting:
-        outcome.waiting_from, outcome.wait_cause = waiting.index, waiting.cause
+        outcome.unresolved, outcome.wait_cause = list(decoded.sources[waiting.index :]), waiting.cause
     return outcome
+
+
+def by_partition(decoded: Decoded[C]) -> list[Decoded[C]]:
+    """The batch's commands per partition, each in its order."""
+    parts: dict[tuple[str, int], Decoded[C]] = {}
+    for command, record in zip(decoded.valid, decoded.sources, strict=True):
+        part = parts.setdefault((record.topic, record.partition), Decoded([], [], []))
+        part.valid.append(command)
+        part.sources.append(record)
+    return list(parts.values())
 
 
 async def _bisect(

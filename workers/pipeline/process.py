@@ -28,6 +28,9 @@ from workers.pipeline.scheduler import Schedule
 
 log = structlog.get_logger("invmon.worker")
 
+# A batch transaction takes milliseconds; a lock held this long is held by someone else.
+BATCH_LOCK_TIMEOUT_MS = 1000
+
 
 def create_worker_app(
     settings: Settings,
@@ -60,7 +63,11 @@ def create_worker_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Every batch pays the pre-ping round trip otherwise; command_log.transaction drops dead connections.
-        engine = runtime.engine = make_engine(settings.database_url, pre_ping=False)
+        # A row locked elsewhere (an operator's open transaction) fails the batch after the lock timeout
+        # instead of holding the worker: its partition then waits paused while the others go on.
+        engine = runtime.engine = make_engine(
+            settings.database_url, pre_ping=False, lock_timeout_ms=BATCH_LOCK_TIMEOUT_MS
+        )
         dead_letters = raw_producer(settings, client_id=f"{name}-dlq", dead_letters=True)
         runtime.dead_letters = dead_letters
         tasks: list[asyncio.Task[None]] = []
