@@ -41,7 +41,7 @@ PROGRESS_BOUND_S = 5.0
 
 
 def partition_of(sku: str, partitions: int) -> int:
-    return (murmur2(sku.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(sku.encode()) & 0x7FFFFFFF) % partitions
 
 
 def skus_on_every_partition(prefix: str, partitions: int, per_partition: int) -> list[str]:
@@ -208,9 +208,8 @@ async def run_fault_test(
         )
         assert {r["status"] for r in rows} == {"applied"}, rows
         expected = {s: sum(1 for c in receipts if c["sku"] == s) for s in skus}
-        states = dict(
-            await conn.fetch("SELECT sku, stock_quantity FROM items WHERE sku = ANY($1::text[])", skus)
-        )
+        rows = await conn.fetch("SELECT sku, stock_quantity FROM items WHERE sku = ANY($1::text[])", skus)
+        states = {r["sku"]: r["stock_quantity"] for r in rows}
         assert states == expected  # each receipt exactly once
         ledger = await conn.fetchval("SELECT count(*) FROM stock_ledger WHERE sku = ANY($1::text[])", skus)
         assert ledger == len(receipts)
@@ -232,16 +231,16 @@ async def run_fault_test(
         wanted = {f"{e[0]}-{i}" for i, e in enumerate(stream) if not isinstance(e, dict)}
         letters = await read_dlq(settings, run, wanted, within=60)
         for name, record in letters.items():
-            headers = dict(record.headers)
-            assert headers.get("x-dlq-reason"), name
+            got: dict[str, bytes] = dict(record.headers)
+            assert got.get("x-dlq-reason"), name
             if name.startswith("gzip_huge"):
-                assert headers["x-dlq-by-reference"] == b"true"
-                assert int(headers["x-origin-size"]) > DLQ_TOPIC_MAX_BYTES
+                assert got["x-dlq-by-reference"] == b"true"
+                assert int(got["x-origin-size"]) > DLQ_TOPIC_MAX_BYTES
                 assert len(record.value) <= 1024
             elif name.startswith(("gzip_2mb", "near_limit")):
-                assert "x-dlq-by-reference" not in headers, name
+                assert "x-dlq-by-reference" not in got, name
             if name.startswith("rule_raises"):
-                assert b"RuleFault" in headers["x-dlq-reason"], headers["x-dlq-reason"]
+                assert b"RuleFault" in got["x-dlq-reason"], got["x-dlq-reason"]
         for i, entry in enumerate(stream):
             if not isinstance(entry, dict) and entry[0] == "gzip_huge":
                 digest = hashlib.sha256(entry[2]).hexdigest().encode()
