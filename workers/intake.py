@@ -167,9 +167,10 @@ def by_reference(item: Invalid) -> tuple[bytes, list[tuple[str, bytes]]]:
         if budget < 0:
             break
         kept.append((name, header))
+    noted = Invalid(record, f"{item.reason} [by reference: {len(value)} bytes]", item.command_id)
     return value[:PREVIEW_BYTES], [
         *kept,
-        *_dlq_headers(item),
+        *_dlq_headers(noted),
         (BY_REFERENCE_HEADER, b"true"),
         (ORIGIN_SIZE_HEADER, str(len(value)).encode()),
         (ORIGIN_SHA256_HEADER, hashlib.sha256(value).hexdigest().encode()),

@@ -23,11 +23,14 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2
 
-from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ
+from contracts.topics import ALL_TOPICS, STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra.kafka import COMMAND_TOPIC_MAX_BYTES, DLQ_TOPIC_MAX_BYTES
 from infra.settings import Settings
+from invmon.stack import kafka_admin
 from tests.integration import helpers as h
 from tests.processes import Process
 from workers.pipeline.faults import RULE_RAISES_ENV
@@ -332,3 +335,24 @@ async def test_a_partition_waiting_on_a_lock_does_not_hold_the_others(
         finally:
             await holder.close()
             await conn.close()
+
+
+async def test_a_worker_refuses_to_start_when_the_dlq_cannot_carry_the_command_topic(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """An older stack's DLQ (the broker's default 1 MiB) would stop the pipeline at the first large bad
+    record: the worker says so in one line and does not start; `invmon topics create` fixes the topic."""
+    client = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await client.start()
+    try:
+        small = {"max.message.bytes": str(COMMAND_TOPIC_MAX_BYTES)}
+        await client.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, STOCK_COMMANDS_DLQ.name, configs=small)]
+        )
+        with pytest.raises(RuntimeError, match="exited") as refused:
+            h.start_worker(stack.stock_worker_port, tmp_path)
+        assert f"{STOCK_COMMANDS_DLQ.name} max.message.bytes={COMMAND_TOPIC_MAX_BYTES}" in str(refused.value)
+    finally:
+        await kafka_admin.create(stack.kafka_bootstrap, list(ALL_TOPICS), stack.kafka_partitions, 1)
+        await client.close()
+    h.start_worker(stack.stock_worker_port, tmp_path).stop()  # fixed: it starts

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
+from infra.kafka import DLQ_TOPIC_MAX_BYTES, dlq_cannot_carry
 from workers.intake import Invalid, by_reference, fits, readable_command_id
 from workers.pipeline.isolation import failure_kind, reason
 
@@ -79,3 +80,14 @@ def test_readable_command_id() -> None:
     assert readable_command_id(b"not json") is None
     assert readable_command_id(b'{"command_id": "nope"}') is None
     assert readable_command_id(b"[1]") is None
+
+
+def test_the_dlq_must_carry_what_the_command_topic_accepts() -> None:
+    fine = {"c": {"max.message.bytes": "1048588"}, "d": {"max.message.bytes": str(DLQ_TOPIC_MAX_BYTES)}}
+    assert dlq_cannot_carry(fine, "c", "d") is None
+    small = {"c": {"max.message.bytes": "1048588"}, "d": {"max.message.bytes": "1048588"}}
+    problem = dlq_cannot_carry(small, "c", "d")
+    assert problem is not None
+    assert "d max.message.bytes=1048588" in problem
+    assert "\n" not in problem
+    assert dlq_cannot_carry({"c": {}}, "c", "d") == "topic(s) d not found"
