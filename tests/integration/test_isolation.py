@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -30,7 +32,7 @@ from aiokafka.partitioner import murmur2
 from contracts.topics import ALL_TOPICS, STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra.kafka import COMMAND_TOPIC_MAX_BYTES, DLQ_TOPIC_MAX_BYTES
 from infra.settings import Settings
-from invmon.stack import kafka_admin
+from invmon.stack import kafka_admin, manager
 from tests.integration import helpers as h
 from tests.processes import Process
 from workers.pipeline.faults import RULE_RAISES_ENV
@@ -359,3 +361,55 @@ async def test_a_worker_refuses_to_start_when_the_dlq_cannot_carry_the_command_t
         await kafka_admin.create(stack.kafka_bootstrap, list(ALL_TOPICS), stack.kafka_partitions, 1)
         await client.close()
     h.start_worker(stack.stock_worker_port, tmp_path).stop()  # fixed: it starts
+
+
+async def postgres_pid(settings: Settings) -> int | None:
+    rows = {row.name: row for row in await manager.status_async(settings)}
+    return rows["postgres"].pid
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_an_outage_of_postgresql_waits_and_loses_nothing(
+    worker: tuple[Process, str], stack: Settings
+) -> None:
+    """PostgreSQL stops (fast shutdown) while commands keep coming: the worker's partitions wait, paused
+    with back-off (nothing dead-lettered, nothing committed past); once it is back every command applies
+    exactly once and the lag ends at 0."""
+    process, _ = worker
+    run = h.run_id()
+    skus = skus_on_every_partition(f"OUT{run}", stack.kafka_partitions, 2)
+    before = [h.register(s) for s in skus]
+    during = [h.receive(s, 1) for s in skus for _ in range(5)]
+    async with h.CommandProducer(stack) as producer:
+        await producer.publish((c["sku"].encode(), h.encode(c), None) for c in before)
+        async with h.database(stack) as conn:
+            ids = [uuid.UUID(c["command_id"]) for c in before]
+            await h.wait_until(
+                lambda: h.processed_count(conn, ids), lambda n: n == len(ids), within=20, what="before"
+            )
+        pid = await postgres_pid(stack)
+        assert pid is not None
+        try:
+            psutil.Process(pid).send_signal(signal.SIGINT)  # fast shutdown: clients are disconnected
+            await h.wait_until(lambda: postgres_pid(stack), lambda p: p is None, within=60, what="pg down")
+            await producer.publish((c["sku"].encode(), h.encode(c), None) for c in during)
+
+            async def waiting() -> int:
+                return len(h.log_lines([process.log], "partition_waiting"))
+
+            await h.wait_until(waiting, lambda n: n >= 2, within=30, what="partitions waiting")
+        finally:
+            await asyncio.to_thread(manager.up, stack)
+    async with h.database(stack) as conn:
+        ids = [uuid.UUID(c["command_id"]) for c in during]
+        await h.wait_until(
+            lambda: h.processed_count(conn, ids), lambda n: n == len(ids), within=60, what="during"
+        )
+        rows = await conn.fetch("SELECT sku, stock_quantity FROM items WHERE sku = ANY($1::text[])", skus)
+        assert {r["sku"]: r["stock_quantity"] for r in rows} == dict.fromkeys(skus, 5)
+        dead = await conn.fetchval(
+            "SELECT count(*) FROM dead_letters WHERE command_id = ANY($1::uuid[])", ids
+        )
+        assert dead == 0
+    await h.wait_until(lambda: lag(stack), lambda n: n == 0, within=30, what="lag 0")
