@@ -29,10 +29,16 @@ from infra.settings import Settings
 
 _DLQ_NOTE = (
     " Each record keeps the original key, value and headers, and adds x-dlq-reason, x-origin-topic,"
-    " x-origin-partition and x-origin-offset."
+    " x-origin-partition and x-origin-offset. A record too large for the DLQ comes by reference:"
+    " x-dlq-by-reference: true, x-origin-size, x-origin-sha256, and only the first KiB of its value."
 )
 _KEY_NOTE = (
     " Key: the SKU (upper case); one SKU's commands stay in order. Value: JSON, money as decimal strings."
+    " Partition by Kafka's default murmur2(key) (the Java client's default). librdkafka clients (kcat,"
+    " confluent-kafka, many Go and .NET clients) default to CRC32 and must set"
+    " partitioner=murmur2_random, e.g. `kcat -P -b BROKER -t TOPIC -K '|' -X partitioner=murmur2_random`;"
+    " otherwise a SKU's commands land on another partition than the edge's and per-SKU order is lost"
+    " (the workers count such records on invmon_mispartitioned_records_total)."
 )
 
 

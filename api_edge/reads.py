@@ -116,13 +116,16 @@ async def get_ledger(
 
 @router.get("/commands/{command_id}")
 async def get_command(command_id: uuid.UUID, c: ClientsDep, request: Request) -> CommandStatusView:
-    """What became of a command: applied, rejected (with the reason), or unknown (not applied yet).
-    Only its sender and admins see its outcome; to anyone else it is `unknown`, as an id never sent is,
-    so the answer tells nothing about other principals' commands."""
+    """What became of a command: applied, rejected or dead-lettered (with the reason), or unknown (not
+    applied yet). Only its sender and admins see its outcome; to anyone else it is `unknown`, as an id
+    never sent is, so the answer tells nothing about other principals' commands."""
     principal: Principal = request.state.principal  # set by the router's role check
     actor = None if principal.has("admin") else principal.subject
     async with c.engine.connect() as conn:
         row = await read_repo.get_command(conn, command_id, actor=actor)
-    if row is None:
-        return CommandStatusView(command_id=command_id, status="unknown")
-    return CommandStatusView(**{k: row[k] for k in CommandStatusView.model_fields})
+        letter = None if row is not None else await read_repo.get_dead_letter(conn, command_id, actor=actor)
+    if row is not None:
+        return CommandStatusView(**{k: row[k] for k in CommandStatusView.model_fields})
+    if letter is not None:
+        return CommandStatusView(command_id=command_id, status="dead_lettered", reason=letter["reason"])
+    return CommandStatusView(command_id=command_id, status="unknown")

@@ -33,8 +33,9 @@ class ItemView(BaseModel):
 
 class CommandStatusView(BaseModel):
     command_id: UUID
-    status: Literal["applied", "rejected", "unknown"] = Field(
-        description="`unknown`: not applied yet (still in flight) or never received."
+    status: Literal["applied", "rejected", "dead_lettered", "unknown"] = Field(
+        description="`unknown`: not applied yet (still in flight) or never received. `dead_lettered`: a "
+        "worker put it on its DLQ (`reason` says why); a later replay that applies it reads `applied`."
     )
     reason: str | None = None
     sku: str | None = None

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db import dead_letter_repo
 from db.models import Item, ProcessedCommand, StockLedger
 
 
@@ -23,6 +24,13 @@ async def get_command(
     if actor is not None:
         query = query.where(ProcessedCommand.actor == actor)
     return (await conn.execute(query)).mappings().first()
+
+
+async def get_dead_letter(
+    conn: AsyncConnection, command_id: uuid.UUID, *, actor: str | None
+) -> RowMapping | None:
+    """The latest dead letter of a command (a processed row, read first, wins over it)."""
+    return await dead_letter_repo.latest_for_command(conn, command_id, actor=actor)
 
 
 async def get_ledger(conn: AsyncConnection, sku: str, *, after: int, limit: int) -> list[RowMapping]:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
@@ -22,6 +24,70 @@ PARTITIONER = DefaultPartitioner()
 # Record batch size (the default is 16 KiB): the edge's batch intake fills whole batches, ~1,500 commands each
 # at this size; below the broker's default message.max.bytes (1 MiB).
 BATCH_BYTES = 512 * 1024
+
+# What a record batch may hold (`max.message.bytes`), set on every topic we create. A command topic keeps
+# Kafka's default. A producer that compresses its batches can still put a record on it whose value is many
+# times this size: whatever cannot travel in full to the DLQ goes there by reference (workers/intake.py).
+COMMAND_TOPIC_MAX_BYTES = 1_048_588
+# The DLQ carries any record the command topic took uncompressed, plus our headers (the reason is cut at
+# 2,000 characters, the origin is ~100 bytes): the headroom below. Larger, compressible values fit too: the
+# DLQ producer compresses (gzip: the only codec aiokafka has without extra libraries) and may send requests
+# up to the DLQ topic's limit (aiokafka checks the uncompressed size against `max_request_size`).
+DLQ_HEADROOM_BYTES = 64 * 1024
+DLQ_TOPIC_MAX_BYTES = 4 * 1024 * 1024
+DLQ_COMPRESSION = "gzip"
+
+
+def topic_configs(*, compacted: bool, dead_letters: bool) -> dict[str, str]:
+    """The configs the project sets on a topic it creates (and re-applies to one that exists)."""
+    configs = {"max.message.bytes": str(DLQ_TOPIC_MAX_BYTES if dead_letters else COMMAND_TOPIC_MAX_BYTES)}
+    if compacted:
+        configs["cleanup.policy"] = "compact"
+    return configs
+
+
+async def read_topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
+    """The effective configs of the named topics (defaults included), as the broker reports them."""
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await client.start()
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        responses = await client.describe_configs(resources)
+    finally:
+        await client.close()
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for name, entries in _config_entries(response):
+            found[name] = entries
+    return found
+
+
+def _config_entries(response: object) -> list[tuple[str, dict[str, str]]]:
+    # aiokafka returns the raw protocol objects: resources of (error_code, error_message, type, name,
+    # [(config_name, value, ...), ...]).
+    out = []
+    for resource in response.resources:  # type: ignore[attr-defined]
+        error_code, _, _, name, entries = resource[:5]
+        if int(error_code) == 0:
+            out.append((str(name), {str(e[0]): str(e[1]) for e in entries if e[1] is not None}))
+    return out
+
+
+def dlq_cannot_carry(configs: dict[str, dict[str, str]], command_topic: str, dlq_topic: str) -> str | None:
+    """Why the DLQ cannot carry every record the command topic accepts uncompressed (None: it can)."""
+    if command_topic not in configs or dlq_topic not in configs:
+        missing = [t for t in (command_topic, dlq_topic) if t not in configs]
+        return f"topic(s) {', '.join(missing)} not found"
+    accepted = int(configs[command_topic].get("max.message.bytes", COMMAND_TOPIC_MAX_BYTES))
+    carried = int(configs[dlq_topic].get("max.message.bytes", 0))
+    needed = accepted + DLQ_HEADROOM_BYTES
+    if carried < needed or needed > DLQ_TOPIC_MAX_BYTES:
+        return (
+            f"{dlq_topic} max.message.bytes={carried} (producer max_request_size="
+            f"{DLQ_TOPIC_MAX_BYTES}) cannot carry what {command_topic} accepts ({accepted}) plus "
+            f"{DLQ_HEADROOM_BYTES} bytes of DLQ headers; `invmon topics create` applies the topic configs"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +117,17 @@ def make_broker(
     )
 
 
-def raw_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+def raw_producer(
+    settings: Settings, *, client_id: str, dead_letters: bool = False, max_request_size: int | None = None
+) -> AIOKafkaProducer:
     """A plain aiokafka producer with the same safe settings, for records whose header bytes must pass
-    through untouched (FastStream's publish takes headers as a str dict). Started by its lifespan."""
+    through untouched (FastStream's publish takes headers as a str dict). Started by its lifespan.
+    `dead_letters`: compressed, with requests as large as a DLQ topic takes."""
+    extra: dict[str, object] = (
+        {"compression_type": DLQ_COMPRESSION, "max_request_size": DLQ_TOPIC_MAX_BYTES} if dead_letters else {}
+    )
+    if max_request_size is not None:
+        extra["max_request_size"] = max_request_size
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=client_id,
@@ -62,6 +136,7 @@ def raw_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
         linger_ms=2,
         partitioner=PARTITIONER,
         max_batch_size=BATCH_BYTES,
+        **extra,
     )
 
 

@@ -7,11 +7,18 @@ dead-letter topic with its original bytes, key and headers, plus the reason and 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from pydantic import TypeAdapter, ValidationError
+
+from infra.kafka import DLQ_TOPIC_MAX_BYTES
 
 T = TypeVar("T")
 
@@ -19,6 +26,13 @@ REASON_HEADER = "x-dlq-reason"
 ORIGIN_TOPIC_HEADER = "x-origin-topic"
 ORIGIN_PARTITION_HEADER = "x-origin-partition"
 ORIGIN_OFFSET_HEADER = "x-origin-offset"
+# A record too large for the DLQ travels by reference: these headers, the first KiB of its value and of its
+# headers; `invmon dlq replay` fetches the original from its origin while retention lasts.
+BY_REFERENCE_HEADER = "x-dlq-by-reference"
+ORIGIN_SIZE_HEADER = "x-origin-size"
+ORIGIN_SHA256_HEADER = "x-origin-sha256"
+PREVIEW_BYTES = 1024
+REASON_CHARS = 2000
 
 
 class Record(Protocol):
@@ -56,6 +70,51 @@ class RawSender(Protocol):
 class Invalid:
     record: Record
     reason: str
+    command_id: uuid.UUID | None = None  # known when the command decoded; else read from the value if it can
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One dead letter the DLQ acknowledged."""
+
+    invalid: Invalid
+    by_reference: bool
+
+    @property
+    def command_id(self) -> uuid.UUID | None:
+        return self.invalid.command_id or readable_command_id(self.invalid.record.value)
+
+    @property
+    def actor(self) -> str | None:
+        return readable_actor(self.invalid.record.value)
+
+
+def _readable(value: bytes | None) -> dict[str, Any] | None:
+    if not value or len(value) > 1_048_576:
+        return None
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def readable_command_id(value: bytes | None) -> uuid.UUID | None:
+    """The `command_id` of a record that did not decode, when its value still names one (so its status
+    can read `dead_lettered`)."""
+    body = _readable(value)
+    try:
+        return None if body is None else uuid.UUID(str(body["command_id"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def readable_actor(value: bytes | None) -> str | None:
+    """Who sent a dead-lettered record, when its value names one: only that principal (and admins) may read
+    its status, as with an applied command."""
+    body = _readable(value)
+    actor = None if body is None else body.get("actor")
+    return actor if isinstance(actor, str) and len(actor) <= 200 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +166,68 @@ def decode(records: Sequence[Record], adapter: TypeAdapter[S]) -> Decoded[S]:
     return Decoded(valid, invalid, sources)
 
 
-async def dead_letter(sender: RawSender, dlq_topic: str, invalid: Sequence[Invalid]) -> None:
+def _dlq_headers(item: Invalid) -> list[tuple[str, bytes]]:
+    record = item.record
+    return [
+        (REASON_HEADER, item.reason[:REASON_CHARS].encode()),
+        (ORIGIN_TOPIC_HEADER, record.topic.encode()),
+        (ORIGIN_PARTITION_HEADER, str(record.partition).encode()),
+        (ORIGIN_OFFSET_HEADER, str(record.offset).encode()),
+    ]
+
+
+def by_reference(item: Invalid) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The value and headers of a reference to a record: its first KiB, its size and sha256."""
+    record = item.record
+    value = record.value or b""
+    kept: list[tuple[str, bytes]] = []
+    budget = PREVIEW_BYTES
+    for name, header in record.headers:
+        budget -= len(name) + len(header)
+        if budget < 0:
+            break
+        kept.append((name, header))
+    noted = Invalid(record, f"{item.reason} [by reference: {len(value)} bytes]", item.command_id)
+    return value[:PREVIEW_BYTES], [
+        *kept,
+        *_dlq_headers(noted),
+        (BY_REFERENCE_HEADER, b"true"),
+        (ORIGIN_SIZE_HEADER, str(len(value)).encode()),
+        (ORIGIN_SHA256_HEADER, hashlib.sha256(value).hexdigest().encode()),
+    ]
+
+
+def fits(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], limit: int) -> bool:
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)) <= limit
+
+
+async def dead_letter(
+    sender: RawSender, dlq_topic: str, invalid: Sequence[Invalid], *, max_bytes: int = DLQ_TOPIC_MAX_BYTES
+) -> list[Sent]:
     """Publish every invalid record with its original key, value and header bytes (repeated keys too),
-    plus the reason and origin; returns once the broker acknowledged all of them, raises otherwise."""
-    acks = []
+    plus the reason and origin; a record that cannot travel in full (larger than `max_bytes`, the DLQ
+    producer's request size, or refused by the broker as too large) goes by reference. Returns once the
+    broker acknowledged all of them, raises otherwise."""
+    acks: list[tuple[Invalid, bool, Awaitable[Any]]] = []
     for item in invalid:
         record = item.record
-        headers = [
-            *record.headers,
-            (REASON_HEADER, item.reason[:2000].encode()),
-            (ORIGIN_TOPIC_HEADER, record.topic.encode()),
-            (ORIGIN_PARTITION_HEADER, str(record.partition).encode()),
-            (ORIGIN_OFFSET_HEADER, str(record.offset).encode()),
-        ]
-        acks.append(await sender.send(dlq_topic, record.value, record.key, headers=headers))
-    await asyncio.gather(*acks)
+        headers = [*record.headers, *_dlq_headers(item)]
+        if fits(record.key, record.value, headers, max_bytes):
+            acks.append(
+                (item, False, await sender.send(dlq_topic, record.value, record.key, headers=headers))
+            )
+        else:
+            value, headers = by_reference(item)
+            acks.append((item, True, await sender.send(dlq_topic, value, record.key, headers=headers)))
+    results = await asyncio.gather(*(ack for _, _, ack in acks), return_exceptions=True)
+    sent: list[Sent] = []
+    for (item, referenced, _), result in zip(acks, results, strict=True):
+        if isinstance(result, MessageSizeTooLargeError) and not referenced:
+            # Larger on the wire than the estimate said (the broker's limit, not ours): a reference fits.
+            value, headers = by_reference(item)
+            await (await sender.send(dlq_topic, value, item.record.key, headers=headers))
+            referenced = True
+        elif isinstance(result, BaseException):
+            raise result
+        sent.append(Sent(item, referenced))
+    return sent

@@ -182,11 +182,11 @@ class KafkaService:
         replication = min(self._settings.kafka_replication, BROKERS)
         existing = await kafka_admin.describe(self.bootstrap, names)
         missing = [topic for topic in ALL_TOPICS if topic.name not in existing]
-        if missing:
-            try:
-                await kafka_admin.create(self.bootstrap, missing, partitions, replication)
-            except KafkaError as exc:
-                raise StackError(f"kafka: {exc}") from exc
+        try:
+            # Every topic: those that exist get the project's configs (re)applied.
+            await kafka_admin.create(self.bootstrap, list(ALL_TOPICS), partitions, replication)
+        except KafkaError as exc:
+            raise StackError(f"kafka: {exc}") from exc
 
         async def all_led() -> bool:
             found = await kafka_admin.describe(self.bootstrap, names)

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from contracts.topics import Topic
+from infra.kafka import topic_configs
 
 TOPIC_ALREADY_EXISTS = 36
 _quiet_depth = 0
@@ -99,22 +101,44 @@ async def describe(bootstrap: str, names: list[str]) -> dict[str, TopicInfo]:
     return found
 
 
+def configs_of(topic: Topic) -> dict[str, str]:
+    return topic_configs(compacted=topic.compacted, dead_letters=topic.name.endswith(".dlq"))
+
+
 async def create(bootstrap: str, topics: list[Topic], partitions: int, replication: int) -> None:
+    """Create the missing topics, and (re)apply the project's configs to those that exist, so an older
+    stack's DLQ gets the size it needs (a worker refuses to start otherwise)."""
     requests = [
         NewTopic(
             name=topic.name,
             num_partitions=partitions,
             replication_factor=replication,
-            topic_configs={"cleanup.policy": "compact"} if topic.compacted else {},
+            topic_configs=configs_of(topic),
         )
         for topic in topics
     ]
     async with admin_client(bootstrap, 30_000) as client:
         response = await client.create_topics(requests)
-    failures = [
-        f"{e['topic']}: error {e['error_code']} {e.get('error_message') or ''}".strip()
-        for e in response.to_object()["topic_errors"]
-        if int(e["error_code"]) not in (0, TOPIC_ALREADY_EXISTS)
-    ]
+        failures = [
+            f"{e['topic']}: error {e['error_code']} {e.get('error_message') or ''}".strip()
+            for e in response.to_object()["topic_errors"]
+            if int(e["error_code"]) not in (0, TOPIC_ALREADY_EXISTS)
+        ]
+        existed = {
+            str(e["topic"])
+            for e in response.to_object()["topic_errors"]
+            if int(e["error_code"]) == TOPIC_ALREADY_EXISTS
+        }
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, t.name, configs=configs_of(t))
+            for t in topics
+            if t.name in existed
+        ]
+        if resources:
+            # AlterConfigs replaces a topic's dynamic configs with this set: every config we own is in it.
+            for answer in await client.alter_configs(resources):
+                for resource in answer.resources:
+                    if int(resource[0]) != 0:
+                        failures.append(f"{resource[3]}: alter configs error {resource[0]} {resource[1]}")
     if failures:
         raise KafkaError("create topics failed: " + "; ".join(failures))

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, Generic
 
 import asyncpg
-import stamina
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -26,14 +25,26 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import Topic
+from db import dead_letter_repo
+from db.dead_letter_repo import DeadLetterRow
 from infra.kafka import CONSUMER_SAFETY
-from workers.intake import Decoded, Invalid, RawSender, dead_letter, decode
+from workers.intake import REASON_CHARS, Invalid, RawSender, Record, dead_letter, decode
 from workers.pipeline.batch import BatchReport, C, Session, apply_claiming
+from workers.pipeline.faults import with_rule_fault
+from workers.pipeline.gate import PartitionGate
+from workers.pipeline.isolation import apply_isolating
+from workers.pipeline.isolation import refused_by_database as refused_by_database
+from workers.pipeline.routing import PartitionCheck
 
 log = structlog.get_logger("invmon.worker")
 
 COMMANDS = Counter("invmon_commands_total", "Commands handled, by worker and outcome.", ["worker", "outcome"])
 DEAD_LETTERS = Counter("invmon_dead_letters_total", "Records sent to a dead-letter topic.", ["worker"])
+BY_REFERENCE = Counter(
+    "invmon_dead_letters_by_reference_total",
+    "Records too large for the dead-letter topic, sent there by reference (origin, size, sha256).",
+    ["worker"],
+)
 BATCH_SIZE = Histogram(
     "invmon_batch_records",
     "Records per batch.",
@@ -161,9 +172,8 @@ class Runtime:
         return self.dead_letters
 
 
-# Lost races on a command id (unique violation), deadlocks, serialization failures and dropped connections
-# all end the transaction; trying the batch again is the cure. asyncpg's errors arrive unwrapped because the
-# batch runs on the driver connection.
+# The errors that pass, for loops that only wait (the notifier). The command pipeline classifies each error
+# itself (workers/pipeline/isolation.py): outages wait, deterministic failures are isolated.
 RETRYABLE: tuple[type[Exception], ...] = (
     DBAPIError,
     OSError,
@@ -171,18 +181,6 @@ RETRYABLE: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,  # the driver's protocol state after a dropped connection (db/command_log.py)
 )
-
-
-def refused_by_database(error: BaseException) -> bool:
-    """PostgreSQL refused what a command carries: a data exception (SQLSTATE class 22) or an integrity
-    violation (class 23). No attempt cures these, and retrying the batch would stop its partitions. A
-    unique violation is left out: it is the lost race on a command id, which the next attempt skips."""
-    code = getattr(error, "sqlstate", None)
-    return isinstance(code, str) and code[:2] in ("22", "23") and code != "23505"
-
-
-def _retryable(error: Exception) -> bool:
-    return isinstance(error, RETRYABLE) and not refused_by_database(error)
 
 
 async def raw_batch(message: Any) -> Any:
@@ -209,52 +207,45 @@ async def tolerant_batch_parser(records: Any, original: Callable[[Any], Awaitabl
         return message
 
 
-async def apply_with_retry(
-    worker: CommandWorker[C], runtime: Runtime, commands: Sequence[C]
-) -> BatchReport[C]:
-    """Transient database errors (and a lost race on a command id) are retried with back-off; when the
-    attempts run out the error propagates and the batch is rewound, never committed."""
-    async for attempt in stamina.retry_context(on=_retryable, attempts=8, wait_initial=0.05, wait_max=5.0):
-        with attempt:
-            if attempt.num > 1:
-                BATCH_RETRIES.labels(worker.name).inc()
-            return await apply_claiming(runtime.require_engine(), worker.session, commands, runtime.clock())
-    raise RuntimeError("retry loop ended without a result")
+async def send_dead_letters(worker: CommandWorker[Any], runtime: Runtime, invalid: Sequence[Invalid]) -> None:
+    """To the DLQ (in full or by reference), then a row each in dead_letters for the command status."""
+    if not invalid:
+        return
+    sent = await dead_letter(runtime.require_dead_letters(), worker.dlq.name, invalid)
+    now = runtime.clock()
+    rows = [
+        DeadLetterRow(
+            s.command_id,
+            s.invalid.record.topic,
+            s.invalid.record.partition,
+            s.invalid.record.offset,
+            s.invalid.reason[:REASON_CHARS],
+            now,
+            s.by_reference,
+            s.actor,
+        )
+        for s in sent
+    ]
+    await dead_letter_repo.record(runtime.require_engine(), rows)
+    DEAD_LETTERS.labels(worker.name).inc(len(sent))
+    BY_REFERENCE.labels(worker.name).inc(sum(s.by_reference for s in sent))
 
 
-async def apply_one_by_one(
-    worker: CommandWorker[C], runtime: Runtime, decoded: Decoded[C]
-) -> tuple[BatchReport[C], list[Invalid]]:
-    """A batch PostgreSQL refused, again with one transaction per command in partition order: the commands
-    it refuses come back with the reason, to be dead-lettered; the others are applied."""
-    report: BatchReport[C] = BatchReport()
-    refused: list[Invalid] = []
-    for command, record in zip(decoded.valid, decoded.sources, strict=True):
-        try:
-            one = await apply_with_retry(worker, runtime, [command])
-        except Exception as error:
-            if not refused_by_database(error):
-                raise
-            sqlstate = getattr(error, "sqlstate", "")
-            refused.append(Invalid(record, f"refused by PostgreSQL ({sqlstate}): {error}"))
-            continue
-        report.add(one)
-    return report, refused
+def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    firsts: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        firsts[tp] = min(firsts.get(tp, record.offset), record.offset)
+    return firsts
 
 
-async def apply_or_split(
-    worker: CommandWorker[C], runtime: Runtime, decoded: Decoded[C]
-) -> tuple[BatchReport[C], list[Invalid]]:
-    """The batch in one transaction, retried while that may help; if PostgreSQL refuses what a command
-    carries, the batch one command at a time instead. The refused commands come back, to be
-    dead-lettered."""
-    try:
-        return await apply_with_retry(worker, runtime, decoded.valid), []
-    except Exception as error:
-        if not refused_by_database(error):
-            raise
-        log.warning("batch_refused_splitting", worker=worker.name, error=repr(error))
-    return await apply_one_by_one(worker, runtime, decoded)
+def resolved(
+    records: Sequence[ConsumerRecord[Any, Any]], waiting: dict[TopicPartition, int]
+) -> list[ConsumerRecord[Any, Any]]:
+    """The records before each waiting partition's first unresolved one: the only offsets safe to commit."""
+    if not waiting:
+        return list(records)
+    return [r for r in records if r.offset < waiting.get(TopicPartition(r.topic, r.partition), r.offset + 1)]
 
 
 def _log_outcomes(worker: str, report: BatchReport[Any], invalid: Sequence[Invalid]) -> None:
@@ -316,8 +307,17 @@ def batch_subscriber(
 
 def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) -> None:
     committer = OffsetCommitter(worker.name, worker.commit_interval_ms / 1000)
+    gate = PartitionGate(worker.name)
+    partition_check = PartitionCheck(worker.name)
+    new_session = with_rule_fault(worker.session)
     finished = [0.0]  # when the previous batch's handler ended (perf_counter)
     runtime.committers.append(committer)
+
+    async def apply(commands: Sequence[C]) -> BatchReport[C]:
+        return await apply_claiming(runtime.require_engine(), new_session, commands, runtime.clock())
+
+    def retried() -> None:
+        BATCH_RETRIES.labels(worker.name).inc()
 
     @batch_subscriber(
         broker,
@@ -331,40 +331,61 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
     async def on_commands(body: list[bytes]) -> None:
         message = current_message(broker)
         raw = message.raw_message
-        # A real consumer hands a tuple of records; TestKafkaBroker hands a list.
+        # A real consumer hands a tuple of records; TestKafkaBroker hands a list (and takes no offsets).
         records = tuple(raw) if isinstance(raw, tuple | list) else (raw,)
+        consumer = message.consumer if isinstance(message.consumer, AIOKafkaConsumer) else None
         started = time.perf_counter()
         if finished[0]:
             PHASE_SECONDS.labels(worker.name, "between").observe(started - finished[0])
+        waiting: dict[TopicPartition, int] = {}
         try:
             decoded = decode(records, worker.adapter)
-            if decoded.invalid:
-                await dead_letter(runtime.require_dead_letters(), worker.dlq.name, decoded.invalid)
+            if consumer is not None:
+                partitions = consumer.partitions_for_topic(worker.topic.name)
+                partition_check.check(decoded.valid, decoded.sources, len(partitions or ()))
+            await send_dead_letters(worker, runtime, decoded.invalid)
             decoded_at = time.perf_counter()
-            report, refused = await apply_or_split(worker, runtime, decoded)
-            if refused:
-                await dead_letter(runtime.require_dead_letters(), worker.dlq.name, refused)
+            outcome = await apply_isolating(apply, decoded, retried)
+            await send_dead_letters(worker, runtime, outcome.failed)
+            if outcome.unresolved:
+                if consumer is None:
+                    raise outcome.wait_cause or RuntimeError("waiting")
+                waiting = first_offsets(outcome.unresolved)
+                log.warning("batch_waiting", worker=worker.name, error=repr(outcome.wait_cause))
+        except Exception as error:
+            if consumer is None:
+                await message.nack()
+                raise
+            # Dead letters that could not be sent or recorded, or an error no one foresaw: the whole batch
+            # waits with back-off rather than being re-read at once for ever.
+            log.warning("batch_waiting", worker=worker.name, error=repr(error))
+            gate.hold(consumer, first_offsets(records))
+            return
         except BaseException:
-            # Rewind every partition of the batch so nothing is committed past an unapplied record.
+            # Cancelled (shutdown): rewind every partition of the batch; nothing is committed past it.
             await message.nack()
             raise
         applied_at = time.perf_counter()
-        if isinstance(message.consumer, AIOKafkaConsumer):
-            committer.commit(message.consumer, records)
+        if consumer is not None:
+            done = resolved(records, waiting)
+            if done:
+                committer.commit(consumer, done)
+                gate.moved({TopicPartition(r.topic, r.partition) for r in done})
+            if waiting:
+                gate.hold(consumer, waiting)
         else:
-            await message.ack()  # TestKafkaBroker's stand-in consumer takes no offsets
+            await message.ack()
+        report = outcome.report
         PHASE_SECONDS.labels(worker.name, "decode").observe(decoded_at - started)
         PHASE_SECONDS.labels(worker.name, "transaction").observe(applied_at - decoded_at)
         PHASE_SECONDS.labels(worker.name, "ack").observe(time.perf_counter() - applied_at)
         finished[0] = time.perf_counter()
         BATCH_SIZE.labels(worker.name).observe(len(records))
         APPLY_SECONDS.labels(worker.name).observe(time.perf_counter() - started)
-        invalid = [*decoded.invalid, *refused]
-        DEAD_LETTERS.labels(worker.name).inc(len(invalid))
-        for outcome, count in (
+        for outcome_name, count in (
             ("applied", report.applied),
             ("rejected", report.rejected),
             ("duplicate", report.duplicates),
         ):
-            COMMANDS.labels(worker.name, outcome).inc(len(count))
-        _log_outcomes(worker.name, report, invalid)
+            COMMANDS.labels(worker.name, outcome_name).inc(len(count))
+        _log_outcomes(worker.name, report, [*decoded.invalid, *outcome.failed])

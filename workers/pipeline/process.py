@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 import uvicorn
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
@@ -17,7 +18,7 @@ from starlette.applications import Starlette
 
 from contracts.topics import Topic
 from db.engine import make_engine
-from infra.kafka import make_broker, raw_producer, require_safe
+from infra.kafka import dlq_cannot_carry, make_broker, raw_producer, read_topic_configs, require_safe
 from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, refuse_unsafe_settings
@@ -25,12 +26,18 @@ from workers.pipeline import scheduler
 from workers.pipeline.consumer import Runtime
 from workers.pipeline.scheduler import Schedule
 
+log = structlog.get_logger("invmon.worker")
+
+# A batch transaction takes milliseconds; a lock held this long is held by someone else.
+BATCH_LOCK_TIMEOUT_MS = 1000
+
 
 def create_worker_app(
     settings: Settings,
     *,
     name: str,
     command_topic: Topic,
+    dlq_topic: Topic,
     register: Callable[[KafkaBroker, Runtime], None],
     schedules: Sequence[Schedule] = (),
 ) -> Starlette:
@@ -56,11 +63,22 @@ def create_worker_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Every batch pays the pre-ping round trip otherwise; command_log.transaction drops dead connections.
-        engine = runtime.engine = make_engine(settings.database_url, pre_ping=False)
-        dead_letters = raw_producer(settings, client_id=f"{name}-dlq")
+        # A row locked elsewhere (an operator's open transaction) fails the batch after the lock timeout
+        # instead of holding the worker: its partition then waits paused while the others go on.
+        engine = runtime.engine = make_engine(
+            settings.database_url, pre_ping=False, lock_timeout_ms=BATCH_LOCK_TIMEOUT_MS
+        )
+        dead_letters = raw_producer(settings, client_id=f"{name}-dlq", dead_letters=True)
         runtime.dead_letters = dead_letters
         tasks: list[asyncio.Task[None]] = []
         try:
+            # A DLQ that cannot take what the command topic accepts would stop the pipeline at the first
+            # large bad record: refuse to start instead, with the one line that says what to fix.
+            topics = [command_topic.name, dlq_topic.name]
+            problem = dlq_cannot_carry(await read_topic_configs(settings.kafka_bootstrap, topics), *topics)
+            if problem:
+                log.error("dlq_cannot_carry_commands", problem=problem)
+                raise RuntimeError(problem)
             await dead_letters.start()
             await broker.start()
             require_safe(broker)

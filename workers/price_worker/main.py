@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from contracts.topics import PRICE_COMMANDS
+from contracts.topics import PRICE_COMMANDS, PRICE_COMMANDS_DLQ
 from infra.settings import Settings, get_settings
 from workers.pipeline.process import create_worker_app, serve
 from workers.price_worker import schedule
@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings,
         name="price-worker",
         command_topic=PRICE_COMMANDS,
+        dlq_topic=PRICE_COMMANDS_DLQ,
         register=lambda broker, runtime: register(broker, settings, runtime),
         schedules=[schedule.schedule(settings.price_schedule_interval_s)],
     )

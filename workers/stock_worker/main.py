@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from contracts.topics import STOCK_COMMANDS
+from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra.settings import Settings, get_settings
 from workers.pipeline.process import create_worker_app, serve
 from workers.stock_worker import expiry
@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings,
         name="stock-worker",
         command_topic=STOCK_COMMANDS,
+        dlq_topic=STOCK_COMMANDS_DLQ,
         register=lambda broker, runtime: register(broker, settings, runtime),
         schedules=[expiry.schedule(settings.reservation_expiry_interval_s)],
     )
