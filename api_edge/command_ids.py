@@ -38,7 +38,7 @@ def _derive(secret: str) -> hmac.HMAC:
 
 def key(settings: Settings) -> hmac.HMAC:
     """The keyed MAC of derived ids (cached per secret, not built per request)."""
-    return _derive(settings.jwt_secret.get_secret_value())
+    return _derive(settings.jwt_key())
 
 
 def length_prefixed(first: str, second: str) -> bytes:

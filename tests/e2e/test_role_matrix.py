@@ -129,7 +129,7 @@ def tokens(pipeline: dict[str, Process], stack: Settings) -> dict[str, str | Non
         "nbf": now,
         "exp": now + 300,
     }
-    found[NO_ROLES] = jwt.encode(claims, stack.jwt_secret.get_secret_value(), algorithm="HS256")
+    found[NO_ROLES] = jwt.encode(claims, stack.jwt_key(), algorithm="HS256")
     return found
 
 
