@@ -67,6 +67,13 @@ def render(problem: Problem, instance: str) -> JSONResponse:
     )
 
 
+def _message(error: dict[str, Any]) -> str:
+    """The error's message; a body that is not JSON also says where and why (FastAPI keeps it in ctx)."""
+    message = str(error.get("msg", ""))
+    cause = (error.get("ctx") or {}).get("error")
+    return f"{message}: {cause}" if error.get("type") == "json_invalid" and cause else message
+
+
 def install(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -75,8 +82,7 @@ def install(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": _message(e), "type": e.get("type", "")} for e in exc.errors()
         ]
         return problem_response(
             request.url.path,

@@ -194,9 +194,12 @@ async def send_raw(port: int, head: str, body_size: int, *, chunked: bool) -> Ra
         nonlocal sent
         chunk = b" " * 65536
         with contextlib.suppress(ConnectionError):  # the edge may close once it has answered
-            while sent < body_size:
+            # Once the edge has closed, asyncio discards writes and drain() returns at once: stop counting.
+            while sent < body_size and not writer.transport.is_closing():
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                 await writer.drain()
+                if writer.transport.is_closing():
+                    break
                 sent += len(chunk)
 
     writer.write(head.encode("latin-1"))
