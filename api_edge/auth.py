@@ -108,7 +108,7 @@ def decode_access_token(settings: Settings, token: str) -> tuple[Principal, int]
     cache_key = (token, secret, settings.jwt_audience, settings.jwt_issuer)
     cached = _verified.get(cache_key)
     if cached is not None and time.time() < cached[1]:
-        if not principals.status.active(cached[0].subject):
+        if not principals.status.active(cached[0].subject, cached[0].auth_time):
             raise _unauthorized("the principal is deactivated")
         return cached
     try:
@@ -129,7 +129,7 @@ def decode_access_token(settings: Settings, token: str) -> tuple[Principal, int]
     if not isinstance(auth_time, int):
         raise _unauthorized("invalid token: auth_time")
     verified = Principal(str(claims["sub"]), frozenset(roles), auth_time), int(claims["exp"])
-    if not principals.status.active(verified[0].subject):
+    if not principals.status.active(verified[0].subject, verified[0].auth_time):
         raise _unauthorized("the principal is deactivated")
     if len(_verified) >= _VERIFIED_MAX:
         for stale in list(_verified)[: _VERIFIED_MAX // 10]:  # dicts keep insertion order: oldest first

@@ -53,7 +53,8 @@ def loads(body: bytes | bytearray | str) -> Any:
         if any(message in str(error) for message in _LIMIT_MESSAGES):
             raise JsonBeyondLimits(str(error)) from error
         if "hex escape" in str(error):  # pydantic-core's words for a lone surrogate too
-            raise ValueError(f"{error} (a \\u escape takes 4 hex digits; a surrogate must be paired)") from error
+            hint = "a \\u escape takes 4 hex digits; a surrogate must be paired"
+            raise ValueError(f"{error} ({hint})") from error
         raise
 
 

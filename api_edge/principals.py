@@ -30,12 +30,16 @@ INACTIVE = Gauge("invmon_principals_inactive", "Deactivated principals this proc
 
 class PrincipalStatus:
     def __init__(self) -> None:
-        self._inactive: frozenset[str] = frozenset()
+        self._inactive: dict[str, int] = {}  # subject -> when it was deactivated (epoch s)
 
-    def active(self, subject: str) -> bool:
-        return subject not in self._inactive
+    def active(self, subject: str, auth_time: int) -> bool:
+        """False for a login from before the principal's deactivation. A login after it means the user was
+        reactivated meanwhile (the login itself reads PostgreSQL), so the set may not know it yet: a
+        reactivated user is not refused for up to one reload interval."""
+        since = self._inactive.get(subject)
+        return since is None or auth_time > since
 
-    def replace(self, inactive: frozenset[str]) -> None:
+    def replace(self, inactive: dict[str, int]) -> None:
         self._inactive = inactive
         INACTIVE.set(len(inactive))
 

@@ -113,7 +113,8 @@ async def set_user_active(conn: AsyncConnection, username: str, active: bool) ->
     return bool(result.rowcount)
 
 
-async def inactive_subjects(conn: AsyncConnection) -> frozenset[str]:
-    """The principal subjects (`user:<name>`) whose tokens must be refused: deactivated users."""
-    rows = await conn.execute(select(User.username).where(User.is_active.is_(False)))
-    return frozenset(f"user:{name}" for name in rows.scalars())
+async def inactive_subjects(conn: AsyncConnection) -> dict[str, int]:
+    """The principal subjects (`user:<name>`) of deactivated users, with when they were deactivated (the
+    row's last change, epoch seconds): their logins from before then must be refused."""
+    rows = await conn.execute(select(User.username, User.updated_at).where(User.is_active.is_(False)))
+    return {f"user:{name}": int(changed.timestamp()) for name, changed in rows}

@@ -61,6 +61,7 @@ class Client:
         self.ws = ws
         self.id = client_id
         self.subject = ""  # the principal, once `connect` succeeded
+        self.auth_time = 0  # when it logged in (a deactivation after that closes the socket)
         self.subs: dict[str, Sub] = {}
         self.closed = False
         self.last_seen = time.monotonic()  # any frame from the client counts as a pong

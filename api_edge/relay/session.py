@@ -70,7 +70,7 @@ def client_address(relay: Relay, ws: ServerConnection) -> str:
 def close_deactivated(hub: Hub) -> None:
     """Close the sockets of principals deactivated since they connected (called after each reload)."""
     for client in list(hub.clients):
-        if client.subject and not principals.status.active(client.subject):
+        if client.subject and not principals.status.active(client.subject, client.auth_time):
             client.close(1008, "unauthorized")
 
 
@@ -158,6 +158,7 @@ class Session:
             return False
         principal, exp = found
         self.subject = self.client.subject = principal.subject
+        self.client.auth_time = principal.auth_time
         self._expire_at(exp)
         reply = Connected(
             client=self.client.id,
@@ -204,6 +205,7 @@ class Session:
         if found is None or found[0].subject != self.subject:
             self.client.close(1008, "unauthorized")
             return
+        self.client.auth_time = found[0].auth_time
         self._expire_at(found[1])
         reply = Refreshed(expires_at=datetime.fromtimestamp(found[1], UTC))
         self.client.send(reply.model_dump_json().encode())

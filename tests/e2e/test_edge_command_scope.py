@@ -201,6 +201,10 @@ async def send_raw(port: int, head: str, body_size: int, *, chunked: bool) -> Ra
                 if writer.transport.is_closing():
                     break
                 sent += len(chunk)
+                # drain() yields only when the edge stops reading; uvicorn reads on (and throws away) what
+                # follows an early answer, so without a turn here the reader would see the answer only
+                # after everything was sent.
+                await asyncio.sleep(0)
 
     writer.write(head.encode("latin-1"))
     await writer.drain()
