@@ -73,13 +73,16 @@ async def connected(url: str, bearer: str, **options: Any) -> AsyncIterator[Clie
         yield ws
 
 
-async def next_frame(ws: ClientConnection, type_: str, within: float = 15.0) -> dict[str, Any]:
-    """The next frame of this type (others are skipped)."""
+async def next_frame(
+    ws: ClientConnection, type_: str | tuple[str, ...], within: float = 15.0
+) -> dict[str, Any]:
+    """The next frame of this type, or of one of these types (others are skipped)."""
+    types = (type_,) if isinstance(type_, str) else type_
 
     async def scan() -> dict[str, Any]:
         while True:
             frame: dict[str, Any] = json.loads(await ws.recv())
-            if frame["type"] == type_:
+            if frame["type"] in types:
                 return frame
 
     return await asyncio.wait_for(scan(), within)
