@@ -32,6 +32,9 @@ def pg_error(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
         (pg_error(asyncpg.DeadlockDetectedError), "wait"),
         (pg_error(asyncpg.UniqueViolationError), "wait"),
         (pg_error(asyncpg.QueryCanceledError), "wait"),
+        # A database this code does not match (no migration, no privilege): every command would fail alike.
+        (pg_error(asyncpg.UndefinedTableError), "wait"),
+        (pg_error(asyncpg.InsufficientPrivilegeError), "wait"),
         (pg_error(asyncpg.CheckViolationError), "refused"),
         (pg_error(asyncpg.DatetimeFieldOverflowError), "refused"),
         (pg_error(asyncpg.ProgramLimitExceededError), "deterministic"),

@@ -1,5 +1,5 @@
-"""Which failures of the notifier's store make it wait (an outage) and which are narrowed down to the event
-that causes them."""
+"""Which failures make a consumer wait (an outage) and which are narrowed down to the record or event that
+causes them (workers/pipeline/failures.py, shared by the command workers and the notifier)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from workers.notifier.consumer import is_outage
+from workers.pipeline.failures import is_outage
 
 
 def wrapped(orig: BaseException, *, invalidated: bool = False) -> DBAPIError:

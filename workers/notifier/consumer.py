@@ -12,14 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import stamina
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import EVENTS
@@ -28,6 +25,7 @@ from db.notify_repo import NewDelivery
 from infra.settings import Settings
 from workers.notifier.matching import EventFacts, Filter, route
 from workers.pipeline.consumer import batch_subscriber, current_message
+from workers.pipeline.failures import is_outage
 
 log = structlog.get_logger("invmon.notifier")
 
@@ -116,37 +114,6 @@ async def store(engine: AsyncEngine, events: Sequence[Decoded]) -> int:
             for f, subscription_id in route(facts, filters)
         ]
         return await notify_repo.insert_deliveries(pg, rows)
-
-
-# SQLSTATE classes and codes that say PostgreSQL cannot work right now, whatever the input: connection
-# exceptions, insufficient resources, operator intervention (shutdown, cannot connect now), system errors,
-# transaction rollbacks (serialization failures, deadlocks), lock timeouts; and a database that is not
-# what this code expects (an undefined table or column, a missing privilege, a refused login, no such
-# database): every event would fail alike, so skipping them would drop them all until an operator acts.
-_OUTAGE_CLASSES = ("08", "53", "57", "58", "40", "42", "28", "3D")
-_OUTAGE_CODES = ("55P03", "55006")
-_OUTAGE_TYPES: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    SQLAlchemyTimeoutError,  # the pool had no connection to give
-)
-
-
-def is_outage(error: BaseException) -> bool:
-    """PostgreSQL (or the way to it) is down or busy: wait. Anything else may be this batch's fault."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, _OUTAGE_TYPES):
-            return True
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return True
-        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
-        if isinstance(code, str) and (code[:2] in _OUTAGE_CLASSES or code in _OUTAGE_CODES):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
 
 
 async def store_with_retry(engine: AsyncEngine, events: Sequence[Decoded]) -> int:

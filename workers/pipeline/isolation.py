@@ -16,14 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal
 
-import asyncpg
 import stamina
 import structlog
-from aiokafka.errors import KafkaError
-from sqlalchemy.exc import DBAPIError
 
 from workers.intake import Decoded, Invalid, Record
 from workers.pipeline.batch import BatchReport, C
+from workers.pipeline.failures import is_outage, sqlstate
 
 log = structlog.get_logger("invmon.worker")
 
@@ -37,24 +35,11 @@ WAIT_ATTEMPTS = 3
 WAIT_INITIAL_S = 0.05
 WAIT_MAX_S = 0.2
 
-# SQLSTATE classes and codes that pass: connection exceptions, insufficient resources, operator intervention
-# (shutdown, query cancelled by a timeout), system errors, transaction rollback (serialization, deadlock).
-_WAIT_CLASSES = frozenset({"08", "53", "57", "58", "40"})
-# The lost race on a command id (unique violation: the next attempt finds it processed), a lock timeout,
-# an object in use.
-_WAIT_CODES = frozenset({"23505", "55P03", "55006"})
-_CONTENTION_CODES = frozenset({"40001", "40P01", "55P03", "57014", "23505"})
+# The lost race on a command id (a unique violation: the next attempt finds it processed) waits too.
+_LOST_RACE = "23505"
+_CONTENTION_CODES = frozenset({"40001", "40P01", "55P03", "57014", _LOST_RACE})
 # Waits that already took their time (a lock or statement timeout): not tried again in place.
 _TIMED_OUT_CODES = frozenset({"55P03", "57014"})
-
-
-def sqlstate(error: BaseException) -> str | None:
-    """The SQLSTATE of an error, unwrapped from SQLAlchemy's DBAPIError when the batch went through it."""
-    for candidate in (error, getattr(error, "orig", None), error.__cause__):
-        code = getattr(candidate, "sqlstate", None)
-        if isinstance(code, str):
-            return code
-    return None
 
 
 def refused_by_database(error: BaseException) -> bool:
@@ -62,24 +47,13 @@ def refused_by_database(error: BaseException) -> bool:
     violation (class 23). No attempt cures these. A unique violation is left out: it is the lost race on a
     command id, which the next attempt skips."""
     code = sqlstate(error)
-    return code is not None and code[:2] in ("22", "23") and code != "23505"
+    return code is not None and code[:2] in ("22", "23") and code != _LOST_RACE
 
 
 def failure_kind(error: BaseException) -> Kind:
-    code = sqlstate(error)
-    if code is not None:
-        if code[:2] in _WAIT_CLASSES or code in _WAIT_CODES:
-            return "wait"
-        return "refused" if refused_by_database(error) else "deterministic"
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
+    if is_outage(error) or sqlstate(error) == _LOST_RACE:
         return "wait"
-    if isinstance(
-        error, OSError | TimeoutError | KafkaError | asyncpg.InterfaceError | asyncpg.InternalClientError
-    ):
-        return "wait"  # OSError covers refused and reset connections; InterfaceError a connection lost
-    if isinstance(error, DBAPIError) and isinstance(error.orig, BaseException):
-        return failure_kind(error.orig)
-    return "deterministic"
+    return "refused" if refused_by_database(error) else "deterministic"
 
 
 def contention(error: BaseException) -> bool:
