@@ -370,7 +370,7 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
             done = resolved(records, waiting)
             if done:
                 committer.commit(consumer, done)
-                gate.moved({TopicPartition(r.topic, r.partition) for r in done})
+                gate.moved(done)
             if waiting:
                 gate.hold(consumer, waiting)
         else:

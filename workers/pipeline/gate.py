@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 log = structlog.get_logger("invmon.worker")
 
@@ -37,10 +39,12 @@ class PartitionGate:
             loop.call_later(delay, self._resume, consumer, tp)
             log.info("partition_waiting", worker=self._worker, partition=tp.partition, offset=offset, s=delay)
 
-    def moved(self, partitions: set[TopicPartition]) -> None:
+    def moved(self, records: Iterable[ConsumerRecord[Any, Any]]) -> None:
+        """These records' partitions moved on: their back-off starts afresh next time. Nothing to do (and
+        nothing built per record) while no partition waits."""
         if self._delay:
-            for tp in partitions:
-                self._delay.pop(tp, None)
+            for record in records:
+                self._delay.pop(TopicPartition(record.topic, record.partition), None)
 
     def _resume(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
         if tp in consumer.assignment():
