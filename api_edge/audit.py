@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -58,20 +59,26 @@ DECISIONS: dict[type[ApprovePriceChange | RejectPriceChange], AuditAction] = {
 }
 
 
+def decision_entry(
+    request: Request,
+    action: AuditAction,
+    sku: str,
+    change_id: uuid.UUID,
+    command_id: str,
+    comment: str | None,
+) -> AuditRecord:
+    """The record of a price decision the broker has accepted (single routes and the price batch)."""
+    return entry(
+        request, action, f"price_change:{change_id}", sku=sku, command_id=command_id, comment=comment
+    )
+
+
 async def record_decisions(request: Request, commands: Sequence[object]) -> None:
-    """Record the price decisions among commands the broker has accepted, in one transaction (the price
-    batch; the single decision routes call `record`)."""
+    """Record the price decisions among commands the broker has accepted, in one transaction."""
     entries = [
-        entry(
-            request,
-            DECISIONS[type(command)],
-            f"price_change:{command.change_id}",
-            sku=command.sku,
-            command_id=str(command.command_id),
-            comment=command.comment,
-        )
-        for command in commands
-        if isinstance(command, ApprovePriceChange | RejectPriceChange)
+        decision_entry(request, DECISIONS[type(c)], c.sku, c.change_id, str(c.command_id), c.comment)
+        for c in commands
+        if isinstance(c, ApprovePriceChange | RejectPriceChange)
     ]
     if entries:
         async with clients(request).engine.begin() as conn:

@@ -16,6 +16,7 @@ from contracts.admin import AuditAction
 from contracts.common import Sku
 from contracts.price_commands import ApprovePriceChange, CancelScheduledPrice, RejectPriceChange, SetPrice
 from contracts.topics import PRICE_COMMANDS
+from db import audit_repo
 
 # Decisions are recorded in the admin audit trail when the broker has accepted them, so they skip the
 # plain-ASGI fast path (api_edge.fast_intake), which knows nothing of the audit trail.
@@ -72,12 +73,6 @@ async def _record(
     if command_id is None:
         return
     async with clients(request).engine.begin() as conn:
-        await audit.record(
-            conn,
-            request,
-            action,
-            f"price_change:{change_id}",
-            sku=sku,
-            command_id=command_id,
-            comment=body.comment,
+        await audit_repo.record(
+            conn, audit.decision_entry(request, action, sku, change_id, command_id, body.comment)
         )

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import asyncpg
 import pytest
 
 from infra.settings import Settings, get_settings
 from invmon.stack.manager import status
+from tests.integration.helpers import database
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,3 +38,10 @@ def stack(settings: Settings) -> Settings:
     if down:
         pytest.fail(f"stack services not running in {settings.stack_dir}: {down}; run ./dev test")
     return settings
+
+
+@pytest.fixture
+async def db(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to the stack's database, for checks behind the processes' backs."""
+    async with database(stack) as conn:
+        yield conn

@@ -80,41 +80,29 @@ class Sent:
     invalid: Invalid
     by_reference: bool
 
-    @property
-    def command_id(self) -> uuid.UUID | None:
-        return self.invalid.command_id or readable_command_id(self.invalid.record.value)
-
-    @property
-    def actor(self) -> str | None:
-        return readable_actor(self.invalid.record.value)
+    def identity(self) -> tuple[uuid.UUID | None, str | None]:
+        """(command_id, actor) for the command status: the decoded id when there is one, else what the value
+        still names; the actor, so that only the sender (and admins) read it."""
+        command_id, actor = readable_identity(self.invalid.record.value)
+        return self.invalid.command_id or command_id, actor
 
 
-def _readable(value: bytes | None) -> dict[str, Any] | None:
+def readable_identity(value: bytes | None) -> tuple[uuid.UUID | None, str | None]:
+    """The `command_id` and `actor` a record's value names, each None where it names none (one parse)."""
     if not value or len(value) > 1_048_576:
-        return None
+        return None, None
     try:
         body = json.loads(value)
     except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def readable_command_id(value: bytes | None) -> uuid.UUID | None:
-    """The `command_id` of a record that did not decode, when its value still names one (so its status
-    can read `dead_lettered`)."""
-    body = _readable(value)
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
     try:
-        return None if body is None else uuid.UUID(str(body["command_id"]))
+        command_id: uuid.UUID | None = uuid.UUID(str(body["command_id"]))
     except (ValueError, KeyError, TypeError):
-        return None
-
-
-def readable_actor(value: bytes | None) -> str | None:
-    """Who sent a dead-lettered record, when its value names one: only that principal (and admins) may read
-    its status, as with an applied command."""
-    body = _readable(value)
-    actor = None if body is None else body.get("actor")
-    return actor if isinstance(actor, str) and len(actor) <= 200 else None
+        command_id = None
+    actor = body.get("actor")
+    return command_id, actor if isinstance(actor, str) and len(actor) <= 200 else None
 
 
 @dataclass(frozen=True, slots=True)

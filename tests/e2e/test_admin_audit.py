@@ -61,15 +61,6 @@ async def anonymous(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-async def db(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://", 1))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def login(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> httpx.Response:
     return await client.post("/v1/auth/token", data={"username": username, "password": password})
 

@@ -156,15 +156,6 @@ async def client(base_url: str, pipeline: dict[str, Process]) -> AsyncIterator[h
         yield anonymous
 
 
-@pytest.fixture
-async def db(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://", 1))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 # --- 1. every route: 401 without credentials, 403 under-privileged, through with the role -------------
 # The route x role matrix is generated from the routes' declared roles: test_role_matrix.py.
 

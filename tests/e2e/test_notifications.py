@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from infra.settings import Settings
 from tests.e2e.notify_support import Mailbox, Receiver, serving, smtp_server
 from tests.e2e.support import new_sku
-from tests.integration.helpers import pg_dsn, wait_until
+from tests.integration.helpers import wait_until
 from tests.processes import Process, start, wait_ready
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
@@ -85,15 +85,6 @@ def notifier(
         yield handle
     finally:
         handle.stop()
-
-
-@pytest.fixture
-async def db(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_dsn(stack))
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def subscribe(

@@ -39,12 +39,6 @@ CENT = Decimal("0.01")
 
 
 @pytest.fixture
-async def db(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    async with h.database(stack) as conn:
-        yield conn
-
-
-@pytest.fixture
 async def producer(stack: Settings) -> AsyncIterator[h.CommandProducer]:
     async with h.CommandProducer(stack, PRICE_COMMANDS.name) as p:
         yield p

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER, StockCommand
@@ -22,7 +23,7 @@ from db.writes import Write, WriteCountMismatch
 from infra.settings import Settings
 from tests.integration.helpers import pg_dsn, wait_until
 from workers.pipeline.batch import BatchReport, apply_batch, apply_claiming
-from workers.pipeline.consumer import RETRYABLE
+from workers.pipeline.failures import OUTAGE_TYPES, is_outage
 from workers.rules.alerts import AlertPolicy
 from workers.stock_worker.apply import StockSession
 
@@ -34,13 +35,6 @@ async def engine(stack: Settings) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(stack.database_url, pool_size=1, pre_ping=False)  # as the workers' engine
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-async def db(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_dsn(stack))
-    yield conn
-    await conn.close()
 
 
 def new_sku() -> str:
@@ -188,8 +182,9 @@ async def test_a_connection_the_server_dropped_is_not_pooled_again(
         what="the terminated backend to go",
     )
     batch = commands(sku, {"type": "register_item", "name": "Survivor", "initial_quantity": 1})
-    with pytest.raises(RETRYABLE):
+    with pytest.raises((*OUTAGE_TYPES, DBAPIError, asyncpg.PostgresError)) as lost:
         await apply(engine, batch)
+    assert is_outage(lost.value), lost.value  # the pipeline waits on it and tries again
     report = await apply(engine, batch)
     assert report.applied == batch
     assert await backend_pid(engine) != pid

@@ -17,7 +17,6 @@ from contracts.topics import EVENTS
 from db.engine import make_engine
 from infra.kafka import make_broker, unsafe_settings
 from infra.settings import Settings
-from tests.integration.helpers import pg_dsn
 from workers.notifier import consumer
 
 pytestmark = pytest.mark.stack
@@ -38,27 +37,18 @@ async def broker(stack: Settings, engine: AsyncEngine) -> AsyncIterator[KafkaBro
         yield test_broker
 
 
-@pytest.fixture
-async def pg(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_dsn(stack))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def test_events_become_deliveries_for_matching_subscriptions(
-    broker: KafkaBroker, pg: asyncpg.Connection
+    broker: KafkaBroker, db: asyncpg.Connection
 ) -> None:
     sku = f"NH-{uuid.uuid4().hex[:8].upper()}"
-    await pg.execute("INSERT INTO items (sku, name, category) VALUES ($1, 'Handler lamp', 'lighting')", sku)
+    await db.execute("INSERT INTO items (sku, name, category) VALUES ($1, 'Handler lamp', 'lighting')", sku)
     wanted, other_type, other_category = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for sub_id, types, categories in (
         (wanted, ["low_stock_detected"], ["lighting"]),
         (other_type, ["out_of_stock"], []),
         (other_category, [], ["kitchen"]),
     ):
-        await pg.execute(
+        await db.execute(
             """
             INSERT INTO notification_subscriptions (id, name, event_types, skus, categories, kind, recipients)
             VALUES ($1, 'handler', $2, $3, $4, 'email', '{ops@example.com}')
@@ -73,7 +63,7 @@ async def test_events_become_deliveries_for_matching_subscriptions(
     await broker.publish(json.dumps(event).encode(), EVENTS.name, key=sku.encode())
     await broker.publish(json.dumps(event).encode(), EVENTS.name, key=sku.encode())  # redelivered
 
-    rows = await pg.fetch(
+    rows = await db.fetch(
         "SELECT subscription_id, item_name, payload->>'available' AS available FROM notification_deliveries "
         "WHERE sku = $1",
         sku,
@@ -81,11 +71,11 @@ async def test_events_become_deliveries_for_matching_subscriptions(
     assert [(r["subscription_id"], r["item_name"], r["available"]) for r in rows] == [
         (wanted, "Handler lamp", "1")
     ]
-    await pg.execute(
+    await db.execute(
         "DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])",
         [wanted, other_type, other_category],
     )
-    await pg.execute("DELETE FROM items WHERE sku = $1", sku)
+    await db.execute("DELETE FROM items WHERE sku = $1", sku)
 
 
 async def test_notifier_clients_are_safe_for_an_event_log(stack: Settings, engine: AsyncEngine) -> None:

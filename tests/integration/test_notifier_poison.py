@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -26,19 +25,10 @@ from infra.settings import Settings
 from invmon.stack import manager
 from invmon.stack.procs import terminate
 from tests.e2e.notify_support import free_port, serving, smtp_server
-from tests.integration.helpers import database, pg_dsn, wait_until
+from tests.integration.helpers import database, wait_until
 from tests.processes import start, wait_ready
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-async def pg(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_dsn(stack))
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def good(sku: str, n: int) -> tuple[str, bytes]:
@@ -64,14 +54,14 @@ async def lag(stack: Settings) -> int:
 
 
 async def test_poisoned_events_are_recorded_and_the_good_ones_delivered(
-    stack: Settings, pg: asyncpg.Connection, tmp_path: Path
+    stack: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     sku = f"PSN-{uuid.uuid4().hex[:8].upper()}"
     ops = f"ops-{sku.lower()}@example.com"
     with smtp_server() as (mailbox, smtp_port):
         async with serving("127.0.0.1") as receiver:
             subs = [uuid.uuid4(), uuid.uuid4()]
-            await pg.execute(
+            await db.execute(
                 """
                 INSERT INTO notification_subscriptions (id, name, skus, kind, url, secret, recipients)
                 VALUES ($1, 'poison', $3, 'webhook', $4, $5, '{}'),
@@ -136,7 +126,7 @@ async def test_poisoned_events_are_recorded_and_the_good_ones_delivered(
                 await wait_until(delivered, lambda ids: ids == good_ids, within=60, what="every good webhook")
                 [partition] = {p for p, _ in poisoned}
                 rows = await wait_until(
-                    lambda: pg.fetch(
+                    lambda: db.fetch(
                         """
                         SELECT "offset", reason, size, sha256, head FROM notifier_skipped_events
                         WHERE topic = $1 AND partition = $2 AND "offset" = ANY($3::bigint[])
@@ -167,25 +157,25 @@ async def test_poisoned_events_are_recorded_and_the_good_ones_delivered(
             # Each good event was delivered once by webhook and once by email.
             assert all(len(hits) == 1 for hits in receiver.by_id(f"/ok/{sku}").values())
             assert len(mailbox.to(ops)) == len(goods)
-            statuses = await pg.fetch(
+            statuses = await db.fetch(
                 "SELECT event_id, status FROM notification_deliveries WHERE sku = $1", sku
             )
             assert {str(r["event_id"]) for r in statuses} == good_ids
             assert {r["status"] for r in statuses} == {"delivered"}
-            await pg.execute("DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])", subs)
+            await db.execute("DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])", subs)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_a_postgresql_outage_is_waited_out_not_skipped(
-    stack: Settings, pg: asyncpg.Connection, tmp_path: Path
+    stack: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     """The failures PostgreSQL's absence really raises (through SQLAlchemy's pool and asyncpg) must read as
     an outage: the events wait and are delivered afterwards, none is skipped."""
     sku = f"PGO-{uuid.uuid4().hex[:8].upper()}"
     async with serving("127.0.0.1") as receiver:
         sub = uuid.uuid4()
-        await pg.execute(
+        await db.execute(
             "INSERT INTO notification_subscriptions (id, name, skus, kind, url, secret) "
             "VALUES ($1, 'outage', $2, 'webhook', $3, $4)",
             sub,
@@ -193,7 +183,7 @@ async def test_a_postgresql_outage_is_waited_out_not_skipped(
             receiver.url(f"/ok/{sku}"),
             "whsec_" + "B" * 44,
         )
-        await pg.close()
+        await db.close()
         port = free_port()
         env = {"INVMON_NOTIFIER_PORT": str(port), "INVMON_WEBHOOK_ALLOWLIST": '["127.0.0.1"]'}
         notifier = start("notifier", port, tmp_path, env)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -33,18 +32,9 @@ def record(event: dict[str, object], offset: int) -> ConsumerRecord[bytes, bytes
     )
 
 
-@pytest.fixture
-async def pg(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_dsn(stack))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def add_subscription(pg: asyncpg.Connection, sku: str, url: str, **extra: object) -> uuid.UUID:
+async def add_subscription(db: asyncpg.Connection, sku: str, url: str, **extra: object) -> uuid.UUID:
     sub_id = uuid.uuid4()
-    await pg.execute(
+    await db.execute(
         """
         INSERT INTO notification_subscriptions (id, name, skus, kind, url, secret, failing_since)
         VALUES ($1, 'it', $2, 'webhook', $3, $4, $5)
@@ -59,14 +49,14 @@ async def add_subscription(pg: asyncpg.Connection, sku: str, url: str, **extra: 
 
 
 async def test_a_redelivered_batch_creates_each_delivery_once(
-    stack: Settings, pg: asyncpg.Connection
+    stack: Settings, db: asyncpg.Connection
 ) -> None:
     sku = f"IT-{uuid.uuid4().hex[:8].upper()}"
     first, second = (
-        await add_subscription(pg, sku, "http://127.0.0.1:9/"),
-        await add_subscription(pg, sku, "http://127.0.0.1:9/"),
+        await add_subscription(db, sku, "http://127.0.0.1:9/"),
+        await add_subscription(db, sku, "http://127.0.0.1:9/"),
     )
-    await pg.execute("UPDATE notification_subscriptions SET enabled = false WHERE id = $1", second)
+    await db.execute("UPDATE notification_subscriptions SET enabled = false WHERE id = $1", second)
     events = [{"event_id": str(uuid.uuid4()), "type": "stock_changed", "sku": sku} for _ in range(3)]
     bad = ConsumerRecord("invmon.events.v1", 0, 99, 0, 0, b"X", b"not json", None, 0, 8, [])
     decoded = [
@@ -79,17 +69,17 @@ async def test_a_redelivered_batch_creates_each_delivery_once(
         assert await consumer.store(engine, decoded) == 0  # the same batch again: nothing new
     finally:
         await engine.dispose()
-    count = await pg.fetchval(
+    count = await db.fetchval(
         "SELECT count(*) FROM notification_deliveries WHERE subscription_id = $1", first
     )
     assert count == 3
-    await pg.execute("DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])", [first, second])
+    await db.execute("DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])", [first, second])
 
 
-async def test_concurrent_claims_are_disjoint(stack: Settings, pg: asyncpg.Connection) -> None:
+async def test_concurrent_claims_are_disjoint(stack: Settings, db: asyncpg.Connection) -> None:
     sku = f"IT-{uuid.uuid4().hex[:8].upper()}"
-    sub = await add_subscription(pg, sku, "http://127.0.0.1:9/")
-    await pg.execute(
+    sub = await add_subscription(db, sku, "http://127.0.0.1:9/")
+    await db.execute(
         """
         INSERT INTO notification_deliveries
             (event_id, subscription_id, event_type, sku, payload, next_attempt_at)
@@ -108,18 +98,18 @@ async def test_concurrent_claims_are_disjoint(stack: Settings, pg: asyncpg.Conne
     ours = [[d.id for d in claim if d.subscription_id == sub] for claim in claims]
     flat = [i for claim in ours for i in claim]
     assert len(flat) == len(set(flat)) == 40
-    await pg.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
+    await db.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
 
 
 async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_told(
-    stack: Settings, pg: asyncpg.Connection
+    stack: Settings, db: asyncpg.Connection
 ) -> None:
     sku = f"IT-{uuid.uuid4().hex[:8].upper()}"
     with smtp_server() as (mailbox, smtp_port):
         async with serving("127.0.0.1") as receiver:
             url = receiver.url(f"/flaky/100/{sku}")
             six_days_ago = datetime.now(UTC) - timedelta(days=6)
-            sub = await add_subscription(pg, sku, url, failing_since=six_days_ago)
+            sub = await add_subscription(db, sku, url, failing_since=six_days_ago)
             engine = make_engine(stack.database_url)
             settings = stack.model_copy(
                 update={
@@ -154,12 +144,12 @@ async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_told(
                             break
                 finally:
                     await engine.dispose()
-            state = await pg.fetchrow(
+            state = await db.fetchrow(
                 "SELECT enabled, disabled_reason FROM notification_subscriptions WHERE id = $1", sub
             )
             assert state["enabled"] is False
             assert "failed since" in state["disabled_reason"]
-            statuses = await pg.fetch(
+            statuses = await db.fetch(
                 """
                 SELECT d.status, d.last_error, count(a.id) AS attempts FROM notification_deliveries d
                 LEFT JOIN notification_attempts a ON a.delivery_id = d.id
@@ -174,15 +164,15 @@ async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_told(
         [notice] = mailbox.to("admin@example.com")
         assert str(sub) in notice.get_payload()[0].get_payload()
         assert "disabled" in notice["Subject"]
-    await pg.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
+    await db.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
 
 
 async def test_a_subscription_deleted_mid_send_leaves_the_dispatcher_working(
-    stack: Settings, pg: asyncpg.Connection
+    stack: Settings, db: asyncpg.Connection
 ) -> None:
     sku = f"IT-{uuid.uuid4().hex[:8].upper()}"
     async with serving("127.0.0.1") as receiver:
-        sub = await add_subscription(pg, sku, receiver.url(f"/hold/{sku}"))
+        sub = await add_subscription(db, sku, receiver.url(f"/hold/{sku}"))
         engine = make_engine(stack.database_url)
         settings = stack.model_copy(update={"webhook_allowlist": ["127.0.0.1"], "notify_concurrency": 1})
         async with httpx.AsyncClient(follow_redirects=False) as http:
@@ -195,10 +185,10 @@ async def test_a_subscription_deleted_mid_send_leaves_the_dispatcher_working(
                     )
                 sending = asyncio.create_task(dispatcher.round())
                 await asyncio.wait_for(receiver.held.wait(), 15)
-                await pg.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
+                await db.execute("DELETE FROM notification_subscriptions WHERE id = $1", sub)
                 receiver.release.set()
                 assert await sending >= 1  # the vanished delivery is logged, not raised
-                other = await add_subscription(pg, sku, receiver.url(f"/ok/{sku}"))
+                other = await add_subscription(db, sku, receiver.url(f"/ok/{sku}"))
                 async with command_log.transaction(engine) as tx:
                     await notify_repo.insert_deliveries(
                         tx,
@@ -210,4 +200,4 @@ async def test_a_subscription_deleted_mid_send_leaves_the_dispatcher_working(
             finally:
                 await engine.dispose()
         assert len(receiver.of(f"/ok/{sku}")) == 1
-    await pg.execute("DELETE FROM notification_subscriptions WHERE id = $1", other)
+    await db.execute("DELETE FROM notification_subscriptions WHERE id = $1", other)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -24,20 +23,11 @@ from workers.notifier.dispatcher import Dispatcher
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(60)]
 
 
-@pytest.fixture
-async def pg(stack: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_dsn(stack))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def subscription(
-    pg: asyncpg.Connection, sku: str, *, url: str | None = None, recipients: list[str] | None = None
+    db: asyncpg.Connection, sku: str, *, url: str | None = None, recipients: list[str] | None = None
 ) -> uuid.UUID:
     sub_id = uuid.uuid4()
-    await pg.execute(
+    await db.execute(
         """
         INSERT INTO notification_subscriptions (id, name, skus, kind, url, secret, recipients)
         VALUES ($1, 'isolation', $2, $3, $4, $5, $6)
@@ -53,7 +43,7 @@ async def subscription(
 
 
 async def test_an_unsendable_delivery_fails_with_its_reason_and_the_others_go_out(
-    stack: Settings, pg: asyncpg.Connection
+    stack: Settings, db: asyncpg.Connection
 ) -> None:
     sku = f"ISO-{uuid.uuid4().hex[:8].upper()}"
     ops = f"ops-{sku.lower()}@example.com"
@@ -61,16 +51,16 @@ async def test_an_unsendable_delivery_fails_with_its_reason_and_the_others_go_ou
     with smtp_server() as (mailbox, smtp_port):
         async with serving("127.0.0.1") as receiver:
             subs = {
-                "email": await subscription(pg, sku, recipients=[ops]),
+                "email": await subscription(db, sku, recipients=[ops]),
                 "bad_recipient": await subscription(
-                    pg, sku, recipients=[f"x-{sku.lower()}@example.com\r\nBcc: {evil}"]
+                    db, sku, recipients=[f"x-{sku.lower()}@example.com\r\nBcc: {evil}"]
                 ),
-                "bad_url": await subscription(pg, sku, url="http://[::1/hook"),
-                "webhook": await subscription(pg, sku, url=receiver.url(f"/ok/{sku}")),
+                "bad_url": await subscription(db, sku, url="http://[::1/hook"),
+                "webhook": await subscription(db, sku, url=receiver.url(f"/ok/{sku}")),
                 # The receiver's refusal quotes a NUL, which PostgreSQL text cannot hold.
-                "binary": await subscription(pg, sku, url=receiver.url(f"/binary/{sku}")),
+                "binary": await subscription(db, sku, url=receiver.url(f"/binary/{sku}")),
                 # .invalid never resolves (RFC 6761): like DNS being down, which the schedule outlasts.
-                "dns": await subscription(pg, sku, url=f"http://{sku.lower()}.invalid/hook"),
+                "dns": await subscription(db, sku, url=f"http://{sku.lower()}.invalid/hook"),
             }
             event_id = uuid.uuid4()
             payload = json.dumps(
@@ -103,7 +93,7 @@ async def test_an_unsendable_delivery_fails_with_its_reason_and_the_others_go_ou
                             break
             finally:
                 await engine.dispose()
-            rows = await pg.fetch(
+            rows = await db.fetch(
                 """
                 SELECT d.subscription_id, d.status, d.last_error, count(a.id) AS attempts,
                        max(a.error) AS attempt_error, max(a.outcome) AS outcome
@@ -138,4 +128,4 @@ async def test_an_unsendable_delivery_fails_with_its_reason_and_the_others_go_ou
         assert message["Bcc"] is None
         assert mailbox.to(evil) == []
         assert all(evil not in str(m["To"]) for m in mailbox.messages)
-    await pg.execute("DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])", list(subs.values()))
+    await db.execute("DELETE FROM notification_subscriptions WHERE id = ANY($1::uuid[])", list(subs.values()))

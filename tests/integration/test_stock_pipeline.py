@@ -37,12 +37,6 @@ RUN_HEADER = "x-test-run"
 POISON_HEADER = "x-test-poison"
 
 
-@pytest.fixture
-async def db(stack: Settings) -> Any:
-    async with h.database(stack) as conn:
-        yield conn
-
-
 async def outcomes(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[str, tuple[str, str | None]]:
     rows = await conn.fetch(
         "SELECT command_id, status, reason FROM processed_commands WHERE command_id = ANY($1::uuid[])", ids

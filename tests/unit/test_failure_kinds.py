@@ -12,7 +12,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from infra.kafka import DLQ_TOPIC_MAX_BYTES, dlq_cannot_carry
-from workers.intake import Invalid, by_reference, fits, readable_command_id
+from workers.intake import Invalid, by_reference, fits, readable_identity
 from workers.pipeline.isolation import failure_kind, reason
 
 
@@ -77,12 +77,14 @@ def test_a_record_too_large_travels_by_reference() -> None:
     assert "big" not in h  # headers only up to the first KiB
 
 
-def test_readable_command_id() -> None:
+def test_readable_identity() -> None:
     command_id = uuid.uuid4()
-    assert readable_command_id(f'{{"command_id": "{command_id}", "x": 1}}'.encode()) == command_id
-    assert readable_command_id(b"not json") is None
-    assert readable_command_id(b'{"command_id": "nope"}') is None
-    assert readable_command_id(b"[1]") is None
+    assert readable_identity(f'{{"command_id": "{command_id}", "x": 1}}'.encode()) == (command_id, None)
+    named = f'{{"command_id": "{command_id}", "actor": "user:a"}}'.encode()
+    assert readable_identity(named) == (command_id, "user:a")
+    assert readable_identity(b"not json") == (None, None)
+    assert readable_identity(b'{"command_id": "nope", "actor": 7}') == (None, None)
+    assert readable_identity(b"[1]") == (None, None)
 
 
 def test_the_dlq_must_carry_what_the_command_topic_accepts() -> None:

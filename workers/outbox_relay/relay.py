@@ -93,9 +93,12 @@ async def _to_redis(
     return refused
 
 
+def _headers(event: PendingEvent) -> dict[str, str]:
+    return {"event-type": event.event_type, "event-id": event.event_id, "content-type": "application/json"}
+
+
 def _record(event: PendingEvent) -> tuple[bytes, bytes, dict[str, str]]:
-    headers = {"event-type": event.event_type, "event-id": event.event_id, "content-type": "application/json"}
-    return event.payload.encode(), event.sku.encode(), headers
+    return event.payload.encode(), event.sku.encode(), _headers(event)
 
 
 async def _to_kafka(
@@ -181,12 +184,7 @@ async def settle(refused: Sequence[Refusal], send: KafkaSend) -> dict[int, str]:
         )
         reasons.setdefault(r.event.id, []).append(f"{r.destination}: {r.reason}")
         if r.destination == "kafka":
-            headers = {
-                "x-dlq-reason": r.reason,
-                "event-type": r.event.event_type,
-                "event-id": r.event.event_id,
-                "content-type": "application/json",
-            }
+            headers = {"x-dlq-reason": r.reason, **_headers(r.event)}
             acks.append(
                 await send(dead_letter(r.event, r.reason), EVENTS_DLQ.name, r.event.sku.encode(), headers)
             )

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic
 
-import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import Topic
@@ -33,7 +31,6 @@ from workers.pipeline.batch import BatchReport, C, Session, apply_claiming
 from workers.pipeline.faults import with_rule_fault
 from workers.pipeline.gate import PartitionGate
 from workers.pipeline.isolation import apply_isolating
-from workers.pipeline.isolation import refused_by_database as refused_by_database
 from workers.pipeline.routing import PartitionCheck
 
 log = structlog.get_logger("invmon.worker")
@@ -172,17 +169,6 @@ class Runtime:
         return self.dead_letters
 
 
-# The errors that pass, for loops that only wait (the notifier). The command pipeline classifies each error
-# itself (workers/pipeline/isolation.py): outages wait, deterministic failures are isolated.
-RETRYABLE: tuple[type[Exception], ...] = (
-    DBAPIError,
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,  # the driver's protocol state after a dropped connection (db/command_log.py)
-)
-
-
 async def raw_batch(message: Any) -> Any:
     # Keep the bytes: each record is validated on its own, so one bad record cannot fail the batch.
     # async on purpose: FastStream runs a plain-def decoder in a worker thread, a thread hop per batch
@@ -215,16 +201,17 @@ async def send_dead_letters(worker: CommandWorker[Any], runtime: Runtime, invali
     now = runtime.clock()
     rows = [
         DeadLetterRow(
-            s.command_id,
+            command_id,
             s.invalid.record.topic,
             s.invalid.record.partition,
             s.invalid.record.offset,
             s.invalid.reason[:REASON_CHARS],
             now,
             s.by_reference,
-            s.actor,
+            actor,
         )
         for s in sent
+        for command_id, actor in [s.identity()]
     ]
     await dead_letter_repo.record(runtime.require_engine(), rows)
     DEAD_LETTERS.labels(worker.name).inc(len(sent))
