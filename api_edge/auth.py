@@ -106,11 +106,20 @@ def decode_access_token(settings: Settings, token: str) -> tuple[Principal, int]
         raise _unauthorized("token too large")
     secret = settings.jwt_key()
     cache_key = (token, secret, settings.jwt_audience, settings.jwt_issuer)
-    cached = _verified.get(cache_key)
-    if cached is not None and time.time() < cached[1]:
-        if not principals.status.active(cached[0].subject, cached[0].auth_time):
-            raise _unauthorized("the principal is deactivated")
-        return cached
+    verified = _verified.get(cache_key)
+    if verified is None or time.time() >= verified[1]:
+        verified = _verify(settings, token, secret)
+        if len(_verified) >= _VERIFIED_MAX:
+            for stale in list(_verified)[: _VERIFIED_MAX // 10]:  # dicts keep insertion order: oldest first
+                del _verified[stale]
+        _verified[cache_key] = verified
+    # Checked on every use, cached or not: a deactivation reaches tokens that were verified before it.
+    if not principals.status.active(verified[0].subject, verified[0].auth_time):
+        raise _unauthorized("the principal is deactivated")
+    return verified
+
+
+def _verify(settings: Settings, token: str, secret: str) -> tuple[Principal, int]:
     try:
         claims = jwt.decode(
             token,
@@ -128,14 +137,7 @@ def decode_access_token(settings: Settings, token: str) -> tuple[Principal, int]
     auth_time = claims.get("auth_time", claims["iat"])  # tokens from before auth_time: their own iat
     if not isinstance(auth_time, int):
         raise _unauthorized("invalid token: auth_time")
-    verified = Principal(str(claims["sub"]), frozenset(roles), auth_time), int(claims["exp"])
-    if not principals.status.active(verified[0].subject, verified[0].auth_time):
-        raise _unauthorized("the principal is deactivated")
-    if len(_verified) >= _VERIFIED_MAX:
-        for stale in list(_verified)[: _VERIFIED_MAX // 10]:  # dicts keep insertion order: oldest first
-            del _verified[stale]
-    _verified[cache_key] = verified
-    return verified
+    return Principal(str(claims["sub"]), frozenset(roles), auth_time), int(claims["exp"])
 
 
 async def _from_api_key(request: Request, key: str) -> Principal:
