@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 
@@ -36,6 +38,12 @@ COMMAND_TOPIC_MAX_BYTES = 1_048_588
 DLQ_HEADROOM_BYTES = 64 * 1024
 DLQ_TOPIC_MAX_BYTES = 4 * 1024 * 1024
 DLQ_COMPRESSION = "gzip"
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> int:
+    """The bytes one record takes in a record batch of its own, what a topic's `max.message.bytes` and a
+    producer's `max_request_size` are held against (uncompressed)."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers)))
 
 
 def topic_configs(*, compacted: bool, dead_letters: bool) -> dict[str, str]:

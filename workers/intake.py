@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka.errors import MessageSizeTooLargeError
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from pydantic import TypeAdapter, ValidationError
 
-from infra.kafka import DLQ_TOPIC_MAX_BYTES
+from infra.kafka import DLQ_TOPIC_MAX_BYTES, record_size
 
 T = TypeVar("T")
 
@@ -185,10 +184,6 @@ def by_reference(item: Invalid) -> tuple[bytes, list[tuple[str, bytes]]]:
     ]
 
 
-def fits(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], limit: int) -> bool:
-    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)) <= limit
-
-
 async def dead_letter(
     sender: RawSender, dlq_topic: str, invalid: Sequence[Invalid], *, max_bytes: int = DLQ_TOPIC_MAX_BYTES
 ) -> list[Sent]:
@@ -200,7 +195,7 @@ async def dead_letter(
     for item in invalid:
         record = item.record
         headers = [*record.headers, *_dlq_headers(item)]
-        if fits(record.key, record.value, headers, max_bytes):
+        if record_size(record.key, record.value, headers) <= max_bytes:
             acks.append(
                 (item, False, await sender.send(dlq_topic, record.value, record.key, headers=headers))
             )

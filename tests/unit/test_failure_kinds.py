@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from infra.kafka import DLQ_TOPIC_MAX_BYTES, dlq_cannot_carry
-from workers.intake import Invalid, by_reference, fits, readable_identity
+from infra.kafka import DLQ_TOPIC_MAX_BYTES, dlq_cannot_carry, record_size
+from workers.intake import Invalid, by_reference, readable_identity
 from workers.pipeline.isolation import failure_kind, reason
 
 
@@ -65,7 +65,7 @@ class FakeRecord:
 def test_a_record_too_large_travels_by_reference() -> None:
     value = b"x" * 100_000
     record = FakeRecord(value=value, headers=(("a", b"1"), ("big", b"y" * 5000)))
-    assert not fits(record.key, record.value, list(record.headers), 50_000)
+    assert record_size(record.key, record.value, record.headers) > 50_000
     preview, headers = by_reference(Invalid(record, "too big"))
     h = dict(headers)
     assert preview == value[:1024]

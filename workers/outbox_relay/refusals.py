@@ -15,11 +15,11 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnknownProducerId,
 )
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from redis.exceptions import ResponseError
 
 from contracts.event_dead_letters import EventDeadLetter
 from db.outbox_repo import PendingEvent
+from infra.kafka import record_size
 
 # The producer's refusal of one record, whatever the state of the cluster: no retry can cure it. Anything
 # else (no leader, timeouts, a broker down) is an outage: the round fails and is retried.
@@ -81,8 +81,7 @@ def oversize(body: bytes, key: bytes, headers: dict[str, str], max_bytes: int) -
     broker refuses also stops the producer (PRODUCER_STUCK)."""
     if len(body) + len(key) + _SIZE_SLACK <= max_bytes:
         return None
-    encoded = [(k, v.encode()) for k, v in headers.items()]
-    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, body, encoded)
+    size = record_size(key, body, [(k, v.encode()) for k, v in headers.items()])
     if size <= max_bytes:
         return None
     return f"MessageSizeTooLargeError: the record is {size} bytes, over the {max_bytes} the event topic takes"
