@@ -10,6 +10,7 @@ process exporting `invmon_consumer_lag` is the outbox relay, which consumes no K
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -56,46 +57,57 @@ async def consumer_lag(settings: Settings, groups: Sequence[str] | None = None) 
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS
     )
-    # The admin client has no ListOffsets; a consumer without a group id reads log ends and joins nothing.
-    offsets = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        request_timeout_ms=REQUEST_TIMEOUT_MS,
-    )
-    await admin.start()
-    try:
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(admin.close)
+        await admin.start()
+        # The admin client has no ListOffsets; a consumer without a group id reads log ends, joins nothing.
+        offsets = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
+        stack.push_async_callback(offsets.stop)
         await offsets.start()
-        try:
-            if groups is None:
-                listed = await admin.list_consumer_groups()
-                names = sorted({*known, *(str(g[0]) for g in listed if g[1] in ("consumer", ""))})
-            else:
-                names = list(groups)
-            committed: dict[str, dict[TopicPartition, int | None]] = {}
-            for group in names:
-                found = await admin.list_consumer_group_offsets(group)
-                committed[group] = {tp: (m.offset if m.offset >= 0 else None) for tp, m in found.items()}
-            wanted = {t for group in names for t in known.get(group, ())}
-            for topic_meta in await admin.describe_topics(sorted(wanted)) if wanted else []:
-                if int(topic_meta["error_code"]) != 0:
-                    continue  # not created yet: nothing to be behind on
-                topic = str(topic_meta["topic"])
-                for group in names:
-                    if topic in known.get(group, ()):
-                        for p in topic_meta["partitions"]:
-                            committed[group].setdefault(TopicPartition(topic, int(p["partition"])), None)
-            partitions = sorted({tp for per in committed.values() for tp in per})
-            if not partitions:
-                return []
-            ends = await offsets.end_offsets(partitions)
-            starts = await offsets.beginning_offsets(partitions)
-        finally:
-            await offsets.stop()
-    finally:
-        await admin.close()
+        if groups is None:
+            listed = await admin.list_consumer_groups()
+            names = sorted({*known, *(str(g[0]) for g in listed if g[1] in ("consumer", ""))})
+        else:
+            names = list(groups)
+        committed: dict[str, dict[TopicPartition, int | None]] = {}
+        for group in names:
+            found = await admin.list_consumer_group_offsets(group)
+            committed[group] = {tp: (m.offset if m.offset >= 0 else None) for tp, m in found.items()}
+        topics = {
+            *(t for g in names for t in known.get(g, ())),
+            *(tp.topic for c in committed.values() for tp in c),
+        }
+        existing = await _partitions(admin, topics)
+        for group in names:
+            # Offsets a group kept for a topic since deleted have no log end to compare with.
+            committed[group] = {tp: at for tp, at in committed[group].items() if tp in existing}
+            for tp in existing:
+                if tp.topic in known.get(group, ()):
+                    committed[group].setdefault(tp, None)
+        partitions = sorted({tp for per in committed.values() for tp in per})
+        if not partitions:
+            return []
+        ends = await offsets.end_offsets(partitions)
+        starts = await offsets.beginning_offsets(partitions)
     return [
         PartitionLag(group, tp.topic, tp.partition, at, ends[tp], lag_of(at, starts[tp], ends[tp]))
         for group in names
         for tp, at in sorted(committed[group].items())
     ]
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topics: set[str]) -> set[TopicPartition]:
+    """The partitions of those of `topics` that exist."""
+    if not topics:
+        return set()
+    return {
+        TopicPartition(str(meta["topic"]), int(p["partition"]))
+        for meta in await admin.describe_topics(sorted(topics))
+        if int(meta["error_code"]) == 0
+        for p in meta["partitions"]
+    }

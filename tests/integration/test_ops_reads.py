@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.structs import OffsetAndMetadata
 
 from contracts.topics import STOCK_COMMANDS
 from db import ops_reads
@@ -20,6 +18,7 @@ from db.dead_letter_repo import category
 from infra.consumer_lag import consumer_lag
 from infra.settings import Settings
 from tests.integration.helpers import run_id
+from tests.integration.kafka_support import commit_offsets, private_topic
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(60)]
 
@@ -203,33 +202,14 @@ async def test_business_gauges_and_table_sizes(tx: asyncpg.Connection) -> None:
 
 @pytest.fixture
 async def lag_topic(stack: Settings) -> AsyncIterator[str]:
-    name = f"invmon.test.lag.{run_id().lower()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
+    async with private_topic(stack) as name:
         yield name
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
-
-
-async def _commit(stack: Settings, group: str, offsets: dict[TopicPartition, int]) -> None:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(list(offsets))
-        await consumer.commit({tp: OffsetAndMetadata(at, "") for tp, at in offsets.items()})
-    finally:
-        await consumer.stop()
 
 
 async def test_consumer_lag_from_committed_offsets_to_the_log_end(stack: Settings, lag_topic: str) -> None:
     group = f"invmon-test-lag-{run_id().lower()}"
     p0, p1 = TopicPartition(lag_topic, 0), TopicPartition(lag_topic, 1)
-    await _commit(stack, group, {p0: 0, p1: 0})
+    await commit_offsets(stack, group, {p0: 0, p1: 0})
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
     await producer.start()
     try:
@@ -243,7 +223,7 @@ async def test_consumer_lag_from_committed_offsets_to_the_log_end(stack: Setting
         (group, lag_topic, 0, 0, 3, 3),
         (group, lag_topic, 1, 0, 0, 0),
     ]
-    await _commit(stack, group, {p0: 2})
+    await commit_offsets(stack, group, {p0: 2})
     assert [x.lag for x in await consumer_lag(stack, [group])] == [1, 0]
     # Listed with every group when none is named, next to our own groups.
     everything = await consumer_lag(stack)
