@@ -20,6 +20,7 @@ from invmon.cli_auth import apikey_app, user_app
 from invmon.cli_stack import stack_app
 from invmon.dlq import DeadLetter
 from invmon.metrics_docs import docs_app
+from invmon.status import status_command
 
 app = typer.Typer(name="invmon", help="inventory-monitor: real-time inventory and price monitoring.")
 app.add_typer(stack_app, name="stack")
@@ -32,6 +33,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(docs_app, name="docs")
+app.command("status")(status_command)
 console = Console(highlight=False)
 
 
