@@ -75,4 +75,3 @@ async def mark_refused(conn: asyncpg.Connection, refusals: Mapping[int, str]) ->
             list(refusals),
             list(refusals.values()),
         )
-

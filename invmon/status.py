@@ -264,32 +264,49 @@ def _dead_letters_table(counts: dict[str, int] | str) -> RenderableType:
     return table
 
 
+def _next_attempt(f: ops_reads.FailingDelivery) -> Text:
+    if f.disabled:
+        return Text("disabled", style="red")
+    if f.next_attempt_at is None:
+        return Text("gave up", style="red")
+    return Text(f"{f.next_attempt_at:%H:%M:%S}")
+
+
 def _failing_table(failing: list[ops_reads.FailingDelivery] | str) -> RenderableType:
     if isinstance(failing, str):
         return Group(Text("Failing deliveries", style="italic"), _unavailable(failing))
     table = Table(
-        title="Failing deliveries (latest first)",
+        title=f"Failing deliveries (the latest {FAILING_SHOWN}, alike ones counted together)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         title_style="bold",
     )
-    for column in ("subscription", "channel", "target", "attempts", "last error", "next attempt"):
-        table.add_column(
-            column, overflow="ellipsis", no_wrap=True, justify="right" if column == "attempts" else "left"
-        )
+    table.add_column("subscription", no_wrap=True, max_width=28, overflow="ellipsis")
+    table.add_column("channel", no_wrap=True, min_width=7)
+    table.add_column("target", no_wrap=True, max_width=34, overflow="ellipsis")
+    table.add_column("attempts", justify="right", no_wrap=True, min_width=8)
+    table.add_column("last error", no_wrap=True, overflow="ellipsis", max_width=44)
+    table.add_column("next attempt", no_wrap=True, min_width=12)
+    # Consecutive deliveries of one subscription failing alike are one row: a dead endpoint fails them all.
+    rows: list[tuple[ops_reads.FailingDelivery, int]] = []
     for f in failing:
-        nxt = (
-            "disabled"
-            if f.disabled
-            else (f.next_attempt_at.strftime("%H:%M:%S") if f.next_attempt_at else "gave up")
-        )
-        table.add_row(
+        last = rows[-1][0] if rows else None
+        if last is not None and (last.subscription, last.target, last.last_error) == (
             f.subscription,
+            f.target,
+            f.last_error,
+        ):
+            rows[-1] = (last, rows[-1][1] + 1)
+        else:
+            rows.append((f, 1))
+    for f, n in rows:
+        table.add_row(
+            f.subscription + (f" (x{n})" if n > 1 else ""),
             f.channel,
             f.target,
             str(f.attempts),
             f.last_error or "",
-            Text(nxt, style="red" if f.disabled else ""),
+            _next_attempt(f),
         )
     if not failing:
         table.add_row(Text("none", style="dim"), "", "", "", "", "")
