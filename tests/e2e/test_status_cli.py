@@ -5,9 +5,13 @@ and show what is down, also when the database and Kafka are unreachable."""
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -139,3 +143,32 @@ def test_status_answers_when_the_database_and_kafka_are_down(stack: Settings) ->
     assert "6 process(es) not ready" in result.stdout
     assert result.stdout.count("unavailable:") >= 3, result.stdout  # lag, outbox, dead letters (+ failing)
     assert "live relay down" in result.stdout
+
+
+def test_watch_redraws_until_interrupted(stack: Settings) -> None:
+    """In a terminal (a pty, as tmux gives), --watch draws again every --interval; Ctrl-C ends it cleanly."""
+    env = {port: str(free_port()) for port in (*DOWN_PORTS, "INVMON_OUTBOX_RELAY_PORT", "INVMON_LIVE_PORT")}
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "invmon.cli", "status", "--watch", "--interval", "0.5"],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "140", "LINES": "45", **env},
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while seen.count(b"inventory-monitor status") < 3 and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if ready:
+                seen += os.read(leader, 65536)
+        assert seen.count(b"inventory-monitor status") >= 3, seen[-2000:]
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=20) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        os.close(leader)
