@@ -133,7 +133,7 @@ class OpsMetrics:
         # keep one slow read from holding the next refresh.
         conn = await asyncpg.connect(
             self._dsn,
-            timeout=self._interval_s,
+            timeout=max(self._interval_s, 5.0),
             server_settings={"application_name": "invmon-ops-metrics", "statement_timeout": "10s"},
         )
         try:
