@@ -27,6 +27,34 @@ DEAD_LETTERS = sa.Table(
 )
 
 
+# A dead letter's reason is free text (it names fields and values); metrics and summaries group by a bounded
+# category instead, from the reason's start as workers/intake.py and workers/pipeline/isolation.py word it.
+# First match wins, in Python and in SQL alike.
+CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("empty", "empty record value"),
+    ("undecodable", "invalid command: body: Invalid JSON"),
+    ("invalid", "invalid command:"),
+    ("key_mismatch", "record key "),
+    ("refused", "refused by PostgreSQL"),
+    ("failed", "failed: "),
+)
+OTHER = "other"
+
+
+def category(reason: str) -> str:
+    """The bounded category of a dead letter's reason (a metric label, a summary row)."""
+    return next((name for name, prefix in CATEGORIES if reason.startswith(prefix)), OTHER)
+
+
+def category_sql(column: str) -> str:
+    """`category` as an SQL expression over a text column (the prefixes are our constants)."""
+    cases = " ".join(
+        f"WHEN starts_with({column}, '{prefix.replace(chr(39), chr(39) * 2)}') THEN '{name}'"
+        for name, prefix in CATEGORIES
+    )
+    return f"CASE {cases} ELSE '{OTHER}' END"
+
+
 class DeadLetterRow(NamedTuple):
     command_id: uuid.UUID | None
     topic: str

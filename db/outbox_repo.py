@@ -76,6 +76,3 @@ async def mark_refused(conn: asyncpg.Connection, refusals: Mapping[int, str]) ->
             list(refusals.values()),
         )
 
-
-async def backlog(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Outbox relay fallback poll interval; NOTIFY wakes it sooner."
     )
     outbox_batch_size: int = Field(500, ge=1, description="Most outbox rows the relay publishes per round.")
+    ops_metrics_interval_s: float = Field(
+        15.0,
+        gt=0,
+        description="How often the outbox relay refreshes the gauges it reads from PostgreSQL and Kafka "
+        "(consumer lag, outbox age, deliveries, business gauges, table sizes); never per scrape.",
+    )
     notifier_port: int = Field(9104, description="Port of the notifier's /metrics and /health.")
     notifier_consumer_group: str = Field(
         "invmon-notifier", description="Consumer group of the notifier on the event stream."

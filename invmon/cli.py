@@ -19,6 +19,7 @@ from invmon import dlq
 from invmon.cli_auth import apikey_app, user_app
 from invmon.cli_stack import stack_app
 from invmon.dlq import DeadLetter
+from invmon.metrics_docs import docs_app
 
 app = typer.Typer(name="invmon", help="inventory-monitor: real-time inventory and price monitoring.")
 app.add_typer(stack_app, name="stack")
@@ -30,6 +31,7 @@ dlq_app = typer.Typer(help="Dead-letter topics: list and replay.", no_args_is_he
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
+app.add_typer(docs_app, name="docs")
 console = Console(highlight=False)
 
 

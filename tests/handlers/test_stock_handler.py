@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.middlewares import AckPolicy
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -97,6 +98,12 @@ async def fetch(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
 async def test_valid_commands_apply_and_bad_records_are_dead_lettered(
     broker: KafkaBroker, engine: AsyncEngine, dead_letters: RecordingSender
 ) -> None:
+    def dead_lettered(reason: str) -> float:
+        labels = {"worker": "stock", "reason": reason}
+        return REGISTRY.get_sample_value("invmon_dead_letters_total", labels) or 0.0
+
+    categories = ("undecodable", "invalid", "key_mismatch")
+    before = {c: dead_lettered(c) for c in categories}
     sku = f"H-{uuid.uuid4().hex[:8].upper()}"
     await send(broker, command(sku, "register_item", name="Handler mug", initial_quantity=4), sku)
     await send(broker, b"{not json", sku)
@@ -117,6 +124,8 @@ async def test_valid_commands_apply_and_bad_records_are_dead_lettered(
     assert dict(headers)[ORIGIN_TOPIC_HEADER] == STOCK_COMMANDS.name.encode()
     assert ORIGIN_OFFSET_HEADER in dict(headers)
     assert ("x-test", b"handler") in headers  # the original headers travel with the record
+    # Counted by bounded reason category, never by the free-text reason.
+    assert {c: dead_lettered(c) - before[c] for c in categories} == dict.fromkeys(categories, 1.0)
 
 
 async def test_a_command_id_applies_once(broker: KafkaBroker, engine: AsyncEngine) -> None:

@@ -24,6 +24,7 @@ from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, get_settings, refuse_unsafe_settings
+from workers.outbox_relay.ops_metrics import OpsMetrics
 from workers.outbox_relay.relay import OutboxRelay
 
 log = structlog.get_logger("invmon.outbox_relay")
@@ -108,13 +109,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             history=settings.live_history_size,
         )
         task = asyncio.create_task(relay.run(), name="outbox-relay")
+        ops = asyncio.create_task(OpsMetrics(settings, dsn).run(), name="ops-metrics")
         freeze_startup_objects()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (ops, task):
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
             await producer.broker.stop()
             await redis.aclose()
 

@@ -30,7 +30,6 @@ from workers.outbox_relay.refusals import (
 log = structlog.get_logger("invmon.outbox_relay")
 
 PUBLISHED = Counter("invmon_outbox_published_total", "Outbox events published.", ["channel"])
-BACKLOG = Gauge("invmon_outbox_backlog", "Outbox events not yet published.")
 LEADER = Gauge("invmon_outbox_relay_leader", "1 while this process is the publishing relay.")
 DELAY = Histogram(
     "invmon_outbox_delay_seconds",
@@ -282,7 +281,6 @@ class OutboxRelay:
             for event in events:
                 PUBLISHED.labels(event.channel).inc()
                 DELAY.observe(max(event.age_s, 0.0))
-        BACKLOG.set(await outbox_repo.backlog(conn) if len(events) == self._batch_size else 0)
         return len(events)
 
     def _notified(self, *_: object) -> None:

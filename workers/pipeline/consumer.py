@@ -36,7 +36,11 @@ from workers.pipeline.routing import PartitionCheck
 log = structlog.get_logger("invmon.worker")
 
 COMMANDS = Counter("invmon_commands_total", "Commands handled, by worker and outcome.", ["worker", "outcome"])
-DEAD_LETTERS = Counter("invmon_dead_letters_total", "Records sent to a dead-letter topic.", ["worker"])
+DEAD_LETTERS = Counter(
+    "invmon_dead_letters_total",
+    "Records sent to a dead-letter topic, by worker and reason category (db.dead_letter_repo.CATEGORIES).",
+    ["worker", "reason"],
+)
 BY_REFERENCE = Counter(
     "invmon_dead_letters_by_reference_total",
     "Records too large for the dead-letter topic, sent there by reference (origin, size, sha256).",
@@ -214,7 +218,8 @@ async def send_dead_letters(worker: CommandWorker[Any], runtime: Runtime, invali
         for command_id, actor in [s.identity()]
     ]
     await dead_letter_repo.record(runtime.require_engine(), rows)
-    DEAD_LETTERS.labels(worker.name).inc(len(sent))
+    for s in sent:
+        DEAD_LETTERS.labels(worker.name, dead_letter_repo.category(s.invalid.reason)).inc()
     BY_REFERENCE.labels(worker.name).inc(sum(s.by_reference for s in sent))
 
 
