@@ -1,10 +1,11 @@
-"""Every metric the Grafana dashboard and the alert rules query is one the processes export: the modules of
-each Procfile process are imported and prometheus_client's registry read (a histogram's _bucket, _sum and
-_count series count, a counter's _total). A renamed metric breaks this test, not a dashboard at 3 a.m."""
+"""Every metric the Grafana dashboard and the alert rules query is one the processes export, and every label
+they select or group by is one of its labels: each Procfile process's entry module is imported (in a child
+interpreter, by invmon.metrics_docs, as the metrics catalogue is made) and its prometheus_client registry
+read; a histogram's _bucket, _sum and _count series count, a counter's _total. A renamed metric or label
+breaks this test, not a dashboard at 3 a.m."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from pathlib import Path
@@ -12,32 +13,31 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import REGISTRY
 
-from tests.processes import procfile
+from invmon.metrics_docs import collect
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 METRIC = re.compile(r"\binvmon_[a-z0-9_]+\b")
-# Prometheus's own series about each scrape.
+SELECTOR = re.compile(r"\b(invmon_[a-z0-9_]+)\{([^}]*)\}")
+MATCHER = re.compile(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)")
+BY = re.compile(r"\bby\s*\(([^)]*)\)")
+# Prometheus's own series about each scrape, and the labels it adds (le: a histogram's buckets).
 BUILTIN = {"up"}
-SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "gauge": ("",),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
-    "summary": ("", "_sum", "_count", "_created"),
-    "info": ("_info",),
-}
+TARGET_LABELS = {"job", "instance"}
+SERIES = {"histogram": ("_bucket", "_sum", "_count")}
 
 
-def exported() -> set[str]:
-    for command in procfile().values():
-        importlib.import_module(command.split()[-1])
-    names: set[str] = set()
-    for family in REGISTRY.collect():
-        names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
-    return names
+@pytest.fixture(scope="module")
+def exported() -> dict[str, set[str]]:
+    """Every series name the processes export -> its labels."""
+    series: dict[str, set[str]] = {}
+    for doc in collect():
+        for suffix in SERIES.get(doc.type, ("",)):
+            labels = set(doc.labels) | ({"le"} if suffix == "_bucket" else set())
+            series.setdefault(doc.name + suffix, set()).update(labels)
+    return series
 
 
 def _exprs(node: Any) -> list[str]:
@@ -48,12 +48,19 @@ def _exprs(node: Any) -> list[str]:
     return []
 
 
+def _sources() -> list[tuple[Path, Any]]:
+    sources = [(path, json.loads(path.read_text())) for path in DASHBOARDS]
+    return sources + [(path, yaml.safe_load(path.read_text())) for path in RULE_FILES]
+
+
+def all_exprs() -> list[str]:
+    return [str(expr) for _, document in _sources() for expr in _exprs(document)]
+
+
 def queried() -> dict[str, set[str]]:
     """Metric name -> the files that query it."""
     found: dict[str, set[str]] = {}
-    sources = [(path, json.loads(path.read_text())) for path in DASHBOARDS]
-    sources += [(path, yaml.safe_load(path.read_text())) for path in RULE_FILES]
-    for path, document in sources:
+    for path, document in _sources():
         for expr in _exprs(document):
             for name in METRIC.findall(str(expr)):
                 found.setdefault(name, set()).add(path.name)
@@ -66,10 +73,24 @@ def test_dashboard_and_rules_query_metrics() -> None:
         assert any(path.name in files for files in names.values()), f"{path.name} queries no invmon_ metric"
 
 
-def test_every_queried_metric_is_exported() -> None:
-    available = exported() | BUILTIN
+def test_every_queried_metric_is_exported(exported: dict[str, set[str]]) -> None:
+    available = set(exported) | BUILTIN
     unknown = {name: sorted(files) for name, files in queried().items() if name not in available}
     assert not unknown, f"queried but exported by no process: {unknown}"
+
+
+def test_every_selected_or_grouped_label_exists(exported: dict[str, set[str]]) -> None:
+    wrong: list[str] = []
+    for expr in all_exprs():
+        for name, matchers in SELECTOR.findall(expr):
+            for label in set(MATCHER.findall(matchers)) - exported.get(name, set()) - TARGET_LABELS:
+                wrong.append(f"{name} has no label {label!r}: {expr}")
+        # A `by (...)` label must belong to some metric of the same expression.
+        labels = set().union(*(exported.get(name, set()) for name in METRIC.findall(expr))) | TARGET_LABELS
+        for grouping in BY.findall(expr):
+            for label in {part.strip() for part in grouping.split(",")} - labels - {""}:
+                wrong.append(f"no metric of the expression has label {label!r}: {expr}")
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
