@@ -137,7 +137,8 @@ async def down_async(
     start = time.monotonic()
     with _locked(paths):
         state = StackState(paths.state_file)
-        services = [s for s in _services(settings, paths, state) if only in (None, s.name)]
+        every = _services(settings, paths, state, with_prometheus=only == "prometheus")
+        services = [s for s in every if only in (None, s.name)]
         await _gather_all([asyncio.create_task(svc.down(reporter)) for svc in services])
         survivors = [f"{svc.name} pid {pid}" for svc in services if (pid := svc.running_pid()) is not None]
         if survivors:
