@@ -269,6 +269,13 @@ class Settings(BaseSettings):
         19093, description="Port of the local Kafka KRaft controller listener."
     )
     kafka_heap: str = Field("512m", description="Max heap of the local Kafka broker.")
+    prometheus_port: int = Field(
+        9090, description="Port of the local Prometheus that `invmon stack up --with-prometheus` runs."
+    )
+    prometheus_rules_dir: Path | None = Field(
+        None,
+        description="Alert rule files (*.yml) the local Prometheus loads (unset: deploy/prometheus/rules).",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

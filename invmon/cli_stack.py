@@ -17,7 +17,8 @@ from invmon.stack.manager import StackError
 
 stack_app = typer.Typer(
     name="stack",
-    help="Run the local stack (Kafka, PostgreSQL, Redis) on 127.0.0.1, all state under INVMON_STACK_DIR.",
+    help="Run the local stack (Kafka, PostgreSQL, Redis; Prometheus on request) on 127.0.0.1, all state "
+    "under INVMON_STACK_DIR.",
     no_args_is_help=True,
 )
 console = Console(highlight=False, soft_wrap=True)
@@ -31,23 +32,34 @@ def _fail(exc: StackError) -> typer.Exit:
 
 
 @stack_app.command()
-def up() -> None:
+def up(
+    with_prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--with-prometheus",
+            help="Also run Prometheus on 127.0.0.1:INVMON_PROMETHEUS_PORT with deploy/prometheus's rules.",
+        ),
+    ] = False,
+) -> None:
     """Install what is missing, start every service, wait until ready, create topics/role/db. Idempotent."""
     try:
-        manager.up(get_settings(), console)
+        manager.up(get_settings(), console, with_prometheus=with_prometheus)
     except StackError as exc:
         raise _fail(exc) from exc
 
 
 @stack_app.command()
 def down(
+    service: Annotated[
+        str | None, typer.Argument(help="Stop only this one (e.g. prometheus); default: all of them.")
+    ] = None,
     purge: Annotated[
         bool, typer.Option("--purge", help="Also delete the stack dir (all data and logs).")
     ] = False,
 ) -> None:
     """Stop exactly the processes this stack started (data is kept unless --purge)."""
     try:
-        manager.down(get_settings(), purge=purge, console=console)
+        manager.down(get_settings(), purge=purge, console=console, only=service)
     except StackError as exc:
         raise _fail(exc) from exc
 
@@ -87,7 +99,9 @@ def status() -> None:
 
 @stack_app.command()
 def logs(
-    service: Annotated[str | None, typer.Argument(help="kafka, postgres or redis (default: all).")] = None,
+    service: Annotated[
+        str | None, typer.Argument(help="kafka, postgres, redis or prometheus (default: all).")
+    ] = None,
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="Lines to show from the end.")] = 50,
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Keep printing new lines (Ctrl-C stops).")

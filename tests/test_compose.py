@@ -33,6 +33,8 @@ PROCESSES = _procfile()
 # Processes whose port setting is not named after the process.
 PORT_FIELDS = {"live_relay": "live_port"}
 PUBLISHED = {"edge", "live_relay"}  # the HTTP edge and the WebSocket relay face clients
+# Opt-in (`--profile monitoring`), published on loopback for the operator's browser.
+MONITORING = {"prometheus", "grafana"}
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +157,8 @@ def test_only_the_client_facing_processes_are_published_on_loopback(
     services: dict[str, dict[str, Any]],
 ) -> None:
     published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
-    assert set(published) <= PUBLISHED, f"only {PUBLISHED} may publish ports, found {published}"
+    allowed = PUBLISHED | MONITORING
+    assert set(published) <= allowed, f"only {allowed} may publish ports, found {published}"
     for name, ports in published.items():
         for port in ports:
             assert str(port).startswith("127.0.0.1:"), f"{name} port {port!r} must bind to 127.0.0.1 only"
@@ -183,3 +186,24 @@ def test_dockerfile_copies_every_package_and_the_project_files() -> None:
     needed = packages | {"pyproject.toml", "Procfile", pyproject["project"]["readme"]}
     missing = sorted(needed - _dockerfile_copy_sources())
     assert not missing, f"Dockerfile does not COPY: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(MONITORING))
+def test_monitoring_runs_only_in_its_profile_from_the_deploy_files(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    service = services.get(name)
+    assert service is not None, f"compose.yaml has no {name} service"
+    assert service.get("profiles") == ["monitoring"], f"{name} must run only in the monitoring profile"
+    mounts = [str(volume).split(":")[0] for volume in service.get("volumes", [])]
+    local = [mount for mount in mounts if mount.startswith("./")]
+    assert local, f"{name} mounts nothing from the repository"
+    for mount in local:
+        assert mount.startswith("./deploy/"), f"{name} mounts {mount}, not a deploy/ file"
+        assert (ROOT / mount).exists(), f"{name} mounts {mount}, which does not exist"
+
+
+def test_prometheus_mounts_the_rules_the_config_names(services: dict[str, dict[str, Any]]) -> None:
+    volumes = [str(volume) for volume in services["prometheus"].get("volumes", [])]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in volumes
+    assert "--config.file=/etc/prometheus/prometheus.yml" in _argv(services["prometheus"].get("command"))

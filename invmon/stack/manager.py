@@ -17,6 +17,7 @@ from invmon.stack.kafka import KafkaService
 from invmon.stack.paths import StackPaths
 from invmon.stack.postgres import PostgresService
 from invmon.stack.procs import StackError, tail_text
+from invmon.stack.prometheus import PrometheusService
 from invmon.stack.redis import RedisService
 from invmon.stack.report import Reporter
 from invmon.stack.service import Service, ServiceStatus
@@ -40,15 +41,23 @@ __all__ = [
 ]
 
 SERVICE_NAMES = ("kafka", "postgres", "redis")
+# Started only on request (`up --with-prometheus`); `status` and `down` include it while it is in use.
+OPTIONAL_NAMES = ("prometheus",)
 PROFILES = ("run", "test")
 
 
-def _services(settings: Settings, paths: StackPaths, state: StackState) -> list[Service]:
-    return [
+def _services(
+    settings: Settings, paths: StackPaths, state: StackState, *, with_prometheus: bool = False
+) -> list[Service]:
+    services: list[Service] = [
         KafkaService(settings, paths, state),
         PostgresService(settings, paths, state),
         RedisService(settings, paths, state),
     ]
+    prometheus = PrometheusService(settings, paths, state)
+    if with_prometheus or prometheus.in_use():
+        services.append(prometheus)
+    return services
 
 
 @contextmanager
@@ -89,17 +98,20 @@ async def _gather_all(tasks: list[asyncio.Task[None]]) -> None:
         raise StackError("\n".join(str(e) for e in errors))
 
 
-async def up_async(settings: Settings, reporter: Reporter) -> bool:
-    """Bring the stack up; return False if it was already fully up (nothing done)."""
+async def up_async(settings: Settings, reporter: Reporter, *, with_prometheus: bool = False) -> bool:
+    """Bring the stack up (with Prometheus if asked, or if it already runs); return False if it was already
+    fully up (nothing done)."""
     if settings.stack_profile not in PROFILES:
         raise StackError(f"stack_profile must be one of {PROFILES}, not {settings.stack_profile!r}")
     paths = StackPaths.from_settings(settings)
     start = time.monotonic()
     with _locked(paths):
         state = StackState(paths.state_file)
-        services = _services(settings, paths, state)
+        services = _services(settings, paths, state, with_prometheus=with_prometheus)
         current = await _status(services)
-        if all(s.running and s.ready for s in current):
+        if all(s.running and s.ready for s in current) and all(
+            svc.config_current() for svc in services if isinstance(svc, PrometheusService)
+        ):
             ports = ", ".join(f"{s.name} :{s.port}" for s in current)
             reporter.console.print(f"stack already up in {paths.root} ({ports}); nothing to do")
             return False
@@ -110,7 +122,14 @@ async def up_async(settings: Settings, reporter: Reporter) -> bool:
     return True
 
 
-async def down_async(settings: Settings, reporter: Reporter, *, purge: bool = False) -> None:
+async def down_async(
+    settings: Settings, reporter: Reporter, *, purge: bool = False, only: str | None = None
+) -> None:
+    """Stop every service (or `only` that one, e.g. prometheus); with `purge`, delete the stack dir too."""
+    if only is not None and only not in (*SERVICE_NAMES, *OPTIONAL_NAMES):
+        raise StackError(f"unknown service {only!r}; one of {', '.join((*SERVICE_NAMES, *OPTIONAL_NAMES))}")
+    if only is not None and purge:
+        raise StackError("--purge deletes the whole stack dir: it cannot go with one service")
     paths = StackPaths.from_settings(settings)
     if not paths.root.exists():
         reporter.console.print(f"no stack in {paths.root}")
@@ -118,7 +137,8 @@ async def down_async(settings: Settings, reporter: Reporter, *, purge: bool = Fa
     start = time.monotonic()
     with _locked(paths):
         state = StackState(paths.state_file)
-        services = _services(settings, paths, state)
+        every = _services(settings, paths, state, with_prometheus=only == "prometheus")
+        services = [s for s in every if only in (None, s.name)]
         await _gather_all([asyncio.create_task(svc.down(reporter)) for svc in services])
         survivors = [f"{svc.name} pid {pid}" for svc in services if (pid := svc.running_pid()) is not None]
         if survivors:
@@ -148,14 +168,23 @@ async def status_async(settings: Settings) -> list[ServiceStatus]:
     return await _status(_services(settings, paths, state))
 
 
-def up(settings: Settings | None = None, console: Console | None = None) -> bool:
+def up(
+    settings: Settings | None = None, console: Console | None = None, *, with_prometheus: bool = False
+) -> bool:
     """Start whatever is missing and wait until everything is ready. False: it was already up."""
-    return asyncio.run(up_async(settings or get_settings(), Reporter(console)))
+    reporter = Reporter(console)
+    return asyncio.run(up_async(settings or get_settings(), reporter, with_prometheus=with_prometheus))
 
 
-def down(settings: Settings | None = None, *, purge: bool = False, console: Console | None = None) -> None:
-    """Stop exactly the processes this stack started; with `purge`, delete the stack dir too."""
-    asyncio.run(down_async(settings or get_settings(), Reporter(console), purge=purge))
+def down(
+    settings: Settings | None = None,
+    *,
+    purge: bool = False,
+    console: Console | None = None,
+    only: str | None = None,
+) -> None:
+    """Stop exactly the processes this stack started (or `only` one of them); `purge` deletes the dir too."""
+    asyncio.run(down_async(settings or get_settings(), Reporter(console), purge=purge, only=only))
 
 
 def restart(settings: Settings | None, service: str, console: Console | None = None) -> None:
@@ -167,10 +196,13 @@ def status(settings: Settings | None = None) -> list[ServiceStatus]:
 
 
 def log_files(settings: Settings, service: str | None = None) -> list[Path]:
-    if service is not None and service not in SERVICE_NAMES:
-        raise StackError(f"unknown service {service!r}; one of {', '.join(SERVICE_NAMES)}")
+    names = (*SERVICE_NAMES, *OPTIONAL_NAMES)
+    if service is not None and service not in names:
+        raise StackError(f"unknown service {service!r}; one of {', '.join(names)}")
     paths = StackPaths.from_settings(settings)
-    return [paths.log(name) for name in ([service] if service else SERVICE_NAMES)]
+    if service is not None:
+        return [paths.log(service)]
+    return [paths.log(name) for name in names if name in SERVICE_NAMES or paths.log(name).exists()]
 
 
 def tail(settings: Settings, service: str | None, lines: int) -> str:

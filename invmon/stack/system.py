@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from invmon.stack.procs import StackError, run
@@ -49,7 +50,11 @@ def missing_packages() -> list[str]:
 
 
 async def ensure_packages(reporter: Reporter) -> None:
-    missing = missing_packages()
+    await apt_install(missing_packages(), missing_packages, reporter)
+
+
+async def apt_install(missing: list[str], still_missing: Callable[[], list[str]], reporter: Reporter) -> None:
+    """apt-get install `missing` (root only), then check with `still_missing` that it worked."""
     if not missing:
         return
     if os.geteuid() != 0:
@@ -62,6 +67,6 @@ async def ensure_packages(reporter: Reporter) -> None:
         await run(["apt-get", "update"], env=env, what="apt-get update")
     with reporter.step("system", f"apt-get install {' '.join(missing)}"):
         await run(["apt-get", "install", "-y", *missing], env=env, what="apt-get")
-    still = missing_packages()
+    still = still_missing()
     if still:
         raise StackError(f"apt-get install finished but {' '.join(still)} is still missing")
