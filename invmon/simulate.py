@@ -98,9 +98,7 @@ class Shop:
             body = {"reservation_id": reservation, "quantity": quantity}
             return Request("reserve", sku, "/v1/items/{sku}/reservations", body)
         if kind == "restock":
-            return Request(
-                "restock", sku, "/v1/items/{sku}/receipts", {"quantity": self.rng.randint(20, 60)}
-            )
+            return Request("restock", sku, "/v1/items/{sku}/receipts", {"quantity": self.rng.randint(20, 60)})
         if kind == "count":
             counted = max(shelf.reserved, shelf.on_hand - self.rng.randint(0, 2))  # a little shrinkage
             return Request("count", sku, "/v1/items/{sku}/counts", {"counted_quantity": counted})
@@ -432,7 +430,6 @@ def simulate_command(
         str | None,
         typer.Option(
             "--api-key",
-            envvar="INVMON_SIMULATE_API_KEY",
             help="Key with the operator and pricing roles; default: one made for the run and revoked after.",
         ),
     ] = None,
