@@ -20,12 +20,14 @@ from invmon.cli_auth import apikey_app, user_app
 from invmon.cli_stack import stack_app
 from invmon.dlq import DeadLetter
 from invmon.metrics_docs import docs_app
+from invmon.simulate import simulate_command
 from invmon.status import status_command
 
 app = typer.Typer(name="invmon", help="inventory-monitor: real-time inventory and price monitoring.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
+app.command("simulate")(simulate_command)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-letter topics: list and replay.", no_args_is_help=True)

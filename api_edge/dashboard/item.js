@@ -1,8 +1,8 @@
-// One item: its facts, the price history chart and the stock ledger. Reloaded from the API when a live
+// One item: its facts, the stock and price charts and the stock ledger. Reloaded from the API when a live
 // event names it, so the page never has to merge ledger rows itself.
 import { enc } from "./api.js";
 import { $, badge, el, formatMoney, formatPct, formatTime } from "./dom.js";
-import { priceChart } from "./chart.js";
+import { priceChart, stockChart } from "./chart.js";
 
 const LEDGER_PAGE = 1000;
 const LEDGER_PAGES = 10;
@@ -27,6 +27,7 @@ export class ItemView {
       $("#item-title").textContent = sku;
       $("#item-facts").replaceChildren();
       $("#item-chart").replaceChildren();
+      $("#stock-chart").replaceChildren();
       $("#ledger tbody").replaceChildren();
     }
     return this.load();
@@ -102,6 +103,8 @@ export class ItemView {
         el("option", { value: p.currency, selected: p.currency === this.currency, text: p.currency }),
       ),
     );
+    const stock = $("#stock-chart");
+    stock.replaceChildren(stockChart(ledger, stock.clientWidth));
     const chart = $("#item-chart");
     const points = history.map((h) => ({ at: h.created_at, price: h.new_price }));
     chart.replaceChildren(priceChart(points, chart.clientWidth));

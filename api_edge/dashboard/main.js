@@ -7,6 +7,8 @@ import { $ } from "./dom.js";
 import { showConnection } from "./indicator.js";
 import { ItemView } from "./item.js";
 import { LiveClient } from "./live-client.js";
+import { OperationsView } from "./operations.js";
+import { OverviewStrip } from "./overview.js";
 import { Session } from "./session.js";
 import { DashboardState } from "./state.js";
 import { ItemTable } from "./table.js";
@@ -16,7 +18,13 @@ const APPROVAL_EVENTS = new Set([
   "price_change_approved",
   "price_change_rejected",
 ]);
-const VIEWS = { "#/alerts": "alerts", "#/approvals": "approvals", "#/audit": "audit" };
+const VIEWS = {
+  "#/alerts": "alerts",
+  "#/approvals": "approvals",
+  "#/audit": "audit",
+  "#/operations": "operations",
+};
+const ADMIN_VIEWS = new Set(["audit", "operations"]);
 
 const config = await (await fetch("config.json")).json();
 const session = new Session();
@@ -27,6 +35,8 @@ const feed = new AlertFeed(state);
 const approvals = new Approvals(api, session);
 const item = new ItemView(api);
 const audit = new AuditView(api);
+const overview = new OverviewStrip(api);
+const operations = new OperationsView(api);
 let live = null;
 let renewal = 0;
 const RENEW_LEAD_MS = 60000;
@@ -84,7 +94,7 @@ function route() {
   const hash = location.hash || "#/";
   const match = hash.match(/^#\/items\/(.+)$/);
   let name = match ? "item" : VIEWS[hash] || "items";
-  if (name === "audit" && !session.has("admin")) name = "items"; // the API would answer 403 anyway
+  if (ADMIN_VIEWS.has(name) && !session.has("admin")) name = "items"; // the API would answer 403 anyway
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
   for (const link of document.querySelectorAll("#nav a")) {
     link.classList.toggle("active", link.getAttribute("href") === hash);
@@ -94,6 +104,10 @@ function route() {
   if (name === "alerts") feed.render();
   if (name === "approvals") approvals.refresh();
   if (name === "audit") audit.show();
+  if (name === "items") overview.show();
+  else overview.hide();
+  if (name === "operations") operations.show();
+  else operations.hide();
 }
 
 function start() {
@@ -102,6 +116,7 @@ function start() {
   $("#logout").hidden = false;
   $("#who").textContent = session.subject;
   $("#nav-audit").hidden = !session.has("admin");
+  $("#nav-operations").hidden = !session.has("admin");
   live = new LiveClient({
     url: config.live_url,
     token: () => session.token,
@@ -125,6 +140,8 @@ function logout(message = "") {
   if (live) live.stop();
   live = null;
   session.token = null;
+  overview.hide();
+  operations.hide();
   for (const view of document.querySelectorAll(".view")) view.hidden = true;
   $("#nav").hidden = true;
   $("#logout").hidden = true;
