@@ -80,8 +80,9 @@ async def test_the_summary_agrees_with_the_edge_metrics_and_the_database(
         within=30,
         what="the workers to finish simulate's commands",
     )
-    assert await db.fetchval("SELECT count(*) FROM processed_commands WHERE actor = $1", actor) == (
-        summary["accepted"]
+    assert (
+        await db.fetchval("SELECT count(*) FROM processed_commands WHERE actor = $1", actor)
+        == (summary["accepted"])
     )
     assert summary["bad_records"] > 0
     assert summary["dead_lettered"] == summary["bad_records"]
