@@ -81,13 +81,13 @@ async def _add_user(username: str, password_hash: str, roles: list[str]) -> None
         await audit_repo.record(conn, audit)
 
 
-async def _add_key(key_id: str, digest: str, name: str, roles: list[str]) -> None:
+async def add_key(key_id: str, digest: str, name: str, roles: list[str]) -> None:
     async with _transaction() as conn:
         await auth_repo.add_api_key(conn, key_id, digest, name, roles)
         await audit_repo.record(conn, _audit("apikey.create", f"apikey:{key_id}", name=name, roles=roles))
 
 
-async def _revoke_key(key_id: str) -> bool:
+async def revoke_key(key_id: str) -> bool:
     async with _transaction() as conn:
         revoked = await auth_repo.revoke_api_key(conn, key_id)
         if revoked:  # a key already revoked (or unknown): nothing changed, nothing to record
@@ -136,7 +136,7 @@ def apikey_create(
     _issuing()
     roles = _roles(role)
     key_id, key, digest = new_api_key()
-    asyncio.run(_add_key(key_id, digest, name, roles))
+    asyncio.run(add_key(key_id, digest, name, roles))
     console.print(f"key id {key_id} ({name}, roles {', '.join(roles)}). Store it now, it is not shown again:")
     print(key)
 
@@ -154,7 +154,7 @@ def user_deactivate(username: Annotated[str, typer.Argument(help="Login name.")]
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key id printed at creation.")]) -> None:
     """Revoke an API key at once (every request with a key is checked in PostgreSQL)."""
-    if not asyncio.run(_revoke_key(key_id)):
+    if not asyncio.run(revoke_key(key_id)):
         console.print(f"no active key {key_id}")
         raise typer.Exit(1)
     console.print(f"key {key_id} revoked")

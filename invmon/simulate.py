@@ -31,6 +31,7 @@ from contracts.topics import STOCK_COMMANDS
 from infra.credentials import new_api_key, split_api_key
 from infra.kafka import raw_producer
 from infra.settings import Settings, get_settings
+from invmon.cli_auth import add_key, revoke_key
 
 SKU_PREFIX = "SIM-"
 CURRENCY = "EUR"
@@ -406,14 +407,12 @@ async def _with_key(
     `invmon apikey create`) and revoked when it ends."""
     if api_key:
         return await run(api_key)
-    from invmon.cli_auth import _add_key, _revoke_key
-
     key_id, key, digest = new_api_key()
-    await _add_key(key_id, digest, "invmon simulate", ["operator", "pricing"])
+    await add_key(key_id, digest, "invmon simulate", ["operator", "pricing"])
     try:
         return await run(key)
     finally:
-        await _revoke_key(key_id)
+        await revoke_key(key_id)
 
 
 def simulate_command(
