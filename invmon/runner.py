@@ -122,10 +122,12 @@ class Supervisor:
         self._children: list[Child] = []
         self._stop = asyncio.Event()
         self._signal: int | None = None
+        self._out_ok = True
 
     def _say(self, text: str) -> None:
-        self._out.write(f"{'run':<13}| {text}\n")
-        self._out.flush()
+        with contextlib.suppress(OSError):
+            self._out.write(f"{'run':<13}| {text}\n")
+            self._out.flush()
 
     def _on_signal(self, sig: int) -> None:
         if self._signal is not None:  # a second Ctrl-C: stop waiting
@@ -146,9 +148,15 @@ class Supervisor:
             if not raw:
                 return
             child.log.write(raw if raw.endswith(b"\n") else raw + b"\n")
-            shown = self._show(child.name, raw) + "\n" if self._show else raw.decode("utf-8", "replace")
-            self._out.write(shown)
-            self._out.flush()
+            if self._out_ok:
+                shown = self._show(child.name, raw) + "\n" if self._show else raw.decode("utf-8", "replace")
+                try:
+                    self._out.write(shown)
+                    self._out.flush()
+                except OSError:
+                    # The terminal or pipe went away: keep draining into the files, or a child blocks on a
+                    # full pipe.
+                    self._out_ok = False
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -179,7 +187,8 @@ class Supervisor:
         else:
             stop.cancel()
             first = next(exits[t] for t in done if t in exits)
-            returncode = first.process.returncode or 1
+            code = first.process.returncode or 1
+            returncode = 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + n
             forward = signal.SIGTERM
             self._say(f"{first.name} exited (rc={first.process.returncode}): stopping the others")
         for child in self._children:
@@ -191,7 +200,10 @@ class Supervisor:
                     child.signal(signal.SIGKILL)
             await self._all_gone(5.0)
         await asyncio.gather(*exits)
-        await asyncio.gather(*pumps, return_exceptions=True)
+        # A grandchild that left its group may still hold a pipe open: do not wait for it for ever.
+        _, stuck = await asyncio.wait(pumps, timeout=5.0)
+        for pump in stuck:
+            pump.cancel()
         for child in self._children:
             child.log.close()
             self._say(f"{child.name} stopped (rc={child.process.returncode})")
