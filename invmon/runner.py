@@ -3,7 +3,8 @@
 Each child gets a session (process group) of its own, so a signal reaches it and whatever it started,
 and the terminal's Ctrl-C reaches only this supervisor, which passes it on. SIGTERM or SIGINT is sent on to
 every group; after `grace` seconds whatever is left gets SIGKILL; then the supervisor exits. One process
-ending on its own stops the others too (as honcho did): a half-running pipeline is worse than none.
+ending on its own stops the others too (as honcho, which ran them before, did): half a pipeline is worse
+than none.
 
 Children always log JSON. Each line goes, as written, to <stack dir>/logs/processes/<name>.log (size
 bounded, one rotated file kept), which `invmon logs` reads; the terminal shows it through structlog's
