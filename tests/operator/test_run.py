@@ -152,12 +152,20 @@ def test_logs_follow_one_command_through_every_process(run: Run) -> None:
     run.wait_ready()
     token = user_token(run.ports["EDGE"], "run-logs-admin", "admin", "run-logs-admin-password-0123")
     sku = new_sku()
-    response = httpx.post(
-        f"http://127.0.0.1:{run.ports['EDGE']}/v1/items",
-        json={"sku": sku, "name": "Followed", "initial_quantity": 3},
+    edge = httpx.Client(
+        base_url=f"http://127.0.0.1:{run.ports['EDGE']}",
         headers={"Authorization": f"Bearer {token}"},
         timeout=10.0,
     )
+    # A webhook nobody listens on: the notifier's failed attempt is still a line of the command's.
+    subscription = {"kind": "webhook", "url": f"http://127.0.0.1:{_free_port()}/hook"}
+    response = edge.post(
+        "/v1/notifications/subscriptions",
+        json={"name": "followed", "event_types": ["item_registered"], "skus": [sku], "channel": subscription},
+    )
+    assert response.status_code == 201, response.text
+    response = edge.post("/v1/items", json={"sku": sku, "name": "Followed", "initial_quantity": 3})
+    edge.close()
     assert response.status_code == 202, response.text
     command_id = response.json()["command_id"]
 
@@ -167,7 +175,8 @@ def test_logs_follow_one_command_through_every_process(run: Run) -> None:
     def sources() -> set[object]:
         return {line.get("process") for line in followed()}
 
-    _wait(lambda: {"edge", "stock-worker", "outbox-relay"} <= sources(), f"lines of {command_id}")
+    every = {"edge", "stock-worker", "outbox-relay", "notifier"}
+    _wait(lambda: every <= sources(), f"lines of {command_id} from {every}")
     lines = followed()
     assert all(line["command_id"] == command_id for line in lines), lines
     by_process = {str(line["process"]): line for line in lines}
@@ -176,6 +185,8 @@ def test_logs_follow_one_command_through_every_process(run: Run) -> None:
     assert (recorded["event"], recorded["sku"]) == ("event_recorded", sku)
     published = by_process["outbox-relay"]
     assert (published["event"], published["event_id"]) == ("event_published", recorded["event_id"])
+    attempted = by_process["notifier"]
+    assert (attempted["event"], attempted["event_id"]) == ("delivery_attempt", recorded["event_id"])
     # The files hold JSON; the terminal (no TTY here) got the same JSON lines, each with its process.
     kept = _lines((run.stack_dir / "logs" / "processes" / "stock_worker.log").read_text())
     assert any(line.get("command_id") == command_id for line in kept)
