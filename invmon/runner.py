@@ -31,7 +31,8 @@ from invmon.stack.paths import StackPaths
 
 # One file per process stays under this size; the previous one is kept as <name>.log.1.
 LOG_MAX_BYTES = 20 * 1024 * 1024
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP: the terminal closed. The children, in sessions of their own, would not hear of it and stay behind.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def parse_procfile(text: str) -> dict[str, str]:
@@ -183,7 +184,8 @@ class Supervisor:
         done, _ = await asyncio.wait([stop, *exits], return_when=asyncio.FIRST_COMPLETED)
         returncode = 0
         if stop in done and self._signal is not None:
-            forward = self._signal
+            # The processes stop gracefully on SIGTERM and SIGINT; a hang-up means SIGTERM to them.
+            forward = signal.SIGTERM if self._signal == signal.SIGHUP else self._signal
             self._say(f"{signal.Signals(forward).name} received: stopping every process")
         else:
             stop.cancel()

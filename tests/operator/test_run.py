@@ -139,7 +139,9 @@ def _stop_leaves_nothing(run: Run, sig: int) -> None:
     assert _alive(seen, sessions) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
 def test_a_stop_signal_stops_every_process_and_leaves_nothing(run: Run, sig: int) -> None:
     _stop_leaves_nothing(run, sig)
 
