@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from invmon.logs import CommandFilter, Tail, read_all
+from invmon.logs import CommandFilter, Tail, follow, read_all
 from invmon.runner import SizeBoundedLog, console_renderer, parse_procfile
 
 
@@ -83,3 +83,14 @@ def test_the_console_shows_json_lines_for_a_person_and_other_lines_as_they_are()
     assert show("edge", b"Traceback (most recent call last):\n").endswith(
         "| Traceback (most recent call last):"
     )
+
+
+def test_follow_yields_new_lines_and_picks_up_a_process_file_that_appears_later(tmp_path: Path) -> None:
+    _write(tmp_path / "edge.log", {"timestamp": "T1", "event": "old"})
+    lines, tails = read_all(tmp_path)
+    assert [line["event"] for _, line in lines] == ["old"]
+    new = follow(tmp_path, tails, interval=0.0)
+    _write(tmp_path / "edge.log", {"timestamp": "T2", "event": "new"})
+    assert next(new) == ("edge", {"timestamp": "T2", "event": "new"})
+    _write(tmp_path / "notifier.log", {"timestamp": "T3", "event": "late"})
+    assert next(new) == ("notifier", {"timestamp": "T3", "event": "late"})
