@@ -10,7 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Metadata first, then the packages that pyproject's [tool.setuptools.packages.find] includes.
+# The pinned, hash-checked runtime dependencies first (a layer that changes only with the lock), then the
+# metadata and the packages that pyproject's [tool.setuptools.packages.find] includes.
+COPY requirements-runtime.lock ./
+RUN pip install --require-hashes -r requirements-runtime.lock
 COPY pyproject.toml README.md Procfile ./
 COPY contracts/ contracts/
 COPY workers/ workers/
@@ -19,7 +22,7 @@ COPY db/ db/
 COPY infra/ infra/
 COPY invmon/ invmon/
 
-RUN pip install . \
+RUN pip install --no-deps . \
     && rm -rf build ./*.egg-info \
     && useradd --system --uid 10001 --user-group --no-create-home --home-dir /app invmon
 

@@ -114,7 +114,9 @@ async def _send_batches(
 
 
 async def publish_command(clients: Clients, command: StockCommand | PriceCommand, topic: Topic) -> None:
-    """Publish one command; its id goes on the request's access line (no log line of its own)."""
+    """Publish one command; its id goes on the request's access line (no log line of its own). Bound for
+    the request's task, the id and sku also reach every other line it logs (`invmon logs --command-id`)."""
+    structlog.contextvars.bind_contextvars(command_id=str(command.command_id), sku=command.sku)
     try:
         await send_all(clients, topic, [command])
     except (KafkaError, OSError, TimeoutError) as error:

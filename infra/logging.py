@@ -81,10 +81,13 @@ _SHARED: list[structlog.types.Processor] = [
 ]
 
 
-def configure_logging(process: str, level: str = "INFO", *, json: bool = True) -> None:
-    """Configure once per process, from its entry module. Binds `process` to every line."""
+def configure_logging(process: str, level: str = "INFO", *, json: bool | None = True) -> None:
+    """Configure once per process, from its entry module. Binds `process` to every line. `json=None`:
+    JSON unless stdout is a terminal, where a person reads coloured console lines."""
+    if json is None:
+        json = not sys.stdout.isatty()
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=True)
     )
     structlog.configure(
         processors=[

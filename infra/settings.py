@@ -257,7 +257,11 @@ class Settings(BaseSettings):
         10000, ge=1, description="Most rows in one subscribe snapshot (more: `truncated` is true)."
     )
     log_level: str = Field("INFO", description="Log level of every process.")
-    log_json: bool = Field(True, description="Log JSON lines (false: human-readable console lines).")
+    log_json: bool | None = Field(
+        None,
+        description="Log JSON lines (true) or coloured human-readable lines (false); unset: console lines "
+        "when stdout is a terminal, JSON otherwise.",
+    )
 
     # Local stack (used by `invmon stack`, not by the pipeline processes).
     stack_dir: Path = Field(Path(".stack"), description="Folder that holds the local stack's state and logs.")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +16,7 @@ from invmon import dlq
 from invmon.cli_auth import apikey_app, user_app
 from invmon.cli_stack import stack_app
 from invmon.dlq import DeadLetter
+from invmon.logs import logs
 from invmon.metrics_docs import docs_app
 from invmon.simulate import simulate_command
 from invmon.status import status_command
@@ -36,6 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(docs_app, name="docs")
 app.command("status")(status_command)
+app.command("logs")(logs)
 console = Console(highlight=False)
 
 
@@ -139,14 +138,18 @@ def seed() -> None:
 @app.command()
 def run(
     procfile: Annotated[Path, typer.Option(help="Procfile naming the processes.")] = Path("Procfile"),
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds the processes get to stop after SIGTERM/SIGINT.")
+    ] = 20.0,
 ) -> None:
-    """Start every process of the Procfile (edge, workers, relay) against the configured stack."""
+    """Start every process of the Procfile (edge, workers, relay) against the configured stack.
+    SIGTERM or SIGINT stops them all; their logs also go to <stack dir>/logs/processes/."""
+    from invmon import runner
+
     if not procfile.is_file():
         console.print(f"[red]no Procfile at {procfile}[/red]")
         raise typer.Exit(2)
-    # honcho runs each Procfile line with this interpreter's environment.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "honcho", "-f", str(procfile), "start"], env=env))
+    raise typer.Exit(runner.run(get_settings(), procfile, grace))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+import orjson
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,6 +45,15 @@ DISABLED = Counter("invmon_notify_endpoints_disabled_total", "Subscriptions the 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _command_id(payload: str) -> str | None:
+    """The command that caused the event, for the log lines (`invmon logs --command-id`)."""
+    try:
+        found = orjson.loads(payload).get("command_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 class Dispatcher:
@@ -123,7 +133,12 @@ class Dispatcher:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _deliver(self, d: Due) -> None:
-        log_ctx = {"event_id": str(d.event_id), "sku": d.sku, "subscription_id": str(d.subscription_id)}
+        log_ctx = {
+            "event_id": str(d.event_id),
+            "command_id": _command_id(d.payload),
+            "sku": d.sku,
+            "subscription_id": str(d.subscription_id),
+        }
         if not d.enabled:
             async with self._engine.connect() as conn:
                 await notify_repo.fail_disabled(await command_log.driver(conn), d.id)
