@@ -25,6 +25,7 @@ from api_edge import (
     commands,
     dashboard,
     docs,
+    exports,
     health,
     notifications,
     price_commands,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         notifications,
         admin,
         audit,
+        exports,
         health,
         asyncapi,
     ):
