@@ -112,7 +112,7 @@ async def test_category_ndjson_by_accept_header_and_time_range(
     assert len(rows) == 3
     assert all(tuple(r) == LEDGER.names for r in rows)
     assert all(isinstance(r["delta"], int) for r in rows)
-    assert [(r["created_at"], r["id"]) for r in rows] == sorted((r["created_at"], r["id"]) for r in rows)  # type: ignore[type-var]
+    assert [(r["created_at"], r["id"]) for r in rows] == sorted((r["created_at"], r["id"]) for r in rows)
 
     # `from` is inclusive, `until` exclusive: the second row's instant splits the export in two.
     split = str(rows[1]["created_at"])
