@@ -106,7 +106,7 @@ def _example(shape: exports.Shape, sample: list[Any]) -> dict[str, Any]:
 
 _LEDGER_SAMPLE = [
     1, "2026-01-05T09:30:00.000000Z", "0b9a4a52-6d0e-4a43-9a57-0e6f3e6f61a1", "ABC-123", 10, 0, 10, 0,
-    "received", "user:alice",
+    "receive_stock", "user:alice",
 ]  # fmt: skip
 _PRICE_SAMPLE = [
     1, "2026-01-05T09:30:00.000000Z", "5e0c2f7e-3b1a-4e44-8a57-1c5f4a3d2b10",

@@ -14,6 +14,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -133,4 +134,11 @@ def restore(source: Path, target_url: str, *, clean: bool = False) -> None:
     cmd += ["--no-owner", "--no-privileges"]
     if clean:
         cmd += ["--clean", "--if-exists"]
-    _run([*cmd, str(source)], conn, "pg_restore")
+    with tempfile.TemporaryDirectory() as tmp:
+        toc = Path(tmp) / "toc.list"
+        _run([tool("pg_restore"), "--list", "--file", str(toc), str(source)], conn, "pg_restore --list")
+        # An extension a superuser already made in the target (btree_gist, by the stack manager or an init
+        # job) belongs to them: its COMMENT would fail the restore, and only the comment is lost.
+        entries = toc.read_text().splitlines()
+        toc.write_text("\n".join(e for e in entries if " COMMENT - EXTENSION " not in e) + "\n")
+        _run([*cmd, "--use-list", str(toc), str(source)], conn, "pg_restore")

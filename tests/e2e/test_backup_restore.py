@@ -99,6 +99,13 @@ async def fresh_database(stack: Settings) -> AsyncIterator[str]:
     try:
         owner = stack.database_url.split("://", 1)[1].split(":", 1)[0]
         await admin.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+        # As the stack manager and compose's init provision a database: btree_gist made by the superuser
+        # (so it is not the restoring role's to comment on).
+        ext = await asyncpg.connect(host=socket_dir, port=stack.postgres_port, user="postgres", database=name)
+        try:
+            await ext.execute("CREATE EXTENSION btree_gist")
+        finally:
+            await ext.close()
         yield stack.database_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
