@@ -243,3 +243,20 @@ async def test_a_million_rows_stream_at_constant_rss(
         f"during (MiB, 20 samples): {mib}; peak growth {growth / 2**20:.1f} MiB"
     )
     assert growth < RSS_GROWTH_LIMIT, mib
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--from", "2026-01-01T00:00:00"],  # no timezone
+        ["--sku", "A-1", "--category", "tools"],
+        ["--from", "2026-02-01T00:00:00Z", "--until", "2026-01-01T00:00:00Z"],
+        ["--format", "xml"],
+        ["--sku", "not a sku!"],
+    ],
+)
+def test_cli_refuses_bad_input_before_writing(args: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "export.csv"
+    result = CliRunner().invoke(app, ["export", "ledger", *args, "--output", str(out)])
+    assert result.exit_code == 2, result.output
+    assert not out.exists()
