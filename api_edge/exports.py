@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api_edge.auth import require
 from api_edge.problems import Problem
@@ -127,11 +128,44 @@ async def _stream(
                 yield export_format.encode(fmt, shape.names, rows)
 
 
+# Per edge process, below the engine's pool (5 + 5 overflow): however many exports are asked for, the reads
+# and the command status checks keep connections.
+MAX_RUNNING_EXPORTS = 2
+RETRY_AFTER_S = 10
+
+
+class _ExportResponse(StreamingResponse):
+    """Frees its export slot however the response ends: streamed to the end, failed, or abandoned by a
+    client that went away (even before the first chunk, when the body's generator never started)."""
+
+    def __init__(
+        self, c: Clients, content: AsyncIterator[bytes], media_type: str, headers: dict[str, str]
+    ) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._clients = c
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._clients.exports_running -= 1
+
+
 def _response(
     c: Clients, kind: exports.ExportKind, f: exports.ExportFilter, fmt: ExportFormat
 ) -> StreamingResponse:
+    if c.exports_running >= MAX_RUNNING_EXPORTS:
+        raise Problem(
+            503,
+            "Too many exports running",
+            f"this edge streams at most {MAX_RUNNING_EXPORTS} exports at once; retry later",
+            type_="/problems/exports-busy",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    c.exports_running += 1
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return StreamingResponse(
+    return _ExportResponse(
+        c,
         _stream(c, exports.SHAPES[kind], f, fmt),
         media_type=export_format.MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{kind}-{stamp}.{fmt}"'},

@@ -24,6 +24,7 @@ from db.exports import LEDGER, PRICE_HISTORY
 from infra.settings import Settings
 from invmon.cli import app
 from tests.e2e.support import new_sku, user_token, wait_for_status
+from tests.integration.helpers import wait_until
 from tests.processes import Process
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
@@ -188,6 +189,53 @@ async def test_cli_writes_the_same_bytes_as_the_edge(
         assert served.content.count(b"\n") >= 2
 
 
+async def insert_ledger_rows(db: asyncpg.Connection, sku: str, count: int) -> None:
+    """`count` ledger rows of `sku`, one a second up to now, made by PostgreSQL itself (seconds for 1M)."""
+    await db.execute(
+        """
+        INSERT INTO stock_ledger (command_id, sku, delta, reserved_delta, reason, actor, on_hand_after,
+                                  reserved_after, created_at)
+        SELECT gen_random_uuid(), $1, 1, 0, 'receive_stock', 'user:export-test', n, 0,
+               now() - interval '1 second' * ($2 - n)
+        FROM generate_series(1, $2) AS n
+        """,
+        sku,
+        count,
+    )
+
+
+async def test_exports_per_edge_are_bounded_and_an_abandoned_one_frees_its_slot(
+    viewer: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """Each export holds a pooled connection while it streams: a third concurrent one gets 503 instead of
+    starving the edge's reads, and clients that go away mid-stream give their slots back."""
+    sku = new_sku()
+    await insert_ledger_rows(db, sku, 300_000)  # ~30 MB of CSV: more than the sockets buffer
+    url, params = "/v1/exports/ledger", {"sku": sku}
+    try:
+        async with (
+            viewer.stream("GET", url, params=params) as first,
+            viewer.stream("GET", url, params=params) as second,
+        ):
+            assert (first.status_code, second.status_code) == (200, 200)
+            busy = await viewer.get(url, params=params)
+            assert busy.status_code == 503, busy.text[:200]
+            assert busy.headers["content-type"] == PROBLEM_JSON
+            assert busy.headers["retry-after"] == "10"
+        # Both left unread and closed: once the edge notices the disconnects, two can run at once again.
+
+        async def two_at_once() -> tuple[int, int]:
+            async with (
+                viewer.stream("GET", url, params=params) as a,
+                viewer.stream("GET", url, params=params) as b,
+            ):
+                return a.status_code, b.status_code
+
+        await wait_until(two_at_once, lambda codes: codes == (200, 200), within=15, what="free export slots")
+    finally:
+        await db.execute("DELETE FROM stock_ledger WHERE sku = $1", sku)
+
+
 EXPORT_ROWS = 1_000_000
 RSS_GROWTH_LIMIT = 20 * 1024 * 1024
 
@@ -198,17 +246,7 @@ async def test_a_million_rows_stream_at_constant_rss(
     """The edge's RSS while it streams 1,000,000 ledger rows stays within 20 MB of its RSS before the
     request (a buffered export would grow by the whole file and more, hundreds of MB)."""
     sku = new_sku()
-    await db.execute(
-        """
-        INSERT INTO stock_ledger (command_id, sku, delta, reserved_delta, reason, actor, on_hand_after,
-                                  reserved_after, created_at)
-        SELECT gen_random_uuid(), $1, 1, 0, 'receive_stock', 'user:rss-test', n, 0,
-               now() - interval '1 second' * ($2 - n)
-        FROM generate_series(1, $2) AS n
-        """,
-        sku,
-        EXPORT_ROWS,
-    )
+    await insert_ledger_rows(db, sku, EXPORT_ROWS)
     edge = psutil.Process(pipeline["edge"].popen.pid)
     baseline = edge.memory_info().rss
     samples: list[int] = []
