@@ -84,11 +84,15 @@ def backup(url: str, output: Path) -> None:
     dump never leaves a file that looks like a backup)."""
     conn = Conninfo.from_url(url)
     partial = output.with_name(output.name + ".partial")
-    _run(
-        [tool("pg_dump"), *conn.args(), "--format=custom", "--file", str(partial), conn.database],
-        conn,
-        "pg_dump",
-    )
+    try:
+        _run(
+            [tool("pg_dump"), *conn.args(), "--format=custom", "--file", str(partial), conn.database],
+            conn,
+            "pg_dump",
+        )
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(output)
 
 

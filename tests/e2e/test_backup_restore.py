@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -18,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.settings import Settings
+from invmon.backup import BackupError, backup, restore
 from invmon.cli import app
 from invmon.stack.paths import StackPaths
 from tests.e2e.support import new_sku, wait_for_status
@@ -196,3 +198,19 @@ async def test_backup_restore_drill_at_volume(
     tmp_path: Path,
 ) -> None:
     await drill(edge, stack, db, fresh_database, tmp_path, skus=20, rounds=15)
+
+
+def test_a_failed_backup_leaves_no_file_and_shows_no_password(stack: Settings, tmp_path: Path) -> None:
+    parts = urlsplit(stack.database_url)
+    secret = "not-the-password-7f3a"
+    wrong = parts._replace(netloc=f"{parts.username}:{secret}@{parts.hostname}:{parts.port}").geturl()
+    output = tmp_path / "invmon.dump"
+    with pytest.raises(BackupError, match="password authentication failed") as failed:
+        backup(wrong, output)
+    assert secret not in str(failed.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_restore_of_a_missing_file_is_refused(stack: Settings, tmp_path: Path) -> None:
+    with pytest.raises(BackupError, match="no backup file"):
+        restore(tmp_path / "nothing.dump", stack.database_url)
