@@ -25,6 +25,7 @@ from api_edge import (
     commands,
     dashboard,
     docs,
+    exports,
     health,
     notifications,
     operations,
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         operations,
         overview,
         audit,
+        exports,
         health,
         asyncapi,
     ):

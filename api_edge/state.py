@@ -27,6 +27,8 @@ class Clients:
     hub: LiveHub
     limits: RateLimits
     producer: AIOKafkaProducer  # publishes every command: per-record futures, no per-call overhead
+    # Exports streaming now (api_edge/exports.py); each holds a pooled connection for its whole run.
+    exports_running: int = 0
 
 
 def clients(conn: HTTPConnection) -> Clients:

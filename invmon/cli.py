@@ -16,6 +16,7 @@ from invmon import dlq
 from invmon.cli_auth import apikey_app, user_app
 from invmon.cli_stack import stack_app
 from invmon.dlq import DeadLetter
+from invmon.export import export_app
 from invmon.logs import logs
 from invmon.metrics_docs import docs_app
 from invmon.simulate import simulate_command
@@ -26,6 +27,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.command("simulate")(simulate_command)
+app.add_typer(export_app, name="export")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-letter topics: list and replay.", no_args_is_help=True)
@@ -54,6 +56,45 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, 
 
     downgrade(get_settings().database_url, revision)
     console.print(f"database at {revision}")
+
+
+@db_app.command("backup")
+def db_backup(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Backup file to write (pg_dump custom format).")
+    ],
+) -> None:
+    """Back up the database with pg_dump (custom format, -Fc); restore it with `invmon db restore`."""
+    from invmon.backup import BackupError, backup
+
+    try:
+        backup(get_settings().database_url, output)
+    except BackupError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"backup written to {output} ({output.stat().st_size} bytes)")
+
+
+@db_app.command("restore")
+def db_restore(
+    source: Annotated[Path, typer.Argument(help="A file written by `invmon db backup`.")],
+    target_url: Annotated[
+        str | None,
+        typer.Option("--target-url", help="Database to restore into (default: INVMON_DATABASE_URL)."),
+    ] = None,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Allow a non-empty target: drop what the backup holds first.")
+    ] = False,
+) -> None:
+    """Restore a backup into an empty database (pg_restore, one transaction); then let the workers replay."""
+    from invmon.backup import BackupError, restore
+
+    try:
+        restore(source, target_url or get_settings().database_url, clean=clean)
+    except BackupError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"restored {source}")
 
 
 @topics_app.command("create")

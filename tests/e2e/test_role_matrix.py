@@ -147,6 +147,8 @@ def test_roles_are_derived_from_the_routes(stack: Settings) -> None:
     assert roles[("GET", "/v1/admin/audit")] == {"admin"}  # declared on the router
     assert roles[("POST", "/v1/items/{sku}/prices")] == {"pricing"}  # declared by CommandRouter
     assert roles[("GET", "/v1/items")] == {"viewer"}  # declared on the endpoint
+    assert roles[("GET", "/v1/exports/ledger")] == {"viewer"}  # streamed responses are covered too
+    assert roles[("GET", "/v1/exports/price-history")] == {"viewer"}
     assert roles[("POST", "/v1/auth/token")] == set()
 
 
