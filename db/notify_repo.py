@@ -43,6 +43,7 @@ class NewDelivery(NamedTuple):
     sku: str
     item_name: str | None
     payload: str  # the event's JSON text
+    event_at: datetime | None = None  # the partition key: the event's own time (now() when unknown)
 
 
 async def insert_deliveries(pg: asyncpg.Connection, rows: Sequence[NewDelivery]) -> int:
@@ -52,11 +53,15 @@ async def insert_deliveries(pg: asyncpg.Connection, rows: Sequence[NewDelivery])
     inserted = await pg.fetch(
         """
         INSERT INTO notification_deliveries
-            (event_id, subscription_id, event_type, sku, item_name, payload, next_attempt_at)
-        SELECT e, s, t, k, n, p::jsonb, now()
-        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
-             AS r(e, s, t, k, n, p)
-        ON CONFLICT (event_id, subscription_id) DO NOTHING
+            (event_id, subscription_id, event_type, sku, item_name, payload, next_attempt_at, event_at)
+        SELECT e, s, t, k, n, p::jsonb, now(), coalesce(a, now())
+        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::timestamptz[]) AS r(e, s, t, k, n, p, a)
+        -- The unique key includes the partition key; the look-up also finds a claim in another partition.
+        WHERE NOT EXISTS (
+            SELECT 1 FROM notification_deliveries d WHERE d.event_id = r.e AND d.subscription_id = r.s
+        )
+        ON CONFLICT (event_id, subscription_id, event_at) DO NOTHING
         RETURNING id
         """,
         *(list(column) for column in zip(*rows, strict=True)),
