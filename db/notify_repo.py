@@ -140,14 +140,15 @@ async def claim_due(pg: asyncpg.Connection, limit: int, lease_s: float) -> list[
     rows = await pg.fetch(
         """
         WITH due AS (
-            SELECT id FROM notification_deliveries
+            SELECT id, event_at FROM notification_deliveries
             WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
         )
         UPDATE notification_deliveries d
         SET next_attempt_at = clock_timestamp() + make_interval(secs => $2)
         FROM due, notification_subscriptions s
-        WHERE d.id = due.id AND s.id = d.subscription_id
+        -- The whole primary key (id, event_at): one index probe per partition, not a scan of ids.
+        WHERE d.id = due.id AND d.event_at = due.event_at AND s.id = d.subscription_id
         RETURNING d.id, d.event_id, d.event_type, d.sku, d.item_name, d.payload::text AS payload,
                   d.attempts, d.attempts_in_round, d.subscription_id, s.kind, s.url, s.secret,
                   CASE WHEN s.previous_secret_valid_until > clock_timestamp() THEN s.previous_secret END

@@ -46,6 +46,14 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     )
 
 
+@db_app.command("retention")
+def db_retention() -> None:
+    """Per partitioned table: size, partitions, oldest row, rows in DEFAULT and the next drop."""
+    from invmon import retention
+
+    console.print(retention.render(asyncio.run(retention.collect(get_settings()))))
+
+
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")]) -> None:
     """Revert Alembic migrations down to REVISION."""

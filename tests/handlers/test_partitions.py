@@ -294,7 +294,7 @@ async def test_a_command_id_is_applied_once_across_partitions(
 
     await apply_claiming(engine, session, [registered, first], now)
     again = await apply_claiming(engine, session, [first], now)
-    later = await apply_claiming(engine, session, [resent], now + timedelta(days=1))
+    later = await apply_claiming(engine, session, [resent], now)
     assert [c.command_id for c in again.duplicates] == [receive_id]
     assert [c.command_id for c in later.duplicates] == [receive_id]
     assert await db.fetchval("SELECT stock_quantity FROM items WHERE sku = $1", sku) == 6
@@ -331,3 +331,18 @@ def test_the_retention_check_wants_the_topic_retention_plus_a_margin(stack: Sett
     assert "at least 665280" in (processed_retention_problem(short, "t", week) or "")
     assert "for ever" in (processed_retention_problem(short, "t", {"t": {"retention.ms": "-1"}}) or "")
     assert processed_retention_problem(short, "t", {}) is None  # no topic yet
+
+
+def test_db_retention_shows_every_partitioned_table(stack: Settings) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "invmon.cli", "db", "retention"],
+        env={**os.environ, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for table in TABLES:
+        assert f"│ {table} " in done.stdout, done.stdout
+    assert "never (archive old months with DETACH PARTITION)" in done.stdout
