@@ -229,16 +229,22 @@ async def maintain_table(pg: asyncpg.Connection, policy: Policy, now: datetime, 
             report.in_default[policy.table] = count
 
 
-async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime) -> RoundReport:
-    """One round over every partitioned table, in the caller's transaction. Each table in a savepoint: a
-    table whose lock cannot be had now (lock_timeout) waits for the next round, the others go on."""
-    await pg.execute("SET LOCAL TimeZone = 'UTC'")
-    await pg.execute("SET LOCAL lock_timeout = '2s'")
+async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime | None = None) -> RoundReport:
+    """One round over every partitioned table, each table in a short transaction of its own under the
+    advisory lock (another process holding it is doing that table now): no lock on one table is held while
+    waiting for another, which a worker's batch could hold in the other order. A table whose lock cannot be
+    had within lock_timeout waits for the next round; the others go on. `now`: the database's clock unless
+    given (tests move it)."""
     report = RoundReport([], [], {})
     for policy in policies(settings):
         try:
             async with pg.transaction():
-                await maintain_table(pg, policy, now, report)
+                await pg.execute("SET LOCAL TimeZone = 'UTC'")
+                await pg.execute("SET LOCAL lock_timeout = '2s'")
+                if not await pg.fetchval("SELECT pg_try_advisory_xact_lock($1)", MAINTENANCE_LOCK_KEY):
+                    continue
+                at = now if now is not None else await pg.fetchval("SELECT now()")
+                await maintain_table(pg, policy, at, report)
         except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as error:
             log.warning("partition_maintenance_deferred", table=policy.table, error=repr(error))
     if report.created or report.dropped:
@@ -250,13 +256,11 @@ async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime) ->
 
 
 async def maintain_now(settings: Settings) -> RoundReport:
-    """One round on a connection of its own (after `invmon db upgrade`, so the ranges exist before any
-    worker starts), under the same advisory lock as the workers' rounds."""
+    """One round on a connection of its own: `invmon db upgrade` runs it, so the ranges exist before any
+    worker starts."""
     dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     pg = await asyncpg.connect(dsn)
     try:
-        async with pg.transaction():
-            await pg.execute("SELECT pg_advisory_xact_lock($1)", MAINTENANCE_LOCK_KEY)
-            return await maintain(pg, settings, await pg.fetchval("SELECT now()"))
+        return await maintain(pg, settings)
     finally:
         await pg.close()

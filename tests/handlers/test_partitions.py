@@ -161,8 +161,7 @@ async def names(pg: asyncpg.Connection, table: str) -> set[str]:
 
 
 async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime) -> partitions.RoundReport:
-    async with pg.transaction():
-        return await partitions.maintain(pg, settings, now)
+    return await partitions.maintain(pg, settings, now)
 
 
 async def test_expired_partitions_are_dropped_but_never_a_needed_row(scratch: str, stack: Settings) -> None:
