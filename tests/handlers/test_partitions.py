@@ -20,9 +20,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER, StockCommand
+from contracts.topics import ALL_TOPICS, EVENTS, PRICE_COMMANDS, STOCK_COMMANDS
 from db import migrate, partitions
 from db.engine import make_engine
+from infra.kafka import read_topic_configs
 from infra.settings import Settings
+from invmon.stack import kafka_admin
 from invmon.stack.paths import StackPaths
 from invmon.stack.postgres import SUPERUSER
 from workers.pipeline.batch import apply_claiming
@@ -345,3 +348,23 @@ def test_db_retention_shows_every_partitioned_table(stack: Settings) -> None:
     for table in TABLES:
         assert f"│ {table} " in done.stdout, done.stdout
     assert "never (archive old months with DETACH PARTITION)" in done.stdout
+
+
+async def test_topics_create_sets_the_command_topics_retention(stack: Settings) -> None:
+    """The retention processed ids must outlive is the project's setting, re-applied to existing topics."""
+    names = [STOCK_COMMANDS.name, PRICE_COMMANDS.name, EVENTS.name]
+    try:
+        await kafka_admin.create(stack.kafka_bootstrap, list(ALL_TOPICS), stack.kafka_partitions, 1, 3600)
+        configs = await read_topic_configs(stack.kafka_bootstrap, names)
+        assert [configs[n]["retention.ms"] for n in names[:2]] == ["3600000", "3600000"]
+        assert configs[EVENTS.name]["retention.ms"] != "3600000"
+    finally:
+        await kafka_admin.create(
+            stack.kafka_bootstrap,
+            list(ALL_TOPICS),
+            stack.kafka_partitions,
+            1,
+            stack.command_topic_retention_s,
+        )
+    configs = await read_topic_configs(stack.kafka_bootstrap, names)
+    assert configs[STOCK_COMMANDS.name]["retention.ms"] == str(stack.command_topic_retention_s * 1000)
