@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -131,6 +131,22 @@ def expired(policy: Policy, existing: Sequence[Partition], now: datetime) -> lis
     return sorted(old, key=lambda p: p.upper or cutoff)
 
 
+def mis_spanned(policy: Policy, existing: Sequence[Partition], now: datetime) -> list[Partition]:
+    """Current or future partitions of another span than the setting's (it changed): `maintain` recreates
+    them at the new span if they are still empty, so a shorter span takes effect now rather than after
+    the ranges made ahead at the old one (a soak shortens them)."""
+    if policy.span_s == MONTH:
+        return []
+    return [
+        p
+        for p in existing
+        if p.lower is not None
+        and p.upper is not None
+        and p.upper > now
+        and (floor(p.upper, policy.span_s) != p.upper or (p.upper - p.lower).total_seconds() > policy.span_s)
+    ]
+
+
 _BOUND = re.compile(r"FROM \((.+?)\) TO \((.+?)\)")
 
 
@@ -208,12 +224,22 @@ class RoundReport:
     created: list[str]
     dropped: list[str]
     in_default: dict[str, int]
+    respanned: list[str] = field(default_factory=list)  # empty partitions of an old span, recreated
 
 
 async def maintain_table(pg: asyncpg.Connection, policy: Policy, now: datetime, report: RoundReport) -> None:
     if not await pg.fetchval("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)", policy.table):
         return  # a database below revision 0010
     existing = await partitions(pg, policy.table)
+    respanned = False
+    for partition in mis_spanned(policy, existing, now):
+        await pg.execute(f"LOCK TABLE {partition.name} IN ACCESS EXCLUSIVE MODE")
+        if not await pg.fetchval(f"SELECT EXISTS (SELECT 1 FROM {partition.name})"):
+            await pg.execute(f"DROP TABLE {partition.name}")
+            report.respanned.append(partition.name)
+            respanned = True
+    if respanned:
+        existing = await partitions(pg, policy.table)
     default = next((p.name for p in existing if p.default), None)
     for span in to_create(policy, existing, now):
         await create(pg, policy, span, default)
@@ -247,8 +273,13 @@ async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime | N
                 await maintain_table(pg, policy, at, report)
         except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as error:
             log.warning("partition_maintenance_deferred", table=policy.table, error=repr(error))
-    if report.created or report.dropped:
-        log.info("partitions_maintained", created=report.created, dropped=report.dropped)
+    if report.created or report.dropped or report.respanned:
+        log.info(
+            "partitions_maintained",
+            created=report.created,
+            dropped=report.dropped,
+            respanned=report.respanned,
+        )
     for table, count in report.in_default.items():
         # Keys outside every range: a sender's clock far off, or a gap while maintenance did not run.
         log.warning("rows_in_default_partition", table=table, rows=count)

@@ -265,6 +265,36 @@ async def test_an_insert_beyond_every_range_lands_in_default_and_moves_into_its_
         await pg.close()
 
 
+async def test_a_shorter_span_takes_effect_at_once_on_empty_partitions(scratch: str, stack: Settings) -> None:
+    """Ranges made ahead at the old span (a day) are recreated at the new one (a minute) while empty; one
+    that holds rows stays, and the new span starts after it."""
+    await asyncio.to_thread(migrate.upgrade, scratch, "head")
+    pg = await asyncpg.connect(_dsn(scratch))
+    try:
+        now = await pg.fetchval("SELECT now()")
+        await maintain(pg, stack, now)  # the defaults: daily processed_commands partitions
+        await maintain(pg, small(stack), now)
+        spans = {
+            (p.upper - p.lower).total_seconds()
+            for p in await partitions.partitions(pg, "processed_commands")
+            if p.lower is not None and p.upper is not None and p.upper > now + timedelta(seconds=60)
+        }
+        assert spans == {60.0}
+        # Rows in the outbox's current partition keep it; the minutes start where it ends.
+        await maintain(pg, stack, now)  # hourly again (off the minute grid: recreated)
+        await pg.execute(
+            "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at)"
+            " VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{}', $1)",
+            now,
+        )
+        report = await maintain(pg, small(stack), now)
+        holding = await pg.fetchval("SELECT tableoid::regclass::text FROM outbox")
+        assert holding not in report.respanned
+        assert holding in await names(pg, "outbox")
+    finally:
+        await pg.close()
+
+
 @pytest.fixture
 async def engine(stack: Settings) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(stack.database_url, pool_size=1, pre_ping=False)

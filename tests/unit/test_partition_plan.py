@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from db.partitions import MONTH, Partition, Policy, expired, next_boundary, parse_bound, to_create
+from db.partitions import (
+    MONTH,
+    Partition,
+    Policy,
+    expired,
+    mis_spanned,
+    next_boundary,
+    parse_bound,
+    to_create,
+)
 from invmon.retention import next_drop
 
 NOW = datetime(2026, 12, 31, 22, 30, tzinfo=UTC)
@@ -55,3 +64,18 @@ def test_the_next_drop_names_the_oldest_partition_and_its_time() -> None:
     p = Partition("outbox_p1", NOW - timedelta(hours=2), NOW - timedelta(hours=1))
     assert next_drop(HOURLY, [p], NOW) == "outbox_p1 at 2027-01-01 03:30"
     assert "never" in next_drop(Policy("stock_ledger", "created_at", MONTH, None), [p], NOW)
+
+
+def test_current_and_future_partitions_of_another_span_are_recreated_at_the_new_one() -> None:
+    day = Partition("d", datetime(2026, 12, 31, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    past = Partition("p", datetime(2026, 12, 30, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC))
+    after_legacy = Partition(
+        "l", datetime(2026, 12, 31, 22, 10, 3, tzinfo=UTC), datetime(2026, 12, 31, 23, tzinfo=UTC)
+    )
+    assert [p.name for p in mis_spanned(HOURLY, [past, day, after_legacy], NOW)] == ["d"]
+    minute = Policy("outbox", "created_at", 60, 120)
+    ok = Partition(
+        "m", datetime(2026, 12, 31, 22, 30, tzinfo=UTC), datetime(2026, 12, 31, 22, 31, tzinfo=UTC)
+    )
+    assert mis_spanned(minute, [ok], NOW) == []
+    assert [p.name for p in mis_spanned(HOURLY, [ok], NOW)] == ["m"]  # back to hours: off the grid
