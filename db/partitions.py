@@ -203,6 +203,17 @@ async def create(pg: asyncpg.Connection, policy: Policy, span: Range, default: s
     await pg.execute(f"CREATE TABLE {name} PARTITION OF {policy.table} FOR VALUES {bounds}")
 
 
+async def purge_expired_outliers(
+    pg: asyncpg.Connection, policy: Policy, default: str, cutoff: datetime
+) -> int:
+    """DEFAULT is never dropped, and rows keyed before every range (a sender's clock far behind) stay there:
+    once expired and no longer needed they are deleted, the one DELETE retention makes. DEFAULT only ever
+    holds such outliers, so this stays small; without it they would grow for ever."""
+    needed = f" AND NOT ({policy.needed})" if policy.needed is not None else ""
+    status = await pg.execute(f"DELETE FROM {default} WHERE {policy.key} < $1{needed}", cutoff)
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def drop_if_unneeded(
     pg: asyncpg.Connection, policy: Policy, partition: Partition, cutoff: datetime
 ) -> bool:
@@ -225,6 +236,7 @@ class RoundReport:
     dropped: list[str]
     in_default: dict[str, int]
     respanned: list[str] = field(default_factory=list)  # empty partitions of an old span, recreated
+    purged: dict[str, int] = field(default_factory=dict)  # expired rows deleted from DEFAULT
 
 
 async def maintain_table(pg: asyncpg.Connection, policy: Policy, now: datetime, report: RoundReport) -> None:
@@ -249,6 +261,8 @@ async def maintain_table(pg: asyncpg.Connection, policy: Policy, now: datetime, 
         for partition in expired(policy, existing, now):
             if await drop_if_unneeded(pg, policy, partition, cutoff):
                 report.dropped.append(partition.name)
+        if default is not None and (purged := await purge_expired_outliers(pg, policy, default, cutoff)):
+            report.purged[policy.table] = purged
     if default is not None:
         count = int(await pg.fetchval(f"SELECT count(*) FROM (SELECT 1 FROM {default} LIMIT 10000) d"))
         if count:
@@ -273,12 +287,13 @@ async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime | N
                 await maintain_table(pg, policy, at, report)
         except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as error:
             log.warning("partition_maintenance_deferred", table=policy.table, error=repr(error))
-    if report.created or report.dropped or report.respanned:
+    if report.created or report.dropped or report.respanned or report.purged:
         log.info(
             "partitions_maintained",
             created=report.created,
             dropped=report.dropped,
             respanned=report.respanned,
+            purged_from_default=report.purged,
         )
     for table, count in report.in_default.items():
         # Keys outside every range: a sender's clock far off, or a gap while maintenance did not run.

@@ -265,6 +265,40 @@ async def test_an_insert_beyond_every_range_lands_in_default_and_moves_into_its_
         await pg.close()
 
 
+async def test_expired_rows_keyed_before_every_range_leave_default_unless_still_needed(
+    scratch: str, stack: Settings
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, scratch, "head")
+    settings = small(stack)
+    pg = await asyncpg.connect(_dsn(scratch))
+    try:
+        for table in TABLES[:4]:  # without the legacy partitions, old keys have no range but DEFAULT
+            await pg.execute(f"DROP TABLE {table}_legacy")
+        now = partitions.floor(await pg.fetchval("SELECT now()"), 60)
+        await maintain(pg, settings, now)
+        ancient = datetime(2001, 1, 1, tzinfo=UTC)
+        for published in ("now()", "NULL"):
+            await pg.execute(
+                "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at, published_at)"
+                f" VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{{}}', $1, {published})",
+                ancient,
+            )
+        for applied in (ancient, now):  # the second: a late record applied inside the window
+            await pg.execute(
+                "INSERT INTO processed_commands (command_id, command_type, sku, status, applied_at, actor,"
+                " issued_at) VALUES (gen_random_uuid(), 'c', 'S', 'applied', $2, 'a', $1)",
+                ancient,
+                applied,
+            )
+        report = await maintain(pg, settings, now)
+        assert report.purged == {"outbox": 1, "processed_commands": 1}
+        assert await pg.fetchval("SELECT count(*) FROM outbox_default WHERE published_at IS NULL") == 1
+        assert await pg.fetchval("SELECT count(*) FROM outbox_default") == 1
+        assert await pg.fetchval("SELECT applied_at FROM processed_commands_default") == now
+    finally:
+        await pg.close()
+
+
 async def test_a_shorter_span_takes_effect_at_once_on_empty_partitions(scratch: str, stack: Settings) -> None:
     """Ranges made ahead at the old span (a day) are recreated at the new one (a minute) while empty; one
     that holds rows stays, and the new span starts after it."""
