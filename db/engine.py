@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -14,6 +17,23 @@ def make_engine(
     connect_args = (
         {"server_settings": {"lock_timeout": str(lock_timeout_ms)}} if lock_timeout_ms is not None else {}
     )
-    return create_async_engine(
+    engine = create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, connect_args=connect_args
     )
+    event.listen(engine.sync_engine, "reset", _end_driver_transaction)
+    return engine
+
+
+def _end_driver_transaction(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+    """SQLAlchemy's reset on return only ends the transactions it started. One begun on the asyncpg driver
+    (`command_log.driver`) whose rollback a cancellation cut short (a client leaving a streamed export)
+    would go back to the pool still open, or aborted, and fail the next checkout. Raising here makes the
+    pool discard the connection (it logs "Exception during reset"): asyncpg's own transaction object,
+    which still counts as open, goes with it."""
+    raw = dbapi_connection.driver_connection
+    if raw is not None and raw.is_in_transaction():
+        raise LeftInTransaction("a driver-level transaction was still open at check-in; connection discarded")
+
+
+class LeftInTransaction(Exception):
+    pass

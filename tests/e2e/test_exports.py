@@ -232,6 +232,12 @@ async def test_exports_per_edge_are_bounded_and_an_abandoned_one_frees_its_slot(
                 return a.status_code, b.status_code
 
         await wait_until(two_at_once, lambda codes: codes == (200, 200), within=15, what="free export slots")
+        # The abandoned reads left no connection of the edge's pool in a failed transaction: every pooled
+        # connection (5 + 5 overflow) serves a whole export again.
+        for _ in range(12):
+            whole = await viewer.get(url, params={"sku": sku, "until": "2000-01-01T00:00:00Z"})
+            assert whole.status_code == 200, whole.text[:300]
+            assert whole.text.count("\n") == 1  # the header alone
     finally:
         await db.execute("DELETE FROM stock_ledger WHERE sku = $1", sku)
 
