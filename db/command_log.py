@@ -30,6 +30,7 @@ class ProcessedRow(NamedTuple):
     reason: str | None
     applied_at: datetime
     actor: str
+    issued_at: datetime  # the partition key: from the command itself, so the same on every redelivery
 
 
 class OutboxRow(NamedTuple):
@@ -41,7 +42,7 @@ class OutboxRow(NamedTuple):
     created_at: datetime
 
 
-_PROCESSED_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "text")
+_PROCESSED_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz", "text", "timestamptz")
 _OUTBOX_TYPES = ("uuid", "text", "text", "text", "jsonb", "timestamptz")
 
 
@@ -99,9 +100,19 @@ async def seen_command_ids(pg: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> 
 
 
 def insert_processed(rows: Sequence[ProcessedRow]) -> Write | None:
-    """No ON CONFLICT on purpose: a concurrent claim of the same id fails the transaction instead of
-    applying twice; the batch is then retried and sees the id as already processed."""
-    return bulk.insert("processed_commands", ProcessedRow._fields, _PROCESSED_TYPES, rows)
+    """No ON CONFLICT on purpose: a concurrent claim of the same record (same id and issued_at, hence the
+    same partition) fails the transaction instead of applying twice. The key includes the partition key,
+    so an id claimed before with another issued_at (a re-sent command) is found by the look-up across
+    partitions instead: the write then claims fewer rows than expected and fails the batch
+    (WriteCountMismatch). Either way the batch is retried and sees the id as already processed."""
+    write = bulk.insert("processed_commands", ProcessedRow._fields, _PROCESSED_TYPES, rows)
+    if write is None:
+        return None
+    sql = (
+        f"{write.sql} WHERE NOT EXISTS"
+        " (SELECT 1 FROM processed_commands p WHERE p.command_id = r.command_id) RETURNING 1"
+    )
+    return dataclasses.replace(write, sql=sql, expected=len(rows))
 
 
 def insert_outbox(rows: Sequence[OutboxRow]) -> Write | None:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -72,12 +73,20 @@ class Item(Base):
 
 
 class ProcessedCommand(Base):
-    """One row per command id ever seen; its primary key is what makes application exactly-once."""
+    """One row per command id seen inside the retention window; the claim that makes application
+    exactly-once. Partitioned by the command's own issued_at (the same on every redelivery of a record, so
+    a concurrent claim of it meets the primary key); an id claimed under another issued_at is found by the
+    claim's look-up across partitions (db/command_log.insert_processed)."""
 
     __tablename__ = "processed_commands"
-    __table_args__ = (CheckConstraint("status IN ('applied', 'rejected')", name="status_known"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('applied', 'rejected')", name="status_known"),
+        Index("ix_processed_commands_applied_at", "applied_at", postgresql_using="brin"),
+        {"postgresql_partition_by": "RANGE (issued_at)"},
+    )
 
     command_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     command_type: Mapped[str] = mapped_column(String(64))
     sku: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
@@ -107,10 +116,14 @@ class Reservation(Base):
 
 
 class StockLedger(Base):
-    """Append-only: every movement of on-hand or reserved stock."""
+    """Append-only: every movement of on-hand or reserved stock. Monthly partitions, never dropped:
+    old months can be archived with DETACH PARTITION."""
 
     __tablename__ = "stock_ledger"
-    __table_args__ = (Index("ix_stock_ledger_sku_id", "sku", "id"),)
+    __table_args__ = (
+        Index("ix_stock_ledger_sku_id", "sku", "id"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     command_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
@@ -121,22 +134,30 @@ class StockLedger(Base):
     actor: Mapped[str] = mapped_column(String(200))
     on_hand_after: Mapped[int] = mapped_column(BigInteger)
     reserved_after: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
 
 
 class OutboxEvent(Base):
     """Events written in the same transaction as the state they describe; the relay publishes them."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),)
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        UniqueConstraint("event_id", "created_at", name="uq_outbox_event_id"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     event_type: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(32))
     sku: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set when a destination refused the event for good (too large for the event topic, ...): the row
     # counts as published, so it no longer holds the rows after it; failed_reason names who refused.

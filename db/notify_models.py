@@ -61,16 +61,21 @@ class Subscription(Base):
 
 
 class Delivery(Base):
-    """The unique (event, subscription) pair is the exactly-once claim of a notification."""
+    """The unique (event, subscription) pair is the exactly-once claim of a notification. Partitioned by
+    the event's own time (event_at), the same on every redelivery; the insert also looks the pair up
+    across partitions (db/notify_repo.insert_deliveries)."""
 
     __tablename__ = "notification_deliveries"
     __table_args__ = (
-        UniqueConstraint("event_id", "subscription_id", name="uq_notification_deliveries_event_sub"),
+        UniqueConstraint(
+            "event_id", "subscription_id", "event_at", name="uq_notification_deliveries_event_sub"
+        ),
         CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status_known"),
         Index(
             "ix_notification_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
         ),
         Index("ix_notification_deliveries_sub_created", "subscription_id", "created_at"),
+        {"postgresql_partition_by": "RANGE (event_at)"},
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -89,17 +94,24 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    event_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
 
 
 class Attempt(Base):
+    """Partitioned by attempted_at. No foreign key to its delivery: one to a partitioned table would need
+    the delivery's partition key here; attempts expire by partition as their deliveries do."""
+
     __tablename__ = "notification_attempts"
-    __table_args__ = (Index("ix_notification_attempts_delivery", "delivery_id", "id"),)
+    __table_args__ = (
+        Index("ix_notification_attempts_delivery", "delivery_id", "id"),
+        {"postgresql_partition_by": "RANGE (attempted_at)"},
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    delivery_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("notification_deliveries.id", ondelete="CASCADE")
-    )
-    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)

@@ -43,6 +43,7 @@ class NewDelivery(NamedTuple):
     sku: str
     item_name: str | None
     payload: str  # the event's JSON text
+    event_at: datetime | None = None  # the partition key: the event's own time (now() when unknown)
 
 
 async def insert_deliveries(pg: asyncpg.Connection, rows: Sequence[NewDelivery]) -> int:
@@ -52,11 +53,15 @@ async def insert_deliveries(pg: asyncpg.Connection, rows: Sequence[NewDelivery])
     inserted = await pg.fetch(
         """
         INSERT INTO notification_deliveries
-            (event_id, subscription_id, event_type, sku, item_name, payload, next_attempt_at)
-        SELECT e, s, t, k, n, p::jsonb, now()
-        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
-             AS r(e, s, t, k, n, p)
-        ON CONFLICT (event_id, subscription_id) DO NOTHING
+            (event_id, subscription_id, event_type, sku, item_name, payload, next_attempt_at, event_at)
+        SELECT e, s, t, k, n, p::jsonb, now(), coalesce(a, now())
+        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::timestamptz[]) AS r(e, s, t, k, n, p, a)
+        -- The unique key includes the partition key; the look-up also finds a claim in another partition.
+        WHERE NOT EXISTS (
+            SELECT 1 FROM notification_deliveries d WHERE d.event_id = r.e AND d.subscription_id = r.s
+        )
+        ON CONFLICT (event_id, subscription_id, event_at) DO NOTHING
         RETURNING id
         """,
         *(list(column) for column in zip(*rows, strict=True)),
@@ -135,14 +140,15 @@ async def claim_due(pg: asyncpg.Connection, limit: int, lease_s: float) -> list[
     rows = await pg.fetch(
         """
         WITH due AS (
-            SELECT id FROM notification_deliveries
+            SELECT id, event_at FROM notification_deliveries
             WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
         )
         UPDATE notification_deliveries d
         SET next_attempt_at = clock_timestamp() + make_interval(secs => $2)
         FROM due, notification_subscriptions s
-        WHERE d.id = due.id AND s.id = d.subscription_id
+        -- The whole primary key (id, event_at): one index probe per partition, not a scan of ids.
+        WHERE d.id = due.id AND d.event_at = due.event_at AND s.id = d.subscription_id
         RETURNING d.id, d.event_id, d.event_type, d.sku, d.item_name, d.payload::text AS payload,
                   d.attempts, d.attempts_in_round, d.subscription_id, s.kind, s.url, s.secret,
                   CASE WHEN s.previous_secret_valid_until > clock_timestamp() THEN s.previous_secret END

@@ -101,10 +101,14 @@ class PriceChangeRequest(Base):
 
 
 class PriceHistory(Base):
-    """Append-only: one row per change of a price in force."""
+    """Append-only: one row per change of a price in force. Monthly partitions, never dropped: old months
+    can be archived with DETACH PARTITION."""
 
     __tablename__ = "price_history"
-    __table_args__ = (Index("ix_price_history_sku_time", "sku", "currency", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_price_history_sku_time", "sku", "currency", "created_at", "id"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     change_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
@@ -126,4 +130,4 @@ class PriceHistory(Base):
     effective_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     requested_by: Mapped[str] = mapped_column(String(200))
     approved_by: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)

@@ -76,6 +76,30 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often the stock worker looks for expired reservations."
     )
 
+    # Retention: time-partitioned tables lose whole partitions (db/partitions.py), never rows by DELETE.
+    retention_outbox_s: int = Field(
+        6 * 3600, ge=60, description="How long published outbox rows are kept (seconds)."
+    )
+    retention_processed_s: int = Field(
+        8 * 86400,
+        ge=60,
+        description="How long processed command ids are kept (seconds): a command id re-sent later counts"
+        " as new. Must exceed the command topics' retention.ms plus a margin, else workers refuse to start.",
+    )
+    retention_notifications_s: int = Field(
+        14 * 86400, ge=60, description="How long notification deliveries and attempts are kept (seconds)."
+    )
+    partition_span_outbox_s: int = Field(3600, ge=60, description="Time width of one outbox partition.")
+    partition_span_processed_s: int = Field(
+        86400, ge=60, description="Time width of one processed_commands partition (seconds)."
+    )
+    partition_span_notifications_s: int = Field(
+        86400, ge=60, description="Time width of one notification deliveries/attempts partition (seconds)."
+    )
+    partition_maintenance_interval_s: float = Field(
+        60.0, gt=0, description="How often partitions are created ahead and expired ones dropped (seconds)."
+    )
+
     # Process endpoints.
     edge_host: str = Field("127.0.0.1", description="Interface the HTTP edge listens on.")
     edge_port: int = Field(8000, description="Port of the HTTP edge (API, WebSocket, /metrics).")

@@ -37,9 +37,21 @@ console = Console(highlight=False)
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply Alembic migrations up to REVISION (default: head)."""
     from db.migrate import upgrade
+    from db.partitions import maintain_now
 
     upgrade(get_settings().database_url, revision)
-    console.print(f"database at {revision}")
+    report = asyncio.run(maintain_now(get_settings()))
+    console.print(
+        f"database at {revision}" + (f", {len(report.created)} partitions created" if report.created else "")
+    )
+
+
+@db_app.command("retention")
+def db_retention() -> None:
+    """Per partitioned table: size, partitions, oldest row, rows in DEFAULT and the next drop."""
+    from invmon import retention
+
+    console.print(retention.render(asyncio.run(retention.collect(get_settings()))))
 
 
 @db_app.command("downgrade")

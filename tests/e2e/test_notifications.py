@@ -432,7 +432,7 @@ async def test_flaky_receiver_and_a_sigkilled_notifier_lose_nothing(
             """
             SELECT count(a.id) FROM notification_deliveries d
             LEFT JOIN notification_attempts a ON a.delivery_id = d.id
-            WHERE d.subscription_id = $1 GROUP BY d.id
+            WHERE d.subscription_id = $1 GROUP BY d.id, d.event_at
             """,
             uuid.UUID(sub["id"]),
         )

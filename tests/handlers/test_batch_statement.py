@@ -136,10 +136,11 @@ async def test_a_concurrent_claim_of_a_command_id_fails_the_batch(
         claim = rival.transaction()
         await claim.start()
         await rival.execute(
-            "INSERT INTO processed_commands (command_id, command_type, sku, status)"
-            " VALUES ($1, 'receive_stock', $2, 'applied')",
+            "INSERT INTO processed_commands (command_id, command_type, sku, status, issued_at)"
+            " VALUES ($1, 'receive_stock', $2, 'applied', $3)",
             receive.command_id,
             sku,
+            receive.issued_at,
         )
         batch = asyncio.create_task(apply(engine, [receive]))
         rival_pid = rival.get_server_pid()

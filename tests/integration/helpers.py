@@ -109,13 +109,15 @@ class RivalClaim:
         await self.tx.start()
         self.open = True
         await self.conn.execute(
-            "INSERT INTO processed_commands (command_id, command_type, sku, status, reason)"
-            " VALUES ($1, $2, $3, $4, $5)",
+            # The same record's claim: same id and issued_at, so the same partition and key.
+            "INSERT INTO processed_commands (command_id, command_type, sku, status, reason, issued_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz)",
             uuid.UUID(self.command["command_id"]),
             self.command["type"],
             self.command["sku"],
             self.status,
             self.reason,
+            self.command["issued_at"],
         )
         self.pid = self.conn.get_server_pid()
         return self

@@ -153,7 +153,7 @@ async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_told(
                 """
                 SELECT d.status, d.last_error, count(a.id) AS attempts FROM notification_deliveries d
                 LEFT JOIN notification_attempts a ON a.delivery_id = d.id
-                WHERE d.subscription_id = $1 GROUP BY d.id ORDER BY d.id
+                WHERE d.subscription_id = $1 GROUP BY d.id, d.event_at ORDER BY d.id
                 """,
                 sub,
             )

@@ -98,7 +98,7 @@ async def test_an_unsendable_delivery_fails_with_its_reason_and_the_others_go_ou
                 SELECT d.subscription_id, d.status, d.last_error, count(a.id) AS attempts,
                        max(a.error) AS attempt_error, max(a.outcome) AS outcome
                 FROM notification_deliveries d LEFT JOIN notification_attempts a ON a.delivery_id = d.id
-                WHERE d.sku = $1 GROUP BY d.id
+                WHERE d.sku = $1 GROUP BY d.id, d.event_at
                 """,
                 sku,
             )

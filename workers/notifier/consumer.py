@@ -4,11 +4,13 @@ the offsets move. A redelivered event finds its (event, subscription) rows alrea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +43,8 @@ class Decoded:
     sku: str
     payload: str
     record: ConsumerRecord[Any, Any] | None = None
+    # The event's own time partitions its deliveries: fixed per event, so a redelivery meets its claim.
+    event_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,17 @@ def _decode(record: ConsumerRecord[Any, Any]) -> Decoded | str:
         facts = EventFacts(UUID(str(event["event_id"])), event_type, sku, None)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         return repr(error)[:200]
-    return Decoded(facts, facts.sku, text, record)
+    return Decoded(facts, facts.sku, text, record, event_time(event.get("occurred_at"), record.timestamp))
+
+
+def event_time(occurred_at: object, record_ms: int) -> datetime:
+    """The event's occurred_at, else its record's timestamp: both are the same on every redelivery."""
+    if isinstance(occurred_at, str):
+        with contextlib.suppress(ValueError):
+            at = datetime.fromisoformat(occurred_at)
+            if at.tzinfo is not None:
+                return at.astimezone(UTC)
+    return datetime.fromtimestamp(record_ms / 1000, UTC)
 
 
 def decode(record: ConsumerRecord[Any, Any]) -> Decoded | None:
@@ -102,6 +116,7 @@ async def store(engine: AsyncEngine, events: Sequence[Decoded]) -> int:
             for s in subscriptions
         ]
         payloads = {e.facts.event_id: e.payload for e in events}
+        times = {e.facts.event_id: e.event_at for e in events}
         rows = [
             NewDelivery(
                 f.event_id,
@@ -110,6 +125,7 @@ async def store(engine: AsyncEngine, events: Sequence[Decoded]) -> int:
                 f.sku,
                 known[f.sku][0] if f.sku in known else None,
                 payloads[f.event_id],
+                times[f.event_id],
             )
             for f, subscription_id in route(facts, filters)
         ]

@@ -31,6 +31,8 @@ class Command(Protocol):
     def type(self) -> str: ...
     @property
     def actor(self) -> str: ...
+    @property
+    def issued_at(self) -> datetime: ...
 
 
 class Event(Protocol):
@@ -131,6 +133,7 @@ async def apply_batch(
                     verdict.rejection,
                     now,
                     command.actor,
+                    command.issued_at,
                 )
             )
         # One round trip for every write of the batch (and the relay's wake-up).
@@ -149,9 +152,10 @@ async def apply_claiming(
     """`apply_batch` without the look-up of processed ids, which is a round trip of the five a batch
     costs, while a batch holds an id seen before only after a crash or a rebalance. Such a batch fails with
     a unique violation (on processed_commands or on an event id derived from the command id, whichever
-    write PostgreSQL runs first) and is applied again at once, with the look-up; a unique violation then
-    is a real one, for the caller's retries."""
+    write PostgreSQL runs first), or with a short claim count for an id claimed in another time partition
+    (db/command_log.insert_processed), and is applied again at once, with the look-up; a unique violation
+    then is a real one, for the caller's retries."""
     try:
         return await apply_batch(engine, new_session(), commands, now, look_up_seen=False)
-    except asyncpg.UniqueViolationError:
+    except (asyncpg.UniqueViolationError, db_writes.WriteCountMismatch):
         return await apply_batch(engine, new_session(), commands, now)

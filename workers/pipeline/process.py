@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
 import uvicorn
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -22,7 +24,7 @@ from infra.kafka import dlq_cannot_carry, make_broker, raw_producer, read_topic_
 from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, refuse_unsafe_settings
-from workers.pipeline import scheduler
+from workers.pipeline import maintenance, scheduler
 from workers.pipeline.consumer import Runtime
 from workers.pipeline.scheduler import Schedule
 
@@ -75,7 +77,11 @@ def create_worker_app(
             # A DLQ that cannot take what the command topic accepts would stop the pipeline at the first
             # large bad record: refuse to start instead, with the one line that says what to fix.
             topics = [command_topic.name, dlq_topic.name]
-            problem = dlq_cannot_carry(await read_topic_configs(settings.kafka_bootstrap, topics), *topics)
+            configs = await read_topic_configs(settings.kafka_bootstrap, topics)
+            problem = dlq_cannot_carry(configs, *topics)
+            problem = problem or maintenance.processed_retention_problem(
+                settings, command_topic.name, configs
+            )
             if problem:
                 log.error("dlq_cannot_carry_commands", problem=problem)
                 raise RuntimeError(problem)
@@ -101,13 +107,30 @@ def create_worker_app(
     )
     app.state.broker = broker
     app.state.runtime = runtime
+    app.state.command_topic = command_topic.name
     return app
+
+
+def refuse_short_retention(settings: Settings, topic: str) -> None:
+    """Processed ids kept for less time than the command topic keeps records: a redelivery could be
+    applied twice. One line on stderr, exit status 2, like the other startup checks. A broker that does
+    not answer yet leaves the check to the lifespan, which repeats it."""
+    try:
+        configs = asyncio.run(read_topic_configs(settings.kafka_bootstrap, [topic]))
+    except (KafkaError, OSError, TimeoutError) as error:
+        log.warning("retention_check_deferred", error=repr(error))
+        return
+    problem = maintenance.processed_retention_problem(settings, topic, configs)
+    if problem is not None:
+        print(f"refusing to start: {problem}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def serve(app_factory: Callable[[Settings], Starlette], name: str, settings: Settings, port: int) -> None:
     refuse_unsafe_settings(settings)
     configure_logging(name, settings.log_level, json=settings.log_json)
     app = app_factory(settings)
+    refuse_short_retention(settings, app.state.command_topic)
     # A batch allocates many short-lived objects; with the default thresholds the collector ran through
     # 9-15% of a worker's time (bench/README.md). Freeze what import created, collect young less often.
     gc.freeze()
