@@ -446,7 +446,12 @@ async def run(args: argparse.Namespace) -> int:
         procs.update(stack_procs(settings.stack_dir))
         procs[DRIVER] = psutil.Process()
         sampler = Sampler(procs, frozenset({"postgres"}), {n: p.port for n, p in pipeline.items()})
-        bounds = soak_report.Bounds(rate=args.rate, python=PIPELINE, retained=RETAINED)
+        bounds = soak_report.Bounds(
+            rate=args.rate,
+            python=PIPELINE,
+            retained=RETAINED,
+            steady_after_s=args.retention_s + args.span_s + args.maintenance_s,
+        )
         mix = Mix(args.skus, args.connections, args.alert_every)
         expects_frame: dict[int, bool] = {}
 
