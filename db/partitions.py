@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -131,6 +131,22 @@ def expired(policy: Policy, existing: Sequence[Partition], now: datetime) -> lis
     return sorted(old, key=lambda p: p.upper or cutoff)
 
 
+def mis_spanned(policy: Policy, existing: Sequence[Partition], now: datetime) -> list[Partition]:
+    """Current or future partitions of another span than the setting's (it changed): `maintain` recreates
+    them at the new span if they are still empty, so a shorter span takes effect now rather than after
+    the ranges made ahead at the old one (a soak shortens them)."""
+    if policy.span_s == MONTH:
+        return []
+    return [
+        p
+        for p in existing
+        if p.lower is not None
+        and p.upper is not None
+        and p.upper > now
+        and (floor(p.upper, policy.span_s) != p.upper or (p.upper - p.lower).total_seconds() > policy.span_s)
+    ]
+
+
 _BOUND = re.compile(r"FROM \((.+?)\) TO \((.+?)\)")
 
 
@@ -187,6 +203,17 @@ async def create(pg: asyncpg.Connection, policy: Policy, span: Range, default: s
     await pg.execute(f"CREATE TABLE {name} PARTITION OF {policy.table} FOR VALUES {bounds}")
 
 
+async def purge_expired_outliers(
+    pg: asyncpg.Connection, policy: Policy, default: str, cutoff: datetime
+) -> int:
+    """DEFAULT is never dropped, and rows keyed before every range (a sender's clock far behind) stay there:
+    once expired and no longer needed they are deleted, the one DELETE retention makes. DEFAULT only ever
+    holds such outliers, so this stays small; without it they would grow for ever."""
+    needed = f" AND NOT ({policy.needed})" if policy.needed is not None else ""
+    status = await pg.execute(f"DELETE FROM {default} WHERE {policy.key} < $1{needed}", cutoff)
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def drop_if_unneeded(
     pg: asyncpg.Connection, policy: Policy, partition: Partition, cutoff: datetime
 ) -> bool:
@@ -208,12 +235,23 @@ class RoundReport:
     created: list[str]
     dropped: list[str]
     in_default: dict[str, int]
+    respanned: list[str] = field(default_factory=list)  # empty partitions of an old span, recreated
+    purged: dict[str, int] = field(default_factory=dict)  # expired rows deleted from DEFAULT
 
 
 async def maintain_table(pg: asyncpg.Connection, policy: Policy, now: datetime, report: RoundReport) -> None:
     if not await pg.fetchval("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)", policy.table):
         return  # a database below revision 0010
     existing = await partitions(pg, policy.table)
+    respanned = False
+    for partition in mis_spanned(policy, existing, now):
+        await pg.execute(f"LOCK TABLE {partition.name} IN ACCESS EXCLUSIVE MODE")
+        if not await pg.fetchval(f"SELECT EXISTS (SELECT 1 FROM {partition.name})"):
+            await pg.execute(f"DROP TABLE {partition.name}")
+            report.respanned.append(partition.name)
+            respanned = True
+    if respanned:
+        existing = await partitions(pg, policy.table)
     default = next((p.name for p in existing if p.default), None)
     for span in to_create(policy, existing, now):
         await create(pg, policy, span, default)
@@ -223,26 +261,40 @@ async def maintain_table(pg: asyncpg.Connection, policy: Policy, now: datetime, 
         for partition in expired(policy, existing, now):
             if await drop_if_unneeded(pg, policy, partition, cutoff):
                 report.dropped.append(partition.name)
+        if default is not None and (purged := await purge_expired_outliers(pg, policy, default, cutoff)):
+            report.purged[policy.table] = purged
     if default is not None:
         count = int(await pg.fetchval(f"SELECT count(*) FROM (SELECT 1 FROM {default} LIMIT 10000) d"))
         if count:
             report.in_default[policy.table] = count
 
 
-async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime) -> RoundReport:
-    """One round over every partitioned table, in the caller's transaction. Each table in a savepoint: a
-    table whose lock cannot be had now (lock_timeout) waits for the next round, the others go on."""
-    await pg.execute("SET LOCAL TimeZone = 'UTC'")
-    await pg.execute("SET LOCAL lock_timeout = '2s'")
+async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime | None = None) -> RoundReport:
+    """One round over every partitioned table, each table in a short transaction of its own under the
+    advisory lock (another process holding it is doing that table now): no lock on one table is held while
+    waiting for another, which a worker's batch could hold in the other order. A table whose lock cannot be
+    had within lock_timeout waits for the next round; the others go on. `now`: the database's clock unless
+    given (tests move it)."""
     report = RoundReport([], [], {})
     for policy in policies(settings):
         try:
             async with pg.transaction():
-                await maintain_table(pg, policy, now, report)
+                await pg.execute("SET LOCAL TimeZone = 'UTC'")
+                await pg.execute("SET LOCAL lock_timeout = '2s'")
+                if not await pg.fetchval("SELECT pg_try_advisory_xact_lock($1)", MAINTENANCE_LOCK_KEY):
+                    continue
+                at = now if now is not None else await pg.fetchval("SELECT now()")
+                await maintain_table(pg, policy, at, report)
         except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as error:
             log.warning("partition_maintenance_deferred", table=policy.table, error=repr(error))
-    if report.created or report.dropped:
-        log.info("partitions_maintained", created=report.created, dropped=report.dropped)
+    if report.created or report.dropped or report.respanned or report.purged:
+        log.info(
+            "partitions_maintained",
+            created=report.created,
+            dropped=report.dropped,
+            respanned=report.respanned,
+            purged_from_default=report.purged,
+        )
     for table, count in report.in_default.items():
         # Keys outside every range: a sender's clock far off, or a gap while maintenance did not run.
         log.warning("rows_in_default_partition", table=table, rows=count)
@@ -250,13 +302,11 @@ async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime) ->
 
 
 async def maintain_now(settings: Settings) -> RoundReport:
-    """One round on a connection of its own (after `invmon db upgrade`, so the ranges exist before any
-    worker starts), under the same advisory lock as the workers' rounds."""
+    """One round on a connection of its own: `invmon db upgrade` runs it, so the ranges exist before any
+    worker starts."""
     dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     pg = await asyncpg.connect(dsn)
     try:
-        async with pg.transaction():
-            await pg.execute("SELECT pg_advisory_xact_lock($1)", MAINTENANCE_LOCK_KEY)
-            return await maintain(pg, settings, await pg.fetchval("SELECT now()"))
+        return await maintain(pg, settings)
     finally:
         await pg.close()

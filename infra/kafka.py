@@ -46,11 +46,14 @@ def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[
     return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers)))
 
 
-def topic_configs(*, compacted: bool, dead_letters: bool) -> dict[str, str]:
-    """The configs the project sets on a topic it creates (and re-applies to one that exists)."""
+def topic_configs(*, compacted: bool, dead_letters: bool, retention_s: int | None = None) -> dict[str, str]:
+    """The configs the project sets on a topic it creates (and re-applies to one that exists).
+    `retention_s`: the command topics' (INVMON_COMMAND_TOPIC_RETENTION_S), which processed ids outlive."""
     configs = {"max.message.bytes": str(DLQ_TOPIC_MAX_BYTES if dead_letters else COMMAND_TOPIC_MAX_BYTES)}
     if compacted:
         configs["cleanup.policy"] = "compact"
+    if retention_s is not None:
+        configs["retention.ms"] = str(retention_s * 1000)
     return configs
 
 

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         description="How long processed command ids are kept (seconds): a command id re-sent later counts"
         " as new. Must exceed the command topics' retention.ms plus a margin, else workers refuse to start.",
     )
+    command_topic_retention_s: int = Field(
+        7 * 86400,
+        ge=60,
+        description="retention.ms (in seconds) that `invmon topics create` and `invmon stack up` set on the"
+        " command topics (and re-apply to existing ones). INVMON_RETENTION_PROCESSED_S must exceed it.",
+    )
     retention_notifications_s: int = Field(
         14 * 86400, ge=60, description="How long notification deliveries and attempts are kept (seconds)."
     )

@@ -71,7 +71,11 @@ def topics_create() -> None:
     settings = get_settings()
     asyncio.run(
         kafka_admin.create(
-            settings.kafka_bootstrap, list(ALL_TOPICS), settings.kafka_partitions, settings.kafka_replication
+            settings.kafka_bootstrap,
+            list(ALL_TOPICS),
+            settings.kafka_partitions,
+            settings.kafka_replication,
+            command_retention_s=settings.command_topic_retention_s,
         )
     )
     console.print(f"topics ready: {', '.join(t.name for t in ALL_TOPICS)}")

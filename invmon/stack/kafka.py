@@ -184,7 +184,13 @@ class KafkaService:
         missing = [topic for topic in ALL_TOPICS if topic.name not in existing]
         try:
             # Every topic: those that exist get the project's configs (re)applied.
-            await kafka_admin.create(self.bootstrap, list(ALL_TOPICS), partitions, replication)
+            await kafka_admin.create(
+                self.bootstrap,
+                list(ALL_TOPICS),
+                partitions,
+                replication,
+                command_retention_s=self._settings.command_topic_retention_s,
+            )
         except KafkaError as exc:
             raise StackError(f"kafka: {exc}") from exc
 

@@ -11,10 +11,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from contracts.topics import Topic
+from contracts.topics import PRICE_COMMANDS, STOCK_COMMANDS, Topic
 from infra.kafka import topic_configs
 
 TOPIC_ALREADY_EXISTS = 36
+COMMAND_TOPICS = (STOCK_COMMANDS, PRICE_COMMANDS)
 _quiet_depth = 0
 _saved_level = logging.NOTSET
 
@@ -101,19 +102,29 @@ async def describe(bootstrap: str, names: list[str]) -> dict[str, TopicInfo]:
     return found
 
 
-def configs_of(topic: Topic) -> dict[str, str]:
-    return topic_configs(compacted=topic.compacted, dead_letters=topic.name.endswith(".dlq"))
+def configs_of(topic: Topic, command_retention_s: int | None = None) -> dict[str, str]:
+    retention = command_retention_s if topic in COMMAND_TOPICS else None
+    return topic_configs(
+        compacted=topic.compacted, dead_letters=topic.name.endswith(".dlq"), retention_s=retention
+    )
 
 
-async def create(bootstrap: str, topics: list[Topic], partitions: int, replication: int) -> None:
+async def create(
+    bootstrap: str,
+    topics: list[Topic],
+    partitions: int,
+    replication: int,
+    command_retention_s: int | None = None,
+) -> None:
     """Create the missing topics, and (re)apply the project's configs to those that exist, so an older
-    stack's DLQ gets the size it needs (a worker refuses to start otherwise)."""
+    stack's DLQ gets the size it needs (a worker refuses to start otherwise), and the command topics the
+    retention `command_retention_s` (None: the broker's default) that processed ids must outlive."""
     requests = [
         NewTopic(
             name=topic.name,
             num_partitions=partitions,
             replication_factor=replication,
-            topic_configs=configs_of(topic),
+            topic_configs=configs_of(topic, command_retention_s),
         )
         for topic in topics
     ]
@@ -130,7 +141,7 @@ async def create(bootstrap: str, topics: list[Topic], partitions: int, replicati
             if int(e["error_code"]) == TOPIC_ALREADY_EXISTS
         }
         resources = [
-            ConfigResource(ConfigResourceType.TOPIC, t.name, configs=configs_of(t))
+            ConfigResource(ConfigResourceType.TOPIC, t.name, configs=configs_of(t, command_retention_s))
             for t in topics
             if t.name in existed
         ]

@@ -20,9 +20,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER, StockCommand
+from contracts.topics import ALL_TOPICS, EVENTS, PRICE_COMMANDS, STOCK_COMMANDS
 from db import migrate, partitions
 from db.engine import make_engine
+from infra.kafka import read_topic_configs
 from infra.settings import Settings
+from invmon.stack import kafka_admin
 from invmon.stack.paths import StackPaths
 from invmon.stack.postgres import SUPERUSER
 from workers.pipeline.batch import apply_claiming
@@ -161,8 +164,7 @@ async def names(pg: asyncpg.Connection, table: str) -> set[str]:
 
 
 async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime) -> partitions.RoundReport:
-    async with pg.transaction():
-        return await partitions.maintain(pg, settings, now)
+    return await partitions.maintain(pg, settings, now)
 
 
 async def test_expired_partitions_are_dropped_but_never_a_needed_row(scratch: str, stack: Settings) -> None:
@@ -263,6 +265,70 @@ async def test_an_insert_beyond_every_range_lands_in_default_and_moves_into_its_
         await pg.close()
 
 
+async def test_expired_rows_keyed_before_every_range_leave_default_unless_still_needed(
+    scratch: str, stack: Settings
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, scratch, "head")
+    settings = small(stack)
+    pg = await asyncpg.connect(_dsn(scratch))
+    try:
+        for table in TABLES[:4]:  # without the legacy partitions, old keys have no range but DEFAULT
+            await pg.execute(f"DROP TABLE {table}_legacy")
+        now = partitions.floor(await pg.fetchval("SELECT now()"), 60)
+        await maintain(pg, settings, now)
+        ancient = datetime(2001, 1, 1, tzinfo=UTC)
+        for published in ("now()", "NULL"):
+            await pg.execute(
+                "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at, published_at)"
+                f" VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{{}}', $1, {published})",
+                ancient,
+            )
+        for applied in (ancient, now):  # the second: a late record applied inside the window
+            await pg.execute(
+                "INSERT INTO processed_commands (command_id, command_type, sku, status, applied_at, actor,"
+                " issued_at) VALUES (gen_random_uuid(), 'c', 'S', 'applied', $2, 'a', $1)",
+                ancient,
+                applied,
+            )
+        report = await maintain(pg, settings, now)
+        assert report.purged == {"outbox": 1, "processed_commands": 1}
+        assert await pg.fetchval("SELECT count(*) FROM outbox_default WHERE published_at IS NULL") == 1
+        assert await pg.fetchval("SELECT count(*) FROM outbox_default") == 1
+        assert await pg.fetchval("SELECT applied_at FROM processed_commands_default") == now
+    finally:
+        await pg.close()
+
+
+async def test_a_shorter_span_takes_effect_at_once_on_empty_partitions(scratch: str, stack: Settings) -> None:
+    """Ranges made ahead at the old span (a day) are recreated at the new one (a minute) while empty; one
+    that holds rows stays, and the new span starts after it."""
+    await asyncio.to_thread(migrate.upgrade, scratch, "head")
+    pg = await asyncpg.connect(_dsn(scratch))
+    try:
+        now = await pg.fetchval("SELECT now()")
+        await maintain(pg, stack, now)  # the defaults: daily processed_commands partitions
+        await maintain(pg, small(stack), now)
+        spans = {
+            (p.upper - p.lower).total_seconds()
+            for p in await partitions.partitions(pg, "processed_commands")
+            if p.lower is not None and p.upper is not None and p.upper > now + timedelta(seconds=60)
+        }
+        assert spans == {60.0}
+        # Rows in the outbox's current partition keep it; the minutes start where it ends.
+        await maintain(pg, stack, now)  # hourly again (off the minute grid: recreated)
+        await pg.execute(
+            "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at)"
+            " VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{}', $1)",
+            now,
+        )
+        report = await maintain(pg, small(stack), now)
+        holding = await pg.fetchval("SELECT tableoid::regclass::text FROM outbox")
+        assert holding not in report.respanned
+        assert holding in await names(pg, "outbox")
+    finally:
+        await pg.close()
+
+
 @pytest.fixture
 async def engine(stack: Settings) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(stack.database_url, pool_size=1, pre_ping=False)
@@ -346,3 +412,23 @@ def test_db_retention_shows_every_partitioned_table(stack: Settings) -> None:
     for table in TABLES:
         assert f"│ {table} " in done.stdout, done.stdout
     assert "never (archive old months with DETACH PARTITION)" in done.stdout
+
+
+async def test_topics_create_sets_the_command_topics_retention(stack: Settings) -> None:
+    """The retention processed ids must outlive is the project's setting, re-applied to existing topics."""
+    names = [STOCK_COMMANDS.name, PRICE_COMMANDS.name, EVENTS.name]
+    try:
+        await kafka_admin.create(stack.kafka_bootstrap, list(ALL_TOPICS), stack.kafka_partitions, 1, 3600)
+        configs = await read_topic_configs(stack.kafka_bootstrap, names)
+        assert [configs[n]["retention.ms"] for n in names[:2]] == ["3600000", "3600000"]
+        assert configs[EVENTS.name]["retention.ms"] != "3600000"
+    finally:
+        await kafka_admin.create(
+            stack.kafka_bootstrap,
+            list(ALL_TOPICS),
+            stack.kafka_partitions,
+            1,
+            stack.command_topic_retention_s,
+        )
+    configs = await read_topic_configs(stack.kafka_bootstrap, names)
+    assert configs[STOCK_COMMANDS.name]["retention.ms"] == str(stack.command_topic_retention_s * 1000)

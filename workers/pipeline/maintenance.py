@@ -1,29 +1,29 @@
-"""Partition maintenance as one of the worker's schedules: the scheduler's advisory lock makes one worker
-at a time create partitions ahead and drop expired ones (db/partitions.py); it publishes nothing."""
+"""Partition maintenance in the command workers: every INVMON_PARTITION_MAINTENANCE_INTERVAL_S a round
+creates partitions ahead and drops expired ones (db/partitions.py). Both workers run it; the advisory lock
+lets one process at a time work on a table. Not a scheduler.Schedule: a Schedule's round is one transaction,
+which would hold every table's DDL lock until the last table is done."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import asyncio
 
-import asyncpg
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import partitions
+from db import command_log, partitions
 from infra.settings import Settings
-from workers.pipeline.scheduler import Schedule
+
+log = structlog.get_logger("invmon.partitions")
 
 
-def schedule(settings: Settings) -> Schedule:
-    async def due(pg: asyncpg.Connection, now: datetime) -> list[Any]:
-        await partitions.maintain(pg, settings, now)
-        return []
-
-    return Schedule(
-        "partition-maintenance",
-        partitions.MAINTENANCE_LOCK_KEY,
-        due,
-        settings.partition_maintenance_interval_s,
-    )
+async def run(engine: AsyncEngine, settings: Settings) -> None:
+    while True:
+        try:
+            async with engine.connect() as conn:
+                await partitions.maintain(await command_log.driver(conn), settings)
+        except Exception as error:  # like the scheduler: maintenance must outlive a database blip
+            log.warning("partition_maintenance_failed", error=repr(error))
+        await asyncio.sleep(settings.partition_maintenance_interval_s)
 
 
 def processed_retention_problem(

@@ -89,6 +89,7 @@ def create_worker_app(
             await broker.start()
             require_safe(broker)
             tasks = [asyncio.create_task(scheduler.run(engine, s, publish, runtime.clock)) for s in schedules]
+            tasks.append(asyncio.create_task(maintenance.run(engine, settings)))
             freeze_startup_objects()
             yield
         finally:

@@ -6,7 +6,6 @@ from starlette.applications import Starlette
 
 from contracts.topics import PRICE_COMMANDS, PRICE_COMMANDS_DLQ
 from infra.settings import Settings, get_settings
-from workers.pipeline import maintenance
 from workers.pipeline.process import create_worker_app, serve
 from workers.price_worker import schedule
 from workers.price_worker.handler import register
@@ -20,7 +19,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         command_topic=PRICE_COMMANDS,
         dlq_topic=PRICE_COMMANDS_DLQ,
         register=lambda broker, runtime: register(broker, settings, runtime),
-        schedules=[schedule.schedule(settings.price_schedule_interval_s), maintenance.schedule(settings)],
+        schedules=[schedule.schedule(settings.price_schedule_interval_s)],
     )
 
 

@@ -6,7 +6,6 @@ from starlette.applications import Starlette
 
 from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra.settings import Settings, get_settings
-from workers.pipeline import maintenance
 from workers.pipeline.process import create_worker_app, serve
 from workers.stock_worker import expiry
 from workers.stock_worker.handler import register
@@ -20,7 +19,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         command_topic=STOCK_COMMANDS,
         dlq_topic=STOCK_COMMANDS_DLQ,
         register=lambda broker, runtime: register(broker, settings, runtime),
-        schedules=[expiry.schedule(settings.reservation_expiry_interval_s), maintenance.schedule(settings)],
+        schedules=[expiry.schedule(settings.reservation_expiry_interval_s)],
     )
 
 
