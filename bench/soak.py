@@ -270,6 +270,11 @@ SELECT c.relname AS name,
 FROM pg_class c
 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 """
+PARTITIONS_OF_SQL = """
+SELECT c.relname AS name
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = $1::regclass AND c.relkind IN ('r', 'p') AND c.relname LIKE $2
+"""
 PARTITIONS_SQL = """
 SELECT i.inhrelid::regclass::text AS name
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -350,6 +355,11 @@ async def prepare(settings: Settings, skus: int) -> None:
     pg = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         await pg.execute(f"TRUNCATE {', '.join(load.STOCK_TABLES + NOTIFY_TABLES)} CASCADE")
+        # Partitions made ahead by an earlier run with other spans (the defaults: hours, days) would hold
+        # this run's rows past its retention: drop them (empty now); the workers make the soak's own.
+        for table in reversed(RETAINED):
+            for row in await pg.fetch(PARTITIONS_OF_SQL, table, f"{table}\\_p%"):
+                await pg.execute(f'DROP TABLE "{row["name"]}"')
     finally:
         await pg.close()
     await load.register_directly(settings.database_url, skus, settings.alert_clear_margin_pct)
