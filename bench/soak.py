@@ -88,17 +88,20 @@ def retention_env(args: argparse.Namespace) -> dict[str, str]:
         "INVMON_RETENTION_PROCESSED_S": keep,
         "INVMON_RETENTION_NOTIFICATIONS_S": keep,
         "INVMON_PARTITION_MAINTENANCE_INTERVAL_S": str(args.maintenance_s),
+        "INVMON_COMMAND_TOPIC_RETENTION_S": str(args.retention_s - 60),
     }
 
 
 async def command_topic_retention(bootstrap: str, retention_ms: int | None) -> None:
-    """Set the command topics' retention.ms (None: back to the project's configs). The workers refuse to
+    """Set the command topics' retention.ms (None: back to the default). The workers refuse to
     start when processed_commands keeps ids for less than the topic keeps records (plus a margin), so a
     retention shortened to minutes needs the topics' shortened too; the records stay until a segment rolls."""
     topics: tuple[Topic, ...] = (STOCK_COMMANDS, PRICE_COMMANDS)
-    extra = {} if retention_ms is None else {"retention.ms": str(retention_ms)}
+    # None puts back the settings' default (INVMON_COMMAND_TOPIC_RETENTION_S), which `invmon stack up` sets.
+    default_s = Settings.model_fields["command_topic_retention_s"].default
+    seconds = default_s if retention_ms is None else retention_ms // 1000
     resources = [
-        ConfigResource(ConfigResourceType.TOPIC, t.name, configs={**configs_of(t), **extra}) for t in topics
+        ConfigResource(ConfigResourceType.TOPIC, t.name, configs=configs_of(t, seconds)) for t in topics
     ]
     async with admin_client(bootstrap, 30_000) as client:
         # AlterConfigs replaces a topic's dynamic configs with this set: the project's own are in it.
