@@ -44,7 +44,7 @@ import httpx
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 import uvloop
 
-from bench import hops, load
+from bench import hops, load, paced, stacks
 from bench.edge_http import HIGH_LIMIT, login, prepare
 from bench.hops import command_id
 from bench.live_fanout import free_port
@@ -55,21 +55,37 @@ from infra.live_redis import PUB_PATTERN
 from infra.settings import get_settings
 from tests import processes
 
+PIPELINE = ("edge", "stock_worker", "outbox_relay", "live_relay")
+PORT_ENV = {
+    "edge": "INVMON_EDGE_PORT",
+    "stock_worker": "INVMON_STOCK_WORKER_PORT",
+    "outbox_relay": "INVMON_OUTBOX_RELAY_PORT",
+    "live_relay": "INVMON_LIVE_PORT",
+    "price_worker": "INVMON_PRICE_WORKER_PORT",
+    "notifier": "INVMON_NOTIFIER_PORT",
+}
 
-def start_pipeline(log_dir: Path) -> dict[str, processes.Process]:
-    ports = {name: free_port() for name in ("edge", "stock_worker", "outbox_relay", "live_relay")}
+
+def start_pipeline(
+    log_dir: Path, names: tuple[str, ...] = PIPELINE, extra_env: dict[str, str] | None = None
+) -> dict[str, processes.Process]:
+    """The Procfile's processes `names`, each on a free port, the edge's rate limits raised; once ready."""
+    ports = {name: free_port() for name in names}
     env = {
-        "INVMON_EDGE_PORT": str(ports["edge"]),
-        "INVMON_STOCK_WORKER_PORT": str(ports["stock_worker"]),
-        "INVMON_OUTBOX_RELAY_PORT": str(ports["outbox_relay"]),
-        "INVMON_LIVE_PORT": str(ports["live_relay"]),
+        **{PORT_ENV[name]: str(port) for name, port in ports.items()},
         "INVMON_RATE_LIMIT_PRINCIPAL": HIGH_LIMIT,
         "INVMON_RATE_LIMIT_IP": HIGH_LIMIT,
         "INVMON_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     started = {name: processes.start(name, port, log_dir, env=env) for name, port in ports.items()}
-    for process in started.values():
-        processes.wait_ready(process)
+    try:
+        for process in started.values():
+            processes.wait_ready(process)
+    except BaseException:
+        for process in started.values():
+            process.stop()
+        raise
     return started
 
 
@@ -82,43 +98,24 @@ async def send_paced(
     accepted: dict[str, tuple[int, int]] = {}
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
-    behind = 0.0
-    start = time.monotonic() + 0.5
 
-    async def connection(index: int) -> None:
-        nonlocal behind
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for i in range(index, count, connections):
-                due = start + i / rate
-                wait = due - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)  # pacing the sender on its schedule
-                behind = max(behind, -wait)
-                sent = time.time_ns()
-                writer.write(
-                    (
-                        f"POST /v1/items/{load.sku_name(i % skus)}/receipts HTTP/1.1\r\n"
-                        f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                    ).encode()
-                    + body
-                )
-                head = await reader.readuntil(b"\r\n\r\n")
-                at = head.lower().find(b"content-length:")
-                length = int(head[at + 15 : head.index(b"\r\n", at)]) if at >= 0 else 0
-                answer = await reader.readexactly(length)
-                now = time.time_ns()
-                statuses[head[9:12].decode()] += 1
-                latencies.append((now - sent) / 1e6)
-                found = command_id(answer)
-                if found is not None:
-                    accepted[found] = (sent, now)
-        finally:
-            writer.close()
+    def answered(answer: paced.Answer) -> None:
+        statuses[str(answer.status)] += 1
+        latencies.append((answer.read_ns - answer.sent_ns) / 1e6)
+        found = command_id(answer.body)
+        if found is not None:
+            accepted[found] = (answer.sent_ns, answer.read_ns)
 
-    await asyncio.gather(*(connection(i) for i in range(connections)))
-    return accepted, latencies, behind, statuses
+    schedule = paced.Schedule(rate, count)
+    await paced.send_paced(
+        port,
+        token,
+        schedule,
+        connections,
+        lambda i: (f"/v1/items/{load.sku_name(i % skus)}/receipts", body),
+        answered,
+    )
+    return accepted, latencies, schedule.behind_s, statuses
 
 
 DRIVER = "bench (this driver)"
@@ -316,7 +313,35 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--stamps", help="also write every command's stamps (wall-clock ns) to this file")
     parser.add_argument("--force", action="store_true", help="allow the default .stack/.stack-test dirs")
-    sys.exit(uvloop.run(run(parser.parse_args())))
+    parser.add_argument(
+        "--profiles",
+        help="stack profiles to run on, alternating, e.g. run,test (bench.stacks)",
+    )
+    parser.add_argument("--profile-rounds", type=int, default=1, help="with --profiles: runs per profile")
+    args = parser.parse_args()
+    if args.profiles:
+        sys.exit(
+            stacks.run_profiles(
+                "bench.live_e2e",
+                sys.argv[1:],
+                stacks.parse_profiles(args.profiles),
+                args.profile_rounds,
+                PROFILE_FIGURES,
+                args.json,
+            )
+        )
+    sys.exit(uvloop.run(run(args)))
+
+
+# What --profiles compares between the stacks (each from one run's --json figures).
+PROFILE_FIGURES: dict[str, stacks.Figure] = {
+    "202 -> frame p50 ms": lambda r: r["p50_ms"],
+    "202 -> frame p99 ms": lambda r: r["p99_ms"],
+    "HTTP 202 p99 ms": lambda r: r["http_202_p99_ms"],
+    "stock worker % of a core": lambda r: r["cpu_percent_of_one_core"]["stock_worker"],
+    "PostgreSQL % of a core": lambda r: r["cpu_percent_of_one_core"]["postgres"],
+    "machine % of cores": lambda r: r["cpu_percent_of_one_core"]["machine"],
+}
 
 
 if __name__ == "__main__":

@@ -81,7 +81,9 @@ def percentile_ms(hist: Counter[int], q: float) -> float:
 
 class LiveClient(asyncio.Protocol):
     """One connection: handshake, connect, subscribe, then count publications. `stamp(frame)` returns the
-    publish time (monotonic ns) a frame carries, or None."""
+    publish time (monotonic ns) a frame carries, or None. `subscribe` replaces the default subscribe
+    message (`inventory`, unfiltered), e.g. to add a filter; a filtered subscription skips offsets, so
+    its tally's gaps mean nothing."""
 
     def __init__(
         self,
@@ -91,6 +93,7 @@ class LiveClient(asyncio.Protocol):
         tally: Tally,
         subscribed: Callable[[], None],
         stamp: Callable[[bytes], int | None],
+        subscribe: dict[str, Any] | None = None,
     ) -> None:
         self._request = (
             f"GET /v1/live HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -101,6 +104,7 @@ class LiveClient(asyncio.Protocol):
         self._tally = tally
         self._subscribed = subscribed
         self._stamp = stamp
+        self._subscribe = subscribe or {"type": "subscribe", "channel": "inventory"}
         self._buf = bytearray()
         self._open = False
         self._offset = -1
@@ -130,7 +134,7 @@ class LiveClient(asyncio.Protocol):
             del buf[: end + 4]
             self._open = True
             self._send({"type": "connect", "token": self._token})
-            self._send({"type": "subscribe", "channel": "inventory"})
+            self._send(self._subscribe)
         at = 0
         size = len(buf)
         while size - at >= 2:

@@ -45,7 +45,7 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import load
+from bench import load, stacks
 from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra.settings import Settings, get_settings
 from tests import processes
@@ -890,10 +890,40 @@ def main() -> None:
     parser.add_argument(
         "--force", action="store_true", help="allow the default .stack/.stack-test stack dirs"
     )
+    parser.add_argument(
+        "--profiles",
+        help="stack profiles to run on, alternating, e.g. run,test (bench.stacks)",
+    )
+    parser.add_argument("--profile-rounds", type=int, default=1, help="with --profiles: runs per profile")
     args = parser.parse_args()
+    if args.profiles:
+        sys.exit(
+            stacks.run_profiles(
+                "bench.stock_throughput",
+                sys.argv[1:],
+                stacks.parse_profiles(args.profiles),
+                args.profile_rounds,
+                PROFILE_FIGURES,
+                args.json,
+            )
+        )
     if args.log_dir:
         Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     sys.exit(asyncio.run(run(args)))
+
+
+def _per_command_us(cpu_s: str) -> stacks.Figure:
+    return lambda r: 1e6 * r["batched"][cpu_s] / r["batched"]["window_commands"]
+
+
+# What --profiles compares between the stacks (each from one run's --json figures).
+PROFILE_FIGURES: dict[str, stacks.Figure] = {
+    "commands/s": lambda r: r["batched"]["rate"],
+    "worker CPU us/command": _per_command_us("worker_cpu_s"),
+    "PostgreSQL CPU us/command": _per_command_us("pg_cpu_s"),
+    "Kafka CPU us/command": _per_command_us("kafka_cpu_s"),
+    "batch cycle p99 ms": lambda r: r["batched"]["latency_ms"]["txn_cycle_p99"],
+}
 
 
 def _write_json(path: Path, figures: dict[str, Any]) -> None:
