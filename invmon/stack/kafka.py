@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 
 from aiokafka.errors import KafkaError
@@ -21,12 +20,12 @@ from invmon.stack.procs import (
     run,
     spawn_detached,
     tail_text,
-    terminate,
     wait_until,
     write_pidfile,
 )
 from invmon.stack.rendering import render, write_if_changed
 from invmon.stack.report import Reporter
+from invmon.stack.service import stop_ours
 from invmon.stack.state import StackState
 from invmon.stack.system import java_bin
 
@@ -83,17 +82,16 @@ class KafkaService:
             )
 
     async def down(self, reporter: Reporter) -> None:
-        pid = self.running_pid()
-        if pid is None:
-            reporter.note(self.name, "not running")
-        else:
-            with reporter.step(self.name, f"stop pid {pid}") as step:
-                proc = find_ours(pid, (MAIN_CLASS, self._server_properties))
-                if proc is not None and not await terminate(proc, STOP_TIMEOUT_S):
-                    step.outcome = "killed (controlled shutdown timed out)"
-        self._state.set_proc(self.name, None)
-        with contextlib.suppress(FileNotFoundError):
-            self._paths.pidfile(self.name).unlink()
+        await stop_ours(
+            reporter,
+            self._state,
+            self.name,
+            self.running_pid(),
+            (MAIN_CLASS, self._server_properties),
+            self._paths.pidfile(self.name),
+            timeout_s=STOP_TIMEOUT_S,
+            timed_out="killed (controlled shutdown timed out)",
+        )
 
     # --- steps -------------------------------------------------------------------------------------------
 

@@ -28,12 +28,12 @@ from invmon.stack.procs import (
     record_of,
     spawn_detached,
     tail_text,
-    terminate,
     wait_until,
     write_pidfile,
 )
 from invmon.stack.rendering import write_if_changed
 from invmon.stack.report import Reporter
+from invmon.stack.service import stop_ours
 from invmon.stack.state import StackState
 from invmon.stack.system import apt_install
 
@@ -183,18 +183,15 @@ class PrometheusService:
             await wait_until(self.ready, what="prometheus", timeout_s=START_TIMEOUT_S, abort=self._died)
 
     async def down(self, reporter: Reporter) -> None:
-        pid = self.running_pid()
-        if pid is None:
-            reporter.note(self.name, "not running")
-            self._state.set_proc(self.name, None)
-            return
-        with reporter.step(self.name, f"stop pid {pid}") as step:
-            proc = find_ours(pid, self._markers)
-            if proc is not None and not await terminate(proc, STOP_TIMEOUT_S):
-                step.outcome = "killed (SIGTERM timed out)"
-        self._state.set_proc(self.name, None)
-        with contextlib.suppress(FileNotFoundError):
-            self._paths.pidfile(self.name).unlink()
+        await stop_ours(
+            reporter,
+            self._state,
+            self.name,
+            self.running_pid(),
+            self._markers,
+            self._paths.pidfile(self.name),
+            timeout_s=STOP_TIMEOUT_S,
+        )
 
     def _died(self) -> str | None:
         if self.running_pid() is not None:

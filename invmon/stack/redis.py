@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -19,10 +18,10 @@ from invmon.stack.procs import (
     read_pidfile,
     record_of,
     run,
-    terminate,
     wait_until,
 )
 from invmon.stack.report import Reporter
+from invmon.stack.service import stop_ours
 from invmon.stack.state import StackState
 from invmon.stack.system import redis_server_bin
 
@@ -111,18 +110,15 @@ class RedisService:
             await wait_until(self.ready, what="redis", timeout_s=START_TIMEOUT_S, abort=self._died)
 
     async def down(self, reporter: Reporter) -> None:
-        pid = self.running_pid()
-        if pid is None:
-            reporter.note(self.name, "not running")
-            self._state.set_proc(self.name, None)
-            return
-        with reporter.step(self.name, f"stop pid {pid}") as step:
-            proc = find_ours(pid, self._markers)
-            if proc is not None and not await terminate(proc, STOP_TIMEOUT_S):
-                step.outcome = "killed (SIGTERM timed out)"
-        self._state.set_proc(self.name, None)
-        with contextlib.suppress(FileNotFoundError):
-            self._paths.pidfile(self.name).unlink()
+        await stop_ours(
+            reporter,
+            self._state,
+            self.name,
+            self.running_pid(),
+            self._markers,
+            self._paths.pidfile(self.name),
+            timeout_s=STOP_TIMEOUT_S,
+        )
 
     async def _pidfile_written(self) -> bool:
         return read_pidfile(self._paths.pidfile(self.name)) is not None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
+from invmon.stack.procs import find_ours, terminate
 from invmon.stack.report import Reporter
+from invmon.stack.state import StackState
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +43,27 @@ class Service(Protocol):
     async def down(self, reporter: Reporter) -> None:
         """Stop the server this stack started, if any; never touch anything else."""
         ...
+
+
+async def stop_ours(
+    reporter: Reporter,
+    state: StackState,
+    name: str,
+    pid: int | None,
+    markers: Sequence[str],
+    pidfile: Path,
+    *,
+    timeout_s: float,
+    timed_out: str = "killed (SIGTERM timed out)",
+) -> None:
+    """Stop by SIGTERM (SIGKILL after `timeout_s`) the server this stack started, if it still runs and is
+    ours, then forget it: the way every service but PostgreSQL (pg_ctl) stops."""
+    if pid is None:
+        reporter.note(name, "not running")
+    else:
+        with reporter.step(name, f"stop pid {pid}") as step:
+            proc = find_ours(pid, markers)
+            if proc is not None and not await terminate(proc, timeout_s):
+                step.outcome = timed_out
+    state.set_proc(name, None)
+    await asyncio.to_thread(pidfile.unlink, missing_ok=True)
