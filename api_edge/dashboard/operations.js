@@ -1,36 +1,15 @@
 // The admins' operations page: consumer lag, outbox backlog, dead letters by reason, failing deliveries.
 // Refreshed every few seconds while shown; the edge allows it to admins only.
 import { $, el, formatTime } from "./dom.js";
+import { PolledView } from "./polled.js";
 
-const POLL_MS = 5000;
-
-export class OperationsView {
+export class OperationsView extends PolledView {
   constructor(api) {
-    this.api = api;
-    this.timer = 0;
-    this.active = false;
+    super(api, "/v1/admin/operations");
   }
 
-  show() {
-    if (this.active) return;
-    this.active = true;
-    this.load();
-  }
-
-  hide() {
-    this.active = false;
-    clearTimeout(this.timer);
-  }
-
-  async load() {
-    clearTimeout(this.timer);
-    try {
-      const ops = await this.api.get("/v1/admin/operations");
-      if (this.active) this.render(ops);
-    } catch (error) {
-      $("#ops-note").textContent = `Could not load the figures: ${error.message}`;
-    }
-    if (this.active) this.timer = setTimeout(() => this.load(), POLL_MS);
+  failed(error) {
+    $("#ops-note").textContent = `Could not load the figures: ${error.message}`;
   }
 
   render(ops) {

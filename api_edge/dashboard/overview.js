@@ -2,35 +2,15 @@
 // Polled while the items page is shown; the live channels carry items, not rates.
 import { $, badge, el } from "./dom.js";
 import { sparkline } from "./chart.js";
+import { PolledView } from "./polled.js";
 
-const POLL_MS = 5000;
-
-export class OverviewStrip {
+export class OverviewStrip extends PolledView {
   constructor(api) {
-    this.api = api;
-    this.timer = 0;
-    this.active = false;
+    super(api, "/v1/overview");
   }
 
-  show() {
-    if (this.active) return;
-    this.active = true;
-    this.load();
-  }
-
-  hide() {
-    this.active = false;
-    clearTimeout(this.timer);
-  }
-
-  async load() {
-    clearTimeout(this.timer);
-    try {
-      this.render(await this.api.get("/v1/overview"));
-    } catch (error) {
-      $("#overview-rate").textContent = `Overview unavailable: ${error.message}`;
-    }
-    if (this.active) this.timer = setTimeout(() => this.load(), POLL_MS);
+  failed(error) {
+    $("#overview-rate").textContent = `Overview unavailable: ${error.message}`;
   }
 
   render(overview) {
