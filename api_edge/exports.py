@@ -151,6 +151,21 @@ class _ExportResponse(StreamingResponse):
             self._clients.exports_running -= 1
 
 
+def _asked(
+    sku: SkuQuery = None,
+    category: CategoryQuery = None,
+    since: FromQuery = None,
+    until: UntilQuery = None,
+    format: FormatQuery = None,
+    accept: AcceptHeader = None,
+) -> tuple[exports.ExportFilter, ExportFormat]:
+    """The query both exports take: which rows, and in which format."""
+    return _filter(sku, category, since, until), _format(format, accept)
+
+
+AskedDep = Annotated[tuple[exports.ExportFilter, ExportFormat], Depends(_asked)]
+
+
 def _response(
     c: Clients, kind: exports.ExportKind, f: exports.ExportFilter, fmt: ExportFormat
 ) -> StreamingResponse:
@@ -175,18 +190,10 @@ def _response(
 @router.get(
     "/ledger", response_class=StreamingResponse, responses={200: _example(exports.LEDGER, _LEDGER_SAMPLE)}
 )
-async def export_ledger(
-    c: ClientsDep,
-    sku: SkuQuery = None,
-    category: CategoryQuery = None,
-    since: FromQuery = None,
-    until: UntilQuery = None,
-    format: FormatQuery = None,
-    accept: AcceptHeader = None,
-) -> StreamingResponse:
+async def export_ledger(c: ClientsDep, asked: AskedDep) -> StreamingResponse:
     """Every stock movement (on hand and reserved) of a SKU, a category or everything, over a time range,
     streamed as CSV or NDJSON."""
-    return _response(c, "ledger", _filter(sku, category, since, until), _format(format, accept))
+    return _response(c, "ledger", *asked)
 
 
 @router.get(
@@ -194,15 +201,7 @@ async def export_ledger(
     response_class=StreamingResponse,
     responses={200: _example(exports.PRICE_HISTORY, _PRICE_SAMPLE)},
 )
-async def export_price_history(
-    c: ClientsDep,
-    sku: SkuQuery = None,
-    category: CategoryQuery = None,
-    since: FromQuery = None,
-    until: UntilQuery = None,
-    format: FormatQuery = None,
-    accept: AcceptHeader = None,
-) -> StreamingResponse:
+async def export_price_history(c: ClientsDep, asked: AskedDep) -> StreamingResponse:
     """Every change of a price in force (all currencies) of a SKU, a category or everything, over a time
     range, streamed as CSV or NDJSON."""
-    return _response(c, "price-history", _filter(sku, category, since, until), _format(format, accept))
+    return _response(c, "price-history", *asked)
