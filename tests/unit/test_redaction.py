@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from infra.logging import configure_logging, redact_url
+from infra.logging import configure_logging, hot_path_lines, redact_url
 
 SECRET = "s3cr3t-VALUE"
 
@@ -92,3 +92,26 @@ def test_redaction_is_linear_on_hostile_urls(hostile: str) -> None:
     started = time.perf_counter()
     redact_url(hostile)
     assert time.perf_counter() - started < 0.1
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_hot_path_lines_write_one_json_line_per_row_with_the_bound_context() -> None:
+    stream = io.StringIO()
+    configure_logging("test", "INFO", json=True)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    structlog.contextvars.bind_contextvars(batch="b1")
+    hot_path_lines("invmon.worker", "event_recorded", ({"command_id": "c1"}, {"command_id": "c2"}))
+    hot_path_lines("invmon.worker", "event_recorded", ())
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["command_id"] for line in lines] == ["c1", "c2"]
+    for line in lines:
+        assert line["event"] == "event_recorded"
+        assert (line["process"], line["batch"], line["level"], line["logger"]) == (
+            "test",
+            "b1",
+            "info",
+            "invmon.worker",
+        )
+        assert line["timestamp"].endswith("Z")

@@ -26,7 +26,7 @@ from contracts.topics import Topic
 from db import dead_letter_repo
 from db.dead_letter_repo import DeadLetterRow
 from infra.kafka import CONSUMER_SAFETY
-from infra.logging import hot_path_line
+from infra.logging import hot_path_lines
 from workers.intake import REASON_CHARS, Invalid, RawSender, Record, dead_letter, decode
 from workers.pipeline.batch import BatchReport, C, Session, apply_claiming
 from workers.pipeline.faults import with_rule_fault
@@ -243,17 +243,22 @@ def resolved(
 
 def _log_outcomes(worker: str, report: BatchReport[Any], invalid: Sequence[Invalid]) -> None:
     # One line per recorded event ties the command to its events (`invmon logs --command-id` follows the
-    # event ids on to the outbox relay and the notifier); the cheap writer: it is one line per command.
-    for event in report.events:
-        hot_path_line(
-            "invmon.worker",
-            "event_recorded",
-            worker=worker,
-            command_id=str(event.command_id),
-            sku=event.sku,
-            event_id=str(event.event_id),
-            event_type=event.type,
-        )
+    # event ids on to the outbox relay and the notifier); the cheap writer, one write per batch: it is one
+    # line per command.
+    hot_path_lines(
+        "invmon.worker",
+        "event_recorded",
+        (
+            {
+                "worker": worker,
+                "command_id": str(event.command_id),
+                "sku": event.sku,
+                "event_id": str(event.event_id),
+                "event_type": event.type,
+            }
+            for event in report.events
+        ),
+    )
     for bad in invalid:
         r = bad.record
         log.warning(
