@@ -406,6 +406,9 @@ async def run(args: argparse.Namespace) -> int:
     env = {
         "INVMON_WEBHOOK_ALLOWLIST": '["127.0.0.1"]',
         "INVMON_NOTIFIER_CONSUMER_GROUP": f"soak-{uuid.uuid4()}",
+        # One login serves the whole run: the driver does not refresh its token (at the default 15 minutes
+        # every request after them got 401).
+        "INVMON_JWT_TTL_S": str(int(args.minutes * 60) + 600),
     }
     pipeline = await asyncio.to_thread(start_pipeline, log_dir, PIPELINE, env)
     dsn = asyncpg_dsn(settings.database_url)
