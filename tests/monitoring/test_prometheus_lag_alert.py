@@ -29,6 +29,7 @@ from infra.settings import Settings
 from invmon.stack.prometheus import DEPLOY
 from tests.e2e.live_support import free_port
 from tests.e2e.support import new_sku, user_token, wait_for_status
+from tests.integration.helpers import wait_until
 from tests.processes import Process, running
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -135,11 +136,20 @@ async def test_stopped_stock_worker_fires_the_lag_alert(
 
         pipeline["stock_worker"].stop()
 
+        async def exported_lag() -> float:
+            metrics = (await edge.get(f"http://127.0.0.1:{stack.outbox_relay_port}/metrics")).text
+            pattern = rf'^invmon_consumer_lag{{[^}}]*group="{re.escape(group)}"[^}}]*}} (\S+)$'
+            return sum(float(m) for m in re.findall(pattern, metrics, flags=re.MULTILINE))
+
         async def keep_sending() -> None:
+            # The next command goes once the relay's gauge shows the last one as lag: the lag grows at
+            # the gauge's own pace, however slow the box, never outrunning what Prometheus can see.
+            sent = 0
             while True:
                 response = await edge.post(f"/v1/items/{sku}/receipts", json={"quantity": 1})
                 assert response.status_code == 202, response.text
-                await asyncio.sleep(0.2)  # a steady trickle of commands, not a load test
+                sent += 1
+                await wait_until(exported_lag, lambda lag, n=sent: lag >= n, within=60, what=f"lag {sent}")
 
         sender = asyncio.create_task(keep_sending())
         try:
