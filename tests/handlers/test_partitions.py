@@ -59,6 +59,17 @@ async def scratch(stack: Settings) -> AsyncIterator[str]:
         await admin.close()
 
 
+@pytest.fixture
+async def pg(scratch: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the scratch database, migrated to head."""
+    await asyncio.to_thread(migrate.upgrade, scratch, "head")
+    connection = await asyncpg.connect(_dsn(scratch))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
 def _dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
@@ -167,136 +178,123 @@ async def maintain(pg: asyncpg.Connection, settings: Settings, now: datetime) ->
     return await partitions.maintain(pg, settings, now)
 
 
-async def test_expired_partitions_are_dropped_but_never_a_needed_row(scratch: str, stack: Settings) -> None:
-    await asyncio.to_thread(migrate.upgrade, scratch, "head")
+async def test_expired_partitions_are_dropped_but_never_a_needed_row(
+    pg: asyncpg.Connection, stack: Settings
+) -> None:
     settings = small(stack)
-    pg = await asyncpg.connect(_dsn(scratch))
-    try:
-        # The legacy partitions reach up to the upgrade (now): without them the ranges can start earlier.
-        for table in TABLES[:4]:
-            await pg.execute(f"DROP TABLE {table}_legacy")
-        t0 = partitions.floor(await pg.fetchval("SELECT now()"), 60) - timedelta(minutes=10)
-        await maintain(pg, settings, t0)  # the ranges from ten minutes ago on
-        a, b = t0 + timedelta(seconds=5), t0 + timedelta(seconds=65)  # two old partitions each
+    # The legacy partitions reach up to the upgrade (now): without them the ranges can start earlier.
+    for table in TABLES[:4]:
+        await pg.execute(f"DROP TABLE {table}_legacy")
+    t0 = partitions.floor(await pg.fetchval("SELECT now()"), 60) - timedelta(minutes=10)
+    await maintain(pg, settings, t0)  # the ranges from ten minutes ago on
+    a, b = t0 + timedelta(seconds=5), t0 + timedelta(seconds=65)  # two old partitions each
+    await pg.execute(
+        "INSERT INTO notification_subscriptions (id, name, kind, url, secret)"
+        " VALUES ('00000000-0000-0000-0000-000000000001', 's', 'webhook', 'http://127.0.0.1/', 'k')"
+    )
+    for at, published in ((a, "now()"), (a, "NULL"), (b, "now()")):
         await pg.execute(
-            "INSERT INTO notification_subscriptions (id, name, kind, url, secret)"
-            " VALUES ('00000000-0000-0000-0000-000000000001', 's', 'webhook', 'http://127.0.0.1/', 'k')"
+            "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at, published_at)"
+            f" VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{{}}', $1, {published})",
+            at,
         )
-        for at, published in ((a, "now()"), (a, "NULL"), (b, "now()")):
-            await pg.execute(
-                "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at, published_at)"
-                f" VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{{}}', $1, {published})",
-                at,
-            )
-        # A command issued long ago but applied just now is still inside the window.
-        for issued, applied in ((a, a), (b, datetime.now(UTC))):
-            await pg.execute(
-                "INSERT INTO processed_commands (command_id, command_type, sku, status, applied_at, actor,"
-                " issued_at) VALUES (gen_random_uuid(), 'c', 'S', 'applied', $2, 'a', $1)",
-                issued,
-                applied,
-            )
-        for at, status in ((a, "pending"), (b, "delivered")):
-            await pg.execute(
-                "INSERT INTO notification_deliveries (event_id, subscription_id, event_type, sku, payload,"
-                " status, event_at) VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 't',"
-                " 'S', '{}', $2, $1)",
-                at,
-                status,
-            )
-        for at in (a, b):
-            await pg.execute(
-                "INSERT INTO notification_attempts (delivery_id, attempted_at, latency_ms, outcome)"
-                " VALUES (1, $1, 1, 'delivered')",
-                at,
-            )
-        pa, pb = partitions.Range(t0, t0).name, partitions.Range(t0 + timedelta(seconds=60), t0).name
-        now = t0 + timedelta(minutes=10)
-        report = await maintain(pg, settings, now)
-        # Outbox: the partition with an unpublished row stays, the published one goes.
-        assert pa("outbox") in await names(pg, "outbox")
-        assert pb("outbox") not in await names(pg, "outbox")
-        assert await pg.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
-        # Processed ids: the old claim goes, the one applied inside the window stays.
-        assert pa("processed_commands") not in await names(pg, "processed_commands")
-        assert pb("processed_commands") in await names(pg, "processed_commands")
-        # Deliveries: the pending one keeps its partition; attempts expire by time alone.
-        assert pa("notification_deliveries") in await names(pg, "notification_deliveries")
-        assert pb("notification_deliveries") not in await names(pg, "notification_deliveries")
-        assert await pg.fetchval("SELECT count(*) FROM notification_attempts") == 0
-        assert pb("outbox") in report.dropped
-        # Ranges ahead exist.
-        upper = max(p.upper for p in await partitions.partitions(pg, "outbox") if p.upper is not None)
-        assert upper >= now + timedelta(minutes=3)
-        # Once published, the outbox row no longer holds its partition.
-        await pg.execute("UPDATE outbox SET published_at = now()")
-        await maintain(pg, settings, now)
-        assert pa("outbox") not in await names(pg, "outbox")
-        # The ledger is never dropped.
-        assert "stock_ledger_legacy" in await names(pg, "stock_ledger")
-    finally:
-        await pg.close()
+    # A command issued long ago but applied just now is still inside the window.
+    for issued, applied in ((a, a), (b, datetime.now(UTC))):
+        await pg.execute(
+            "INSERT INTO processed_commands (command_id, command_type, sku, status, applied_at, actor,"
+            " issued_at) VALUES (gen_random_uuid(), 'c', 'S', 'applied', $2, 'a', $1)",
+            issued,
+            applied,
+        )
+    for at, status in ((a, "pending"), (b, "delivered")):
+        await pg.execute(
+            "INSERT INTO notification_deliveries (event_id, subscription_id, event_type, sku, payload,"
+            " status, event_at) VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 't',"
+            " 'S', '{}', $2, $1)",
+            at,
+            status,
+        )
+    for at in (a, b):
+        await pg.execute(
+            "INSERT INTO notification_attempts (delivery_id, attempted_at, latency_ms, outcome)"
+            " VALUES (1, $1, 1, 'delivered')",
+            at,
+        )
+    pa, pb = partitions.Range(t0, t0).name, partitions.Range(t0 + timedelta(seconds=60), t0).name
+    now = t0 + timedelta(minutes=10)
+    report = await maintain(pg, settings, now)
+    # Outbox: the partition with an unpublished row stays, the published one goes.
+    assert pa("outbox") in await names(pg, "outbox")
+    assert pb("outbox") not in await names(pg, "outbox")
+    assert await pg.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
+    # Processed ids: the old claim goes, the one applied inside the window stays.
+    assert pa("processed_commands") not in await names(pg, "processed_commands")
+    assert pb("processed_commands") in await names(pg, "processed_commands")
+    # Deliveries: the pending one keeps its partition; attempts expire by time alone.
+    assert pa("notification_deliveries") in await names(pg, "notification_deliveries")
+    assert pb("notification_deliveries") not in await names(pg, "notification_deliveries")
+    assert await pg.fetchval("SELECT count(*) FROM notification_attempts") == 0
+    assert pb("outbox") in report.dropped
+    # Ranges ahead exist.
+    upper = max(p.upper for p in await partitions.partitions(pg, "outbox") if p.upper is not None)
+    assert upper >= now + timedelta(minutes=3)
+    # Once published, the outbox row no longer holds its partition.
+    await pg.execute("UPDATE outbox SET published_at = now()")
+    await maintain(pg, settings, now)
+    assert pa("outbox") not in await names(pg, "outbox")
+    # The ledger is never dropped.
+    assert "stock_ledger_legacy" in await names(pg, "stock_ledger")
 
 
 async def test_an_insert_beyond_every_range_lands_in_default_and_moves_into_its_partition(
-    scratch: str, stack: Settings
+    pg: asyncpg.Connection, stack: Settings
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, scratch, "head")
     settings = small(stack)
-    pg = await asyncpg.connect(_dsn(scratch))
-    try:
-        now = partitions.floor(await pg.fetchval("SELECT now()"), 60)
-        await maintain(pg, settings, now)
-        later = now + timedelta(hours=2, seconds=7)  # past the last range: no partition yet
-        await pg.execute(
-            "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at)"
-            " VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{}', $1)",
-            later,
-        )
-        assert await pg.fetchval("SELECT count(*) FROM outbox_default") == 1
-        report = await maintain(pg, settings, now)
-        assert report.in_default == {"outbox": 1}  # logged while it waits there
-        report = await maintain(pg, settings, later)
-        target = partitions.Range(partitions.floor(later, 60), later).name("outbox")
-        assert target in report.created
-        assert await pg.fetchval("SELECT count(*) FROM outbox_default") == 0
-        assert await pg.fetchval(f"SELECT count(*) FROM {target}") == 1
-    finally:
-        await pg.close()
+    now = partitions.floor(await pg.fetchval("SELECT now()"), 60)
+    await maintain(pg, settings, now)
+    later = now + timedelta(hours=2, seconds=7)  # past the last range: no partition yet
+    await pg.execute(
+        "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at)"
+        " VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{}', $1)",
+        later,
+    )
+    assert await pg.fetchval("SELECT count(*) FROM outbox_default") == 1
+    report = await maintain(pg, settings, now)
+    assert report.in_default == {"outbox": 1}  # logged while it waits there
+    report = await maintain(pg, settings, later)
+    target = partitions.Range(partitions.floor(later, 60), later).name("outbox")
+    assert target in report.created
+    assert await pg.fetchval("SELECT count(*) FROM outbox_default") == 0
+    assert await pg.fetchval(f"SELECT count(*) FROM {target}") == 1
 
 
 async def test_expired_rows_keyed_before_every_range_leave_default_unless_still_needed(
-    scratch: str, stack: Settings
+    pg: asyncpg.Connection, stack: Settings
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, scratch, "head")
     settings = small(stack)
-    pg = await asyncpg.connect(_dsn(scratch))
-    try:
-        for table in TABLES[:4]:  # without the legacy partitions, old keys have no range but DEFAULT
-            await pg.execute(f"DROP TABLE {table}_legacy")
-        now = partitions.floor(await pg.fetchval("SELECT now()"), 60)
-        await maintain(pg, settings, now)
-        ancient = datetime(2001, 1, 1, tzinfo=UTC)
-        for published in ("now()", "NULL"):
-            await pg.execute(
-                "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at, published_at)"
-                f" VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{{}}', $1, {published})",
-                ancient,
-            )
-        for applied in (ancient, now):  # the second: a late record applied inside the window
-            await pg.execute(
-                "INSERT INTO processed_commands (command_id, command_type, sku, status, applied_at, actor,"
-                " issued_at) VALUES (gen_random_uuid(), 'c', 'S', 'applied', $2, 'a', $1)",
-                ancient,
-                applied,
-            )
-        report = await maintain(pg, settings, now)
-        assert report.purged == {"outbox": 1, "processed_commands": 1}
-        assert await pg.fetchval("SELECT count(*) FROM outbox_default WHERE published_at IS NULL") == 1
-        assert await pg.fetchval("SELECT count(*) FROM outbox_default") == 1
-        assert await pg.fetchval("SELECT applied_at FROM processed_commands_default") == now
-    finally:
-        await pg.close()
+    for table in TABLES[:4]:  # without the legacy partitions, old keys have no range but DEFAULT
+        await pg.execute(f"DROP TABLE {table}_legacy")
+    now = partitions.floor(await pg.fetchval("SELECT now()"), 60)
+    await maintain(pg, settings, now)
+    ancient = datetime(2001, 1, 1, tzinfo=UTC)
+    for published in ("now()", "NULL"):
+        await pg.execute(
+            "INSERT INTO outbox (event_id, event_type, channel, sku, payload, created_at, published_at)"
+            f" VALUES (gen_random_uuid(), 't', 'inventory', 'S', '{{}}', $1, {published})",
+            ancient,
+        )
+    for applied in (ancient, now):  # the second: a late record applied inside the window
+        await pg.execute(
+            "INSERT INTO processed_commands (command_id, command_type, sku, status, applied_at, actor,"
+            " issued_at) VALUES (gen_random_uuid(), 'c', 'S', 'applied', $2, 'a', $1)",
+            ancient,
+            applied,
+        )
+    report = await maintain(pg, settings, now)
+    assert report.purged == {"outbox": 1, "processed_commands": 1}
+    assert await pg.fetchval("SELECT count(*) FROM outbox_default WHERE published_at IS NULL") == 1
+    assert await pg.fetchval("SELECT count(*) FROM outbox_default") == 1
+    assert await pg.fetchval("SELECT applied_at FROM processed_commands_default") == now
 
 
 async def test_a_shorter_span_takes_effect_at_once_on_empty_partitions(scratch: str, stack: Settings) -> None:
