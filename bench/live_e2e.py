@@ -313,23 +313,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--stamps", help="also write every command's stamps (wall-clock ns) to this file")
     parser.add_argument("--force", action="store_true", help="allow the default .stack/.stack-test dirs")
-    parser.add_argument(
-        "--profiles",
-        help="stack profiles to run on, alternating, e.g. run,test (bench.stacks)",
-    )
-    parser.add_argument("--profile-rounds", type=int, default=1, help="with --profiles: runs per profile")
+    stacks.add_profile_arguments(parser)
     args = parser.parse_args()
-    if args.profiles:
-        sys.exit(
-            stacks.run_profiles(
-                "bench.live_e2e",
-                sys.argv[1:],
-                stacks.parse_profiles(args.profiles),
-                args.profile_rounds,
-                PROFILE_FIGURES,
-                args.json,
-            )
-        )
+    stacks.run_profiles_if_asked("bench.live_e2e", args, PROFILE_FIGURES)
     sys.exit(uvloop.run(run(args)))
 
 

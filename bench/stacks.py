@@ -14,6 +14,7 @@ on both; the stacks stay up (`invmon stack down` with the same environment stops
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -174,3 +175,19 @@ def summary_lines(summary: Mapping[str, dict[str, Any]], profiles: Sequence[str]
     lines = [f"by profile ({', '.join(profiles)}), alternating runs:"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return lines
+
+
+def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--profiles` and `--profile-rounds`, the same on every benchmark that runs on both profiles."""
+    parser.add_argument("--profiles", help="stack profiles to run on, alternating, e.g. run,test")
+    parser.add_argument("--profile-rounds", type=int, default=1, help="with --profiles: runs per profile")
+
+
+def run_profiles_if_asked(module: str, args: argparse.Namespace, figures: Mapping[str, Figure]) -> None:
+    """With --profiles: run `module` on each profile (this process only drives) and exit with its status."""
+    if args.profiles:
+        sys.exit(
+            run_profiles(
+                module, sys.argv[1:], parse_profiles(args.profiles), args.profile_rounds, figures, args.json
+            )
+        )

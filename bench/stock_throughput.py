@@ -890,23 +890,9 @@ def main() -> None:
     parser.add_argument(
         "--force", action="store_true", help="allow the default .stack/.stack-test stack dirs"
     )
-    parser.add_argument(
-        "--profiles",
-        help="stack profiles to run on, alternating, e.g. run,test (bench.stacks)",
-    )
-    parser.add_argument("--profile-rounds", type=int, default=1, help="with --profiles: runs per profile")
+    stacks.add_profile_arguments(parser)
     args = parser.parse_args()
-    if args.profiles:
-        sys.exit(
-            stacks.run_profiles(
-                "bench.stock_throughput",
-                sys.argv[1:],
-                stacks.parse_profiles(args.profiles),
-                args.profile_rounds,
-                PROFILE_FIGURES,
-                args.json,
-            )
-        )
+    stacks.run_profiles_if_asked("bench.stock_throughput", args, PROFILE_FIGURES)
     if args.log_dir:
         Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     sys.exit(asyncio.run(run(args)))
