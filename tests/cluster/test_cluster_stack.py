@@ -29,7 +29,8 @@ from tests.integration.helpers import wait_until
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 MEMBERS = {"kafka-1", "kafka-2", "kafka-3", "postgres-primary", "postgres-standby", "redis"}
-PROBE_TOPIC = Topic("invmon.test.cluster-probe", "Records of the cluster tests, never read by the pipeline.")
+# A new topic per run: one left by an interrupted run (or created with other settings) proves nothing.
+PROBE_TOPIC = Topic(f"invmon.test.cluster-probe-{uuid.uuid4().hex[:8]}", "Never read by the pipeline.")
 
 
 def _quiet() -> Console:
@@ -80,7 +81,14 @@ async def test_project_topics_are_replicated_three_times_with_two_in_sync(cluste
 
 
 async def test_acknowledged_record_survives_its_leader_killed(settings: Settings, cluster: Settings) -> None:
-    await kafka_admin.create(cluster.kafka_bootstrap, [PROBE_TOPIC], 1, 3, min_insync_replicas=2)
+    # Created the way the stack creates the project's topics, with the cluster's replication settings.
+    await kafka_admin.create(
+        cluster.kafka_bootstrap,
+        [PROBE_TOPIC],
+        1,
+        cluster.kafka_replication_factor,
+        min_insync_replicas=cluster.kafka_min_insync_replicas,
+    )
     leader = await _leader(cluster.kafka_bootstrap, PROBE_TOPIC.name)
     marker = uuid.uuid4().hex.encode()
     producer = raw_producer(cluster, client_id="cluster-test")
@@ -102,6 +110,8 @@ async def test_acknowledged_record_survives_its_leader_killed(settings: Settings
     keys = await _keys_with(survivors, PROBE_TOPIC.name, marker)
     assert keys == [b"before", b"after"]
     assert await _leader(survivors, PROBE_TOPIC.name) != leader
+    async with kafka_admin.admin_client(survivors, 10_000) as client:
+        await client.delete_topics([PROBE_TOPIC.name])
 
     # The killed node comes back for the tests after this one.
     await manager.up_async(settings, Reporter(_quiet()), cluster=True)
