@@ -12,7 +12,7 @@ from invmon.stack.cluster import ClusterKafkaService, cluster_services, env_text
 from invmon.stack.cluster_layout import ClusterLayout
 from invmon.stack.kafka_admin import configs_of
 from invmon.stack.paths import StackPaths
-from invmon.stack.pg_cluster import PrimaryService
+from invmon.stack.pg_cluster import PrimaryService, StandbyService
 from invmon.stack.service import Service
 from invmon.stack.state import StackState
 
@@ -102,3 +102,22 @@ def test_synchronous_standby_is_a_switch_that_outranks_the_test_profiles_commit_
 
     assert "synchronous_standby_names = ''" in off
     assert on[-2:] == ["synchronous_standby_names = 'invmon_standby'", "synchronous_commit = on"]
+
+
+def test_standby_follows_the_primary_to_a_new_base_port(tmp_path: Path) -> None:
+    standby = _members(tmp_path)["postgres-standby"]
+    assert isinstance(standby, StandbyService)
+    data = tmp_path / "postgres-standby" / "data"
+    data.mkdir(parents=True)
+    # What `pg_basebackup -R` wrote when the cluster had another base port.
+    auto = data / "postgresql.auto.conf"
+    auto.write_text(
+        "# ALTER SYSTEM\nprimary_conninfo = 'host=127.0.0.1 port=53432'\nprimary_slot_name = 'x'\n"
+    )
+
+    standby._write_config()
+
+    conf = (data / "invmon.conf").read_text()
+    assert f"port={LAYOUT.postgres_primary_port} user=invmon_replicator password=''s3cret''" in conf
+    assert "primary_slot_name = 'invmon_standby'" in conf
+    assert auto.read_text() == "# ALTER SYSTEM\n"
