@@ -9,6 +9,8 @@ topic set at replication factor 3 once every node is up, the migrations on the p
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
@@ -18,7 +20,7 @@ from infra.settings import Settings
 from invmon.stack import kafka_admin
 from invmon.stack.cluster_layout import KAFKA_NODES, MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, ClusterLayout
 from invmon.stack.kafka import KafkaNode, KafkaService, ensure_topics
-from invmon.stack.kafka_quorum import QuorumError, describe_quorum
+from invmon.stack.kafka_quorum import Quorum, QuorumError, describe_quorum
 from invmon.stack.paths import StackPaths
 from invmon.stack.pg_cluster import PrimaryService, pg_services
 from invmon.stack.postgres import Target
@@ -32,6 +34,7 @@ from invmon.stack.state import StackState
 # plenty for the drills' load (RSS measured after up: see docs/deployment.md).
 KAFKA_HEAP = "256m"
 ENV_FILE = "cluster.env"
+VIEW_TTL_S = 1.0
 
 
 def layout_of(settings: Settings) -> ClusterLayout:
@@ -56,15 +59,50 @@ def member_settings(settings: Settings, layout: ClusterLayout) -> Settings:
     )
 
 
+class KafkaView:
+    """The metadata quorum and each node's partition leaderships, asked once for the three nodes' roles
+    (every answer is the same whichever node is asked) and kept for a second."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._lock = asyncio.Lock()
+        self._at = -math.inf
+        self._value: tuple[Quorum, dict[int, int]] | None = None
+
+    async def get(self) -> tuple[Quorum, dict[int, int]] | None:
+        async with self._lock:
+            if time.monotonic() - self._at > VIEW_TTL_S:
+                try:
+                    self._value = (
+                        await describe_quorum(self._bootstrap),
+                        await kafka_admin.leader_counts(self._bootstrap),
+                    )
+                except (KafkaError, OSError, TimeoutError, QuorumError):
+                    self._value = None
+                self._at = time.monotonic()
+            return self._value
+
+
 class ClusterKafkaService(KafkaService):
+    def __init__(
+        self,
+        settings: Settings,
+        paths: StackPaths,
+        state: StackState,
+        node: KafkaNode,
+        prepare_lock: asyncio.Lock,
+        view: KafkaView,
+    ) -> None:
+        super().__init__(settings, paths, state, node, prepare_lock)
+        self._view = view
+
     async def role(self) -> str | None:
         """From the metadata quorum (DescribeQuorum), plus how many partition leaders this node holds (the
         drills kill the one that leads the most)."""
-        try:
-            quorum = await describe_quorum(self.bootstrap)
-            led = await kafka_admin.leader_counts(self.bootstrap)
-        except (KafkaError, OSError, TimeoutError, QuorumError):
+        view = await self._view.get()
+        if view is None:
             return None
+        quorum, led = view
         kind = "controller leader" if quorum.leader_id == self.node.node_id else "broker"
         return f"{kind} (leads {led.get(self.node.node_id, 0)} partitions)"
 
@@ -97,8 +135,9 @@ def cluster_services(
     """Every member; `synchronous_standby`: the primary's commits wait for the standby."""
     members = member_settings(settings, layout)
     prepare = asyncio.Lock()
+    view = KafkaView(layout.kafka_bootstrap)
     kafka: list[Service] = [
-        ClusterKafkaService(members, paths, state, node, prepare) for node in kafka_nodes(paths, layout)
+        ClusterKafkaService(members, paths, state, node, prepare, view) for node in kafka_nodes(paths, layout)
     ]
     primary, standby = pg_services(settings, paths, state, layout, synchronous=synchronous_standby)
     # One plain Redis until the Sentinel-managed pair (invmon.stack.redis_cluster) is wired in.
