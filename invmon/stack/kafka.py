@@ -168,10 +168,11 @@ class KafkaService:
                     step.outcome = "cached"
                 else:
                     step.outcome = await fetch(self._dist, self._paths.maven_project / self._dist.version)
-            cluster_id = await self._cluster_id(java)
         self._write_config()
         if not (self._node.data_dir / "meta.properties").exists():
             with reporter.step(self.name, "format storage (KRaft)") as step:
+                async with self._prepare_lock:
+                    cluster_id = await self._cluster_id(java)
                 await run(
                     [
                         java, "-cp", self._dist.classpath, "kafka.tools.StorageTool", "format",
