@@ -155,8 +155,14 @@ async def test_sigkill_of_the_master_every_user_works_again_without_a_restart(
         await limits.check(conn, None, principal)
         return bool(ERRORS._value.get() == errors)  # a fail-open check counts an error instead
 
+    refusals: list[Exception] = []
+
     async def idempotent_request(key: str) -> bool:
-        claim, replay = await idempotency.claim(edge, request(key, b"{}"), principal, 3600, id_key)
+        try:
+            claim, replay = await idempotency.claim(edge, request(key, b"{}"), principal, 3600, id_key)
+        except Exception as error:
+            refusals.append(error)
+            raise
         if claim is not None:
             await idempotency.complete(edge, claim, idempotency.Stored(202, {"key": key}, None), 3600)
         return replay is None or replay.body == {"key": key}
@@ -208,6 +214,9 @@ async def test_sigkill_of_the_master_every_user_works_again_without_a_restart(
         figures["relay feed"] = await recovered_within(killed, feed_passes, "the relay's feed")
         figures["?wait= hub"] = await recovered_within(killed, wait_resolves, "the ?wait= hub")
         print("seconds from SIGKILL to working again:", {k: round(v, 2) for k, v in figures.items()})
+        # While there was no master, a keyed request was refused with 503 (nothing published), never a 500.
+        assert refusals
+        assert all(isinstance(e, Problem) and e.status == 503 for e in refusals), refusals
 
         # The new master: the replica, under a new epoch; the feed reset the channel rather than trust it.
         info = await publisher.info("server")
