@@ -1,7 +1,7 @@
 """Redis through Sentinel against real processes: every Redis user's client comes from the factory and
-works through the Sentinels; when the master is SIGKILLed, Sentinel promotes the replica and rate limits,
-idempotency, the live scripts and pub/sub work again without a restart; `up` after the failover keeps the
-new roles."""
+works through the Sentinels; when the master is SIGKILLed (or demoted by SENTINEL FAILOVER), Sentinel
+promotes the replica and rate limits, idempotency, the live scripts and pub/sub work again without a
+restart; `up` after the failover keeps the new roles. The slow tests print the seconds each user took."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import structlog
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -110,6 +111,128 @@ async def recovered_within(started: float, works: Callable[[], Awaitable[bool]],
     raise AssertionError(f"{what} did not work again within {RECOVERY_BOUND_S}s of the SIGKILL")
 
 
+class Users:
+    """Every Redis user of the pipeline, each with its client built as its process builds it (api_edge/app.py,
+    api_edge/relay/main.py, workers/outbox_relay/main.py), and a probe per user: True when it works."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.settings = cluster.settings.model_copy(
+            update={
+                "environment": "local",
+                "rate_limit_principal": "100000/minute",
+                "rate_limit_ip": "100000/minute",
+            }
+        )
+        self.edge = redis_client(
+            self.settings,
+            blocking=True,
+            max_connections=16,
+            timeout=5,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
+        )
+        self.relay = redis_client(
+            self.settings,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
+            socket_connect_timeout=2,
+        )
+        self.publisher = redis_client(self.settings)
+        self.limits = RateLimits(self.settings, self.edge.connection_pool)
+        self.outbox = LiveRedis(self.publisher)
+        self.hub = RecordingHub()
+        self.feed = Feed(LiveRedis(self.relay), self.hub, Categories(engine=None))  # type: ignore[arg-type]
+        self.wait_hub = LiveHub(self.edge, idle_s=60.0)
+        self.id_key = command_ids.key(self.settings)
+        self.principal = f"user:fo-{uuid.uuid4().hex[:8]}"
+        self.refusals: list[Exception] = []  # what keyed requests met while they failed
+        self._feed_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Users:
+        self._feed_task = asyncio.create_task(self.feed.run())
+        await asyncio.wait_for(self.feed.ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+            await asyncio.gather(self._feed_task, return_exceptions=True)
+        await self.wait_hub.stop()
+        for client in (self.edge, self.relay, self.publisher):
+            await client.aclose()
+
+    def probes(self) -> dict[str, Callable[[], Awaitable[bool]]]:
+        return {
+            "rate limits": self.rate_limit_counts,
+            "idempotency": lambda: self.idempotent_request(f"k-{uuid.uuid4().hex[:8]}"),
+            "publish script": self.publishes,
+            "relay feed": self.feed_passes,
+            "?wait= hub": self.wait_resolves,
+        }
+
+    async def all_work(self) -> None:
+        for name, probe in self.probes().items():
+            assert await probe(), name
+
+    async def recovery(self, since: float) -> dict[str, float]:
+        """Every user tries at once, as in a running system, each until it works again: seconds taken."""
+        probes = self.probes()
+        seconds = await asyncio.gather(*(recovered_within(since, p, name) for name, p in probes.items()))
+        return dict(zip(probes, seconds, strict=True))
+
+    async def rate_limit_counts(self) -> bool:
+        errors: float = ERRORS._value.get()
+        conn: Any = SimpleNamespace(client=SimpleNamespace(host="10.9.9.9"), state=SimpleNamespace())
+        await self.limits.check(conn, None, self.principal)
+        return bool(ERRORS._value.get() == errors)  # a fail-open check counts an error instead
+
+    async def idempotent_request(self, key: str, body: bytes = b"{}") -> bool:
+        """A keyed request: its first answer is stored, a replay gets it back."""
+        try:
+            claim, replay = await idempotency.claim(
+                self.edge, request(key, body), self.principal, 3600, self.id_key
+            )
+        except Exception as error:
+            self.refusals.append(error)
+            raise
+        if claim is not None:
+            answer = idempotency.Stored(202, {"key": key}, None)
+            await idempotency.complete(self.edge, claim, answer, 3600)
+        return replay is None or replay.body == {"key": key}
+
+    async def publishes(self) -> bool:
+        return await self.outbox.publish("prices", [("SKU-1", "price_changed", "{}")], history=1000) > 0
+
+    async def feed_passes(self) -> bool:
+        """A publication now reaches the feed within a second (the first of a new epoch resets instead)."""
+        sku = f"SKU-{uuid.uuid4().hex[:8]}"
+        await self.outbox.publish("inventory", [(sku, "stock_changed", "{}")], history=1000)
+
+        async def seen() -> bool:
+            return any(c == "inventory" and m.sku == sku for c, m in self.hub.passed)
+
+        await wait_until(seen, bool, within=1.0, what="the feed", interval=0.02)
+        return True
+
+    async def wait_resolves(self) -> bool:
+        command_id = str(uuid.uuid4())
+        future = await self.wait_hub.waiter(command_id, within=2.0)
+        event = f'{{"command_id":"{command_id}"}}'
+        await self.outbox.publish("inventory", [("SKU-1", "stock_changed", event)], history=1000)
+        await asyncio.wait_for(future, 2.0)
+        return True
+
+
+async def settled_roles(cluster: RedisCluster, master_port: int) -> None:
+    """Wait until the node at `master_port` is master, the other its replica, and every Sentinel agrees."""
+    master = f"127.0.0.1:{master_port}"
+    nodes = {"redis-1": cluster.layout.redis_primary_port, "redis-2": cluster.layout.redis_replica_port}
+    expected = {
+        **{name: "master" if port == master_port else f"replica of {master}" for name, port in nodes.items()},
+        **{f"sentinel-{n}": f"sentinel (master at {master})" for n in (1, 2, 3)},
+    }
+    await wait_until(lambda: roles(cluster), lambda r: r == expected, within=30, what="roles")
+
+
 @pytest.mark.slow
 async def test_sigkill_of_the_master_every_user_works_again_without_a_restart(
     redis_cluster: RedisCluster,
@@ -119,140 +242,62 @@ async def test_sigkill_of_the_master_every_user_works_again_without_a_restart(
     same client objects, each within RECOVERY_BOUND_S (the measured seconds are printed); the live epoch
     changes, so the feed resets its channels instead of passing offsets the new master reuses; `up` then
     brings the old master back as a replica of the new one."""
-    settings = redis_cluster.settings.model_copy(
-        update={
-            "environment": "local",
-            "rate_limit_principal": "100000/minute",
-            "rate_limit_ip": "100000/minute",
-        }
-    )
     layout = redis_cluster.layout
-    # Each client built as its process builds it (api_edge/app.py, api_edge/relay/main.py, outbox relay).
-    edge = redis_client(
-        settings,
-        blocking=True,
-        max_connections=16,
-        timeout=5,
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[RedisConnectionError],
-    )
-    relay = redis_client(
-        settings, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2), socket_connect_timeout=2
-    )
-    publisher = redis_client(settings)
-    limits = RateLimits(settings, edge.connection_pool)
-    outbox = LiveRedis(publisher)
-    hub = RecordingHub()
-    feed = Feed(LiveRedis(relay), hub, Categories(engine=None))  # type: ignore[arg-type]
-    wait_hub = LiveHub(edge, idle_s=60.0)
-    id_key = command_ids.key(settings)
-    principal = f"user:fo-{uuid.uuid4().hex[:8]}"
-    conn: Any = SimpleNamespace(client=SimpleNamespace(host="10.9.9.9"), state=SimpleNamespace())
-    feed_task = asyncio.create_task(feed.run())
+    async with Users(redis_cluster) as users:
+        await users.all_work()
+        assert await users.idempotent_request("before")
+        epoch_before, _ = await users.outbox.position("inventory")
+        # The replica holds all of it (WAIT), so the stored answers survive the failover.
+        assert await users.publisher.wait(1, 5000) == 1
 
-    async def rate_limit_counts() -> bool:
-        errors: float = ERRORS._value.get()
-        await limits.check(conn, None, principal)
-        return bool(ERRORS._value.get() == errors)  # a fail-open check counts an error instead
-
-    refusals: list[Exception] = []
-
-    async def idempotent_request(key: str) -> bool:
-        try:
-            claim, replay = await idempotency.claim(edge, request(key, b"{}"), principal, 3600, id_key)
-        except Exception as error:
-            refusals.append(error)
-            raise
-        if claim is not None:
-            await idempotency.complete(edge, claim, idempotency.Stored(202, {"key": key}, None), 3600)
-        return replay is None or replay.body == {"key": key}
-
-    async def published(channel: str) -> int:
-        return await outbox.publish(channel, [("SKU-1", "stock_changed", "{}")], history=1000)
-
-    async def publishes() -> bool:
-        return await published("prices") > 0
-
-    async def feed_passes() -> bool:
-        """A publication now reaches the feed within a second (the first of a new epoch resets instead)."""
-        sku = f"SKU-{uuid.uuid4().hex[:8]}"
-        await outbox.publish("inventory", [(sku, "stock_changed", "{}")], history=1000)
-
-        async def seen() -> bool:
-            return any(c == "inventory" and m.sku == sku for c, m in hub.passed)
-
-        await wait_until(seen, bool, within=1.0, what="the feed", interval=0.02)
-        return True
-
-    async def wait_resolves() -> bool:
-        command_id = str(uuid.uuid4())
-        future = await wait_hub.waiter(command_id, within=2.0)
-        await outbox.publish("inventory", [("SKU-1", "stock_changed", f'{{"command_id":"{command_id}"}}')],
-                             history=1000)  # fmt: skip
-        await asyncio.wait_for(future, 2.0)
-        return True
-
-    try:
-        await asyncio.wait_for(feed.ready.wait(), 10)
-        # Before: everything works, and the replica holds it (WAIT) so the answers survive the failover.
-        assert await rate_limit_counts()
-        assert await idempotent_request("before")
-        assert await feed_passes()
-        epoch_before, _ = await outbox.position("inventory")
-        assert await wait_resolves()
-        assert await publisher.wait(1, 5000) == 1
-
-        master = redis_cluster.service("redis-1")
-        pid = master.running_pid()
+        pid = redis_cluster.service("redis-1").running_pid()
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        killed = time.monotonic()
-
-        # Every user tries at once, as in a running system, each until it works again.
-        probes = {
-            "rate limits": rate_limit_counts,
-            "idempotency": lambda: idempotent_request("after"),
-            "publish script": publishes,
-            "relay feed": feed_passes,
-            "?wait= hub": wait_resolves,
-        }
-        seconds = await asyncio.gather(*(recovered_within(killed, p, name) for name, p in probes.items()))
-        figures = dict(zip(probes, seconds, strict=True))
+        figures = await users.recovery(time.monotonic())
         print("seconds from SIGKILL to working again:", {k: round(v, 2) for k, v in figures.items()})
-        # While there was no master, a keyed request was refused with 503 (nothing published), never a 500.
-        assert refusals
-        assert all(isinstance(e, Problem) and e.status == 503 for e in refusals), refusals
 
+        # While there was no master, a keyed request was refused with 503 (nothing published), never a 500.
+        assert users.refusals
+        assert all(isinstance(e, Problem) and e.status == 503 for e in users.refusals), users.refusals
         # The new master: the replica, under a new epoch; the feed reset the channel rather than trust it.
-        info = await publisher.info("server")
-        assert info["tcp_port"] == layout.redis_replica_port
-        epoch_after, _ = await outbox.position("inventory")
+        assert (await users.publisher.info("server"))["tcp_port"] == layout.redis_replica_port
+        epoch_after, _ = await users.outbox.position("inventory")
         assert epoch_after != epoch_before
-        assert "inventory" in hub.resets
+        assert "inventory" in users.hub.resets
         # What the replica held: the answer stored before the failover is replayed, not re-run.
-        _, replay = await idempotency.claim(edge, request("before", b"{}"), principal, 3600, id_key)
-        assert replay is not None
-        assert replay.body == {"key": "before"}
+        assert await users.idempotent_request("before")
         with pytest.raises(Problem) as reused:
-            await idempotency.claim(edge, request("before", b"{}x"), principal, 3600, id_key)
+            await users.idempotent_request("before", b"{}x")
         assert reused.value.status == 422
 
-        # `up` again: the old master comes back as a replica of the new one; nothing is forced back.
-        await redis_cluster.up()
-        replica = f"127.0.0.1:{layout.redis_replica_port}"
+    # `up` again: the old master comes back as a replica of the new one; nothing is forced back.
+    await redis_cluster.up()
+    await settled_roles(redis_cluster, layout.redis_replica_port)
 
-        async def settled() -> dict[str, str | None]:
-            return await roles(redis_cluster)
 
-        expected = {
-            "redis-1": f"replica of {replica}",
-            "redis-2": "master",
-            **{f"sentinel-{n}": f"sentinel (master at {replica})" for n in (1, 2, 3)},
-        }
-        await wait_until(settled, lambda r: r == expected, within=30, what="roles after up")
-    finally:
-        feed_task.cancel()
-        await asyncio.gather(feed_task, return_exceptions=True)
-        await wait_hub.stop()
-        for client in (edge, relay, publisher):
-            await client.aclose()
+@pytest.mark.slow
+async def test_a_sentinel_failover_moves_every_user_off_the_demoted_master(
+    redis_cluster: RedisCluster,
+) -> None:
+    """SENTINEL FAILOVER: the old master lives on as a replica, so connections to it stay open (the rate
+    limiter keeps one, pub/sub subscribers hold theirs); every user still ends up working on the new
+    master (a write there answers READONLY, which redis-py turns into a reconnect through Sentinel)."""
+    layout = redis_cluster.layout
+    async with Users(redis_cluster) as users:
+        await users.all_work()
+        sentinel = Redis(host="127.0.0.1", port=layout.sentinel_port(0))
+        try:
+            assert await sentinel.sentinel_failover("invmon")
+        finally:
+            await sentinel.aclose()
+        # The promotion takes about a second; the users' open connections still lead to the old master.
+        await settled_roles(redis_cluster, layout.redis_replica_port)
+        errors: float = ERRORS._value.get()
+        figures = await users.recovery(time.monotonic())
+        print(
+            "seconds from the new roles to every user working:", {k: round(v, 2) for k, v in figures.items()}
+        )
+        assert ERRORS._value.get() == errors  # no rate-limit check failed open on the way
+        assert not users.refusals
+        assert (await users.publisher.info("server"))["tcp_port"] == layout.redis_replica_port
+        assert (await users.edge.info("server"))["tcp_port"] == layout.redis_replica_port
