@@ -249,6 +249,13 @@ async def test_sigkill_of_the_master_every_user_works_again_without_a_restart(
         epoch_before, _ = await users.outbox.position("inventory")
         # The replica holds all of it (WAIT), so the stored answers survive the failover.
         assert await users.publisher.wait(1, 5000) == 1
+        # ...but not the Lua scripts (not replicated): on it, the first calls meet NOSCRIPT and load them.
+        replica = Redis(host="127.0.0.1", port=layout.redis_replica_port)
+        try:
+            scripts = [users.limits._script.sha, users.outbox._publish.sha, users.outbox._position.sha]
+            assert await replica.script_exists(*scripts) == [False, False, False]
+        finally:
+            await replica.aclose()
 
         pid = redis_cluster.service("redis-1").running_pid()
         assert pid is not None
