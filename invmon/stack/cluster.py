@@ -1,5 +1,6 @@
 """The replicated stack (`invmon stack up --cluster`): 3 KRaft nodes, a PostgreSQL primary and hot standby,
-and Redis, on the ports of ClusterLayout(INVMON_CLUSTER_BASE_PORT), all state under INVMON_CLUSTER_STACK_DIR.
+and Redis (master, replica, 3 Sentinels), on the ports of ClusterLayout(INVMON_CLUSTER_BASE_PORT), all
+state under INVMON_CLUSTER_STACK_DIR.
 
 The members are the single stack's services with other ports and folders; what only a cluster needs (one
 topic set at replication factor 3 once every node is up, the migrations on the primary, cluster.env for
@@ -25,7 +26,7 @@ from invmon.stack.paths import StackPaths
 from invmon.stack.pg_cluster import PrimaryService, pg_services
 from invmon.stack.postgres import Target
 from invmon.stack.procs import wait_until
-from invmon.stack.redis import RedisService
+from invmon.stack.redis_cluster import redis_cluster_services
 from invmon.stack.report import Reporter
 from invmon.stack.service import Service
 from invmon.stack.state import StackState
@@ -140,9 +141,8 @@ def cluster_services(
         ClusterKafkaService(members, paths, state, node, prepare, view) for node in kafka_nodes(paths, layout)
     ]
     primary, standby = pg_services(settings, paths, state, layout, synchronous=synchronous_standby)
-    # One plain Redis until the Sentinel-managed pair (invmon.stack.redis_cluster) is wired in.
-    redis = RedisService(members, paths, state)
-    return [*kafka, primary, standby, redis]
+    redis = redis_cluster_services(members, paths, state, layout)
+    return [*kafka, primary, standby, *redis]
 
 
 async def provision(
