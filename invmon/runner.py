@@ -6,6 +6,13 @@ every group; after `grace` seconds whatever is left gets SIGKILL; then the super
 ending on its own stops the others too (as honcho, which ran them before, did): half a pipeline is worse
 than none.
 
+`invmon run --cluster` runs every process twice (edge.1, edge.2, ...) against the replicated stack: each
+copy gets <cluster dir>/cluster.env (written by `invmon stack up --cluster`) and its own port from the
+cluster layout, under the same supervisor. Every process is safe in two copies: workers and the notifier
+split partitions in their consumer groups (the notifier's deliveries are claimed with SKIP LOCKED), the
+outbox relay's second copy is a standby waiting on the leader's advisory lock, schedules take an advisory
+lock per round, and edges and relays are stateless behind nginx.
+
 Children always log JSON. Each line goes, as written, to <stack dir>/logs/processes/<name>.log (size
 bounded, one rotated file kept), which `invmon logs` reads; the terminal shows it through structlog's
 console renderer, or the JSON itself when stdout is not a terminal.
@@ -31,6 +38,8 @@ from invmon.stack.paths import StackPaths
 
 # One file per process stays under this size; the previous one is kept as <name>.log.1.
 LOG_MAX_BYTES = 20 * 1024 * 1024
+# Wide enough for the longest copy's name ("outbox_relay.1").
+NAME_WIDTH = 14
 # SIGHUP: the terminal closed. The children, in sessions of their own, would not hear of it and stay behind.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -81,11 +90,11 @@ def console_renderer(colors: bool) -> Callable[[str, bytes], str]:
         try:
             event = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return f"{name:<13}| {raw.decode('utf-8', 'replace').rstrip()}"
+            return f"{name:<{NAME_WIDTH}}| {raw.decode('utf-8', 'replace').rstrip()}"
         if not isinstance(event, dict):
-            return f"{name:<13}| {raw.decode('utf-8', 'replace').rstrip()}"
+            return f"{name:<{NAME_WIDTH}}| {raw.decode('utf-8', 'replace').rstrip()}"
         event.pop("process", None)
-        return f"{name:<13}| {render(None, str(event.get('level', 'info')), event)}"
+        return f"{name:<{NAME_WIDTH}}| {render(None, str(event.get('level', 'info')), event)}"
 
     return line
 
@@ -118,8 +127,11 @@ class Supervisor:
         show: Callable[[str, bytes], str] | None,
         grace: float,
         out: IO[str] = sys.stdout,
+        envs: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        """`envs`: per process name, variables on top of `env` (a copy's port and cluster settings)."""
         self._procfile, self._env, self._log_dir = procfile, env, log_dir
+        self._envs = envs or {}
         self._show, self._grace, self._out = show, grace, out
         self._children: list[Child] = []
         self._stop = asyncio.Event()
@@ -128,7 +140,7 @@ class Supervisor:
 
     def _say(self, text: str) -> None:
         with contextlib.suppress(OSError):
-            self._out.write(f"{'run':<13}| {text}\n")
+            self._out.write(f"{'run':<{NAME_WIDTH}}| {text}\n")
             self._out.flush()
 
     def _on_signal(self, sig: int) -> None:
@@ -168,7 +180,7 @@ class Supervisor:
         for name, command in self._procfile.items():
             process = await asyncio.create_subprocess_shell(
                 f"exec {command}",
-                env=dict(self._env),
+                env={**self._env, **self._envs.get(name, {})},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -228,15 +240,28 @@ def log_dir(settings: Settings) -> Path:
     return StackPaths.from_settings(settings).logs / "processes"
 
 
-def run(settings: Settings, procfile: Path, grace: float) -> int:
-    # Children find this interpreter's scripts first, and always write JSON: the files need it, and the
-    # terminal rendering is this process's job.
-    env = {
+def child_env() -> dict[str, str]:
+    """This process's environment for the children: they find this interpreter's scripts first, and always
+    write JSON (the files need it; the terminal rendering is this process's job)."""
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "INVMON_LOG_JSON": "true",
     }
+
+
+def supervise(
+    settings: Settings,
+    procfile: Mapping[str, str],
+    env: Mapping[str, str],
+    logs: Path,
+    grace: float,
+    envs: Mapping[str, Mapping[str, str]] | None = None,
+) -> int:
     as_json = settings.log_json if settings.log_json is not None else not sys.stdout.isatty()
     show = None if as_json else console_renderer(colors=True)
-    supervisor = Supervisor(parse_procfile(procfile.read_text()), env, log_dir(settings), show, grace)
-    return asyncio.run(supervisor.run())
+    return asyncio.run(Supervisor(procfile, env, logs, show, grace, envs=envs).run())
+
+
+def run(settings: Settings, procfile: Path, grace: float) -> int:
+    return supervise(settings, parse_procfile(procfile.read_text()), child_env(), log_dir(settings), grace)

@@ -1,0 +1,92 @@
+"""`invmon run --cluster`: two copies of every Procfile process against the replicated stack.
+
+Copy i of process p is named p.<i+1> (edge.1, edge.2) in the console and in its log file, and runs with
+<cluster dir>/cluster.env, then ClusterLayout.process_env (its own port) on top. The supervisor is
+`invmon run`'s, with the same signals and grace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from infra.settings import Settings
+from invmon.runner import child_env, parse_procfile, supervise
+from invmon.stack.cluster_layout import HOST, PORT_SETTINGS, PROCESS_COPIES, ClusterLayout
+from invmon.stack.paths import StackPaths
+
+CLUSTER_ENV = "cluster.env"
+# Behind nginx: the edges and relays believe its X-Forwarded-For (it connects from the loopback address).
+BEHIND_PROXY = ("edge", "live_relay")
+# Ports a copy must not inherit from the invoking shell: two copies cannot both listen on one.
+SHARED_PORTS = (*PORT_SETTINGS.values(), "INVMON_EDGE_METRICS_PORT", "INVMON_LIVE_METRICS_PORT")
+
+
+class ClusterRunError(RuntimeError):
+    """The cluster cannot be run as asked; the message says why."""
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (blank lines and # comments skipped), as cluster.env holds them."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"not a KEY=VALUE line: {line!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def copy_name(process: str, copy: int) -> str:
+    return f"{process}.{copy + 1}"
+
+
+def cluster_processes(procfile: Mapping[str, str], copies: int = PROCESS_COPIES) -> dict[str, str]:
+    """Every Procfile process `copies` times, copies of one process next to each other."""
+    unknown = sorted(set(procfile) - set(PORT_SETTINGS))
+    if unknown:
+        raise ClusterRunError(f"the cluster layout has no ports for Procfile processes {unknown}")
+    return {copy_name(p, c): command for p, command in procfile.items() for c in range(copies)}
+
+
+def cluster_envs(
+    procfile: Mapping[str, str],
+    layout: ClusterLayout,
+    shared: Mapping[str, str],
+    copies: int = PROCESS_COPIES,
+) -> dict[str, dict[str, str]]:
+    """Per copy: the shared cluster.env, then the layout's variables with the copy's own port, then what
+    a process behind the front door needs."""
+    password = unquote(urlsplit(shared.get("INVMON_DATABASE_URL", "")).password or "")
+    if not password:
+        raise ClusterRunError(f"{CLUSTER_ENV} has no INVMON_DATABASE_URL with a password")
+    front = f"{HOST}:{layout.nginx_port}"
+    envs: dict[str, dict[str, str]] = {}
+    for process in procfile:
+        for copy in range(copies):
+            env = {**shared, **layout.process_env(process, copy, password)}
+            if process in BEHIND_PROXY:
+                env["INVMON_TRUSTED_PROXIES"] = f'["{HOST}/32"]'
+                # The dashboard is served through nginx and opens its WebSocket there: the relay admits
+                # that origin.
+                env.setdefault(
+                    "INVMON_CORS_ORIGINS", f'["http://{front}", "http://localhost:{layout.nginx_port}"]'
+                )
+            envs[copy_name(process, copy)] = env
+    return envs
+
+
+def run_cluster(
+    settings: Settings, procfile: Path, grace: float, cluster_dir: Path, layout: ClusterLayout
+) -> int:
+    paths = StackPaths(root=(Path.cwd() / cluster_dir).resolve())
+    env_file = paths.root / CLUSTER_ENV
+    if not env_file.is_file():
+        raise ClusterRunError(f"no {env_file}: bring the cluster up first (`invmon stack up --cluster`)")
+    processes = parse_procfile(procfile.read_text())
+    base = {k: v for k, v in child_env().items() if k not in SHARED_PORTS}
+    envs = cluster_envs(processes, layout, parse_env_file(env_file.read_text()))
+    return supervise(settings, cluster_processes(processes), base, paths.logs / "processes", grace, envs)
