@@ -7,6 +7,7 @@ Copy i of process p is named p.<i+1> (edge.1, edge.2) in the console and in its 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -21,6 +22,11 @@ CLUSTER_ENV = "cluster.env"
 BEHIND_PROXY = ("edge", "live_relay")
 # Ports a copy must not inherit from the invoking shell: two copies cannot both listen on one.
 SHARED_PORTS = (*PORT_SETTINGS.values(), "INVMON_EDGE_METRICS_PORT", "INVMON_LIVE_METRICS_PORT")
+
+
+# Linux's default ip_local_port_range: a port in it may be taken by any outgoing connection (a Kafka node's
+# to its peers, for instance) before the process meant to listen there starts.
+EPHEMERAL = range(32768, 61000)
 
 
 class ClusterRunError(RuntimeError):
@@ -79,6 +85,25 @@ def cluster_envs(
     return envs
 
 
+def taken_ports(envs: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Each copy's port that cannot be bound now (as its server binds: SO_REUSEADDR), with why."""
+    taken = []
+    for name, env in envs.items():
+        port = int(env[PORT_SETTINGS[name.partition(".")[0]]])
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((HOST, port))
+            except OSError as error:
+                hint = (
+                    " (inside the ephemeral port range: held by an outgoing connection?)"
+                    if port in EPHEMERAL
+                    else ""
+                )
+                taken.append(f"{name} :{port} {error.strerror}{hint}")
+    return taken
+
+
 def run_cluster(
     settings: Settings, procfile: Path, grace: float, cluster_dir: Path, layout: ClusterLayout
 ) -> int:
@@ -89,4 +114,10 @@ def run_cluster(
     processes = parse_procfile(procfile.read_text())
     base = {k: v for k, v in child_env().items() if k not in SHARED_PORTS}
     envs = cluster_envs(processes, layout, parse_env_file(env_file.read_text()))
+    if taken := taken_ports(envs):
+        # One copy failing to bind would stop all the others: say which ports, before starting any.
+        raise ClusterRunError(
+            "ports of the cluster layout are taken: " + "; ".join(taken) + ". Stop what holds them, or move "
+            "the cluster (INVMON_CLUSTER_BASE_PORT below 32768 keeps it out of the ephemeral range)"
+        )
     return supervise(settings, cluster_processes(processes), base, paths.logs / "processes", grace, envs)

@@ -3,17 +3,20 @@ port from the layout, and the front door's trust where it sits behind nginx."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from infra.settings import Settings
 from invmon.cluster_run import (
+    EPHEMERAL,
     ClusterRunError,
     cluster_envs,
     cluster_processes,
     parse_env_file,
     run_cluster,
+    taken_ports,
 )
 from invmon.runner import parse_procfile
 from invmon.stack.cluster_layout import PORT_SETTINGS, ClusterLayout
@@ -78,3 +81,15 @@ def test_the_env_file_is_key_value_lines() -> None:
 def test_without_cluster_env_it_says_to_bring_the_cluster_up(tmp_path: Path) -> None:
     with pytest.raises(ClusterRunError, match="stack up --cluster"):
         run_cluster(Settings(), ROOT / "Procfile", 1.0, tmp_path / "nowhere", LAYOUT)
+
+
+def test_a_taken_port_is_named_before_any_copy_starts() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        envs = {"edge.2": {"INVMON_EDGE_PORT": str(port)}}
+        (taken,) = taken_ports(envs)
+    assert taken.startswith(f"edge.2 :{port} ")
+    assert ("ephemeral" in taken) == (port in EPHEMERAL)
+    assert taken_ports(envs) == []
