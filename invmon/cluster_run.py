@@ -2,7 +2,10 @@
 
 Copy i of process p is named p.<i+1> (edge.1, edge.2) in the console and in its log file, and runs with
 <cluster dir>/cluster.env, then ClusterLayout.process_env (its own port) on top. The supervisor is
-`invmon run`'s, with the same signals and grace.
+`invmon run`'s, with the same signals and grace, but a copy that ends (a crash, a drill's SIGKILL) leaves
+the others running while the other copy of its process runs: nginx, the consumer groups and the outbox
+relay's standby take over, which is the point of two copies. It is not restarted. When the last copy of a
+process ends, everything stops, as under `invmon run`.
 """
 
 from __future__ import annotations
@@ -120,4 +123,6 @@ def run_cluster(
             "ports of the cluster layout are taken: " + "; ".join(taken) + ". Stop what holds them, or move "
             "the cluster (INVMON_CLUSTER_BASE_PORT below 32768 keeps it out of the ephemeral range)"
         )
-    return supervise(settings, cluster_processes(processes), base, paths.logs / "processes", grace, envs)
+    copies = cluster_processes(processes)
+    groups = {name: name.partition(".")[0] for name in copies}
+    return supervise(settings, copies, base, paths.logs / "processes", grace, envs, groups)

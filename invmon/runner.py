@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 import structlog
@@ -128,10 +128,13 @@ class Supervisor:
         grace: float,
         out: IO[str] = sys.stdout,
         envs: Mapping[str, Mapping[str, str]] | None = None,
+        groups: Mapping[str, str] | None = None,
     ) -> None:
-        """`envs`: per process name, variables on top of `env` (a copy's port and cluster settings)."""
+        """`envs`: per process name, variables on top of `env` (a copy's port and cluster settings).
+        `groups`: copies of one process by name; a copy that ends leaves the others running while another
+        copy of its group runs (that is what the copies are for), the last one ends them all."""
         self._procfile, self._env, self._log_dir = procfile, env, log_dir
-        self._envs = envs or {}
+        self._envs, self._groups = envs or {}, groups or {}
         self._show, self._grace, self._out = show, grace, out
         self._children: list[Child] = []
         self._stop = asyncio.Event()
@@ -193,15 +196,15 @@ class Supervisor:
             self._say(f"{name} started (pid {process.pid})")
         exits = {asyncio.create_task(c.process.wait()): c for c in self._children}
         stop = asyncio.create_task(self._stop.wait())
-        done, _ = await asyncio.wait([stop, *exits], return_when=asyncio.FIRST_COMPLETED)
+        first = await self._first_unreplaced_exit(stop, exits)
         returncode = 0
-        if stop in done and self._signal is not None:
+        if first is None and self._signal is not None:
             # The processes stop gracefully on SIGTERM and SIGINT; a hang-up means SIGTERM to them.
             forward = signal.SIGTERM if self._signal == signal.SIGHUP else self._signal
             self._say(f"{signal.Signals(forward).name} received: stopping every process")
         else:
+            assert first is not None
             stop.cancel()
-            first = next(exits[t] for t in done if t in exits)
             code = first.process.returncode or 1
             returncode = 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + n
             forward = signal.SIGTERM
@@ -223,6 +226,29 @@ class Supervisor:
             child.log.close()
             self._say(f"{child.name} stopped (rc={child.process.returncode})")
         return returncode
+
+    async def _first_unreplaced_exit(
+        self, stop: asyncio.Task[bool], exits: dict[asyncio.Task[int], Child]
+    ) -> Child | None:
+        """The first child to end with no other copy of its group running; None when a signal came first."""
+        waiting: set[asyncio.Task[Any]] = {stop, *exits}
+        while True:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                return None
+            for task in done:
+                child = exits[task]
+                group = self._groups.get(child.name)
+                others = [
+                    c.name
+                    for c in self._children
+                    if c is not child and group is not None and self._groups.get(c.name) == group
+                    if c.process.returncode is None
+                ]
+                if not others:
+                    return child
+                rc = child.process.returncode
+                self._say(f"{child.name} exited (rc={rc}): {', '.join(others)} carries on")
 
     async def _all_gone(self, within: float) -> bool:
         """Every leader reaped and every group empty (grandchildren included) within `within` seconds."""
@@ -257,10 +283,11 @@ def supervise(
     logs: Path,
     grace: float,
     envs: Mapping[str, Mapping[str, str]] | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> int:
     as_json = settings.log_json if settings.log_json is not None else not sys.stdout.isatty()
     show = None if as_json else console_renderer(colors=True)
-    return asyncio.run(Supervisor(procfile, env, logs, show, grace, envs=envs).run())
+    return asyncio.run(Supervisor(procfile, env, logs, show, grace, envs=envs, groups=groups).run())
 
 
 def run(settings: Settings, procfile: Path, grace: float) -> int:

@@ -3,6 +3,9 @@ port from the layout, and the front door's trust where it sits behind nginx."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import os
 import socket
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from invmon.cluster_run import (
     run_cluster,
     taken_ports,
 )
-from invmon.runner import parse_procfile
+from invmon.runner import Supervisor, parse_procfile
 from invmon.stack.cluster_layout import PORT_SETTINGS, ClusterLayout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +96,32 @@ def test_a_taken_port_is_named_before_any_copy_starts() -> None:
     assert taken.startswith(f"edge.2 :{port} ")
     assert ("ephemeral" in taken) == (port in EPHEMERAL)
     assert taken_ports(envs) == []
+
+
+async def test_a_copy_that_ends_leaves_its_twin_running_and_the_last_copy_ends_them_all(
+    tmp_path: Path,
+) -> None:
+    # a.2 ends once a.1 has been reported (its marker file), so the order is certain without a sleep race.
+    marker = tmp_path / "a1-reported"
+    procfile = {
+        "a.1": "sh -c 'exit 3'",
+        "a.2": f"sh -c 'while [ ! -e {marker} ]; do sleep 0.05; done; exit 4'",
+        "b.1": "sleep 60",
+    }
+    out = io.StringIO()
+
+    class Marking(io.StringIO):
+        def write(self, text: str) -> int:
+            if "a.1 exited" in text:
+                marker.touch()
+            out.write(text)
+            return len(text)
+
+    groups = {"a.1": "a", "a.2": "a", "b.1": "b"}
+    supervisor = Supervisor(procfile, dict(os.environ), tmp_path, None, 5.0, Marking(), groups=groups)
+    returncode = await asyncio.wait_for(supervisor.run(), 30)
+    lines = out.getvalue().splitlines()
+    assert any("a.1 exited (rc=3): a.2 carries on" in line for line in lines), lines
+    assert any("a.2 exited (rc=4): stopping the others" in line for line in lines), lines
+    assert any("b.1 stopped (rc=-15)" in line for line in lines), lines
+    assert returncode == 4
