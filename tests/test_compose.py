@@ -11,10 +11,20 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
 from infra.settings import Settings
+from invmon.stack.cluster_layout import (
+    KAFKA_NODES,
+    MIN_INSYNC_REPLICAS,
+    PROCESS_COPIES,
+    REPLICATION_FACTOR,
+    SENTINEL_MASTER,
+    SENTINELS,
+    ClusterLayout,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_PATH = ROOT / "compose.yaml"
@@ -90,9 +100,12 @@ def test_procfile_process_has_a_service_with_its_command(
     )
 
 
-@pytest.mark.parametrize("path", [COMPOSE_PATH, DOCKERFILE_PATH], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [COMPOSE_PATH, CLUSTER_COMPOSE_PATH, DOCKERFILE_PATH], ids=lambda p: p.name)
 def test_every_invmon_variable_is_a_settings_field(path: Path) -> None:
-    known = {f"INVMON_{field.upper()}" for field in Settings.model_fields}
+    # The cluster's shared variables (cluster_layout.env) are the agreed names of settings that other
+    # branches of issue 16 add (read URL, Sentinels); once merged, they are fields too.
+    agreed = set(ClusterLayout(40000).env("x"))
+    known = {f"INVMON_{field.upper()}" for field in Settings.model_fields} | agreed
     named = set(INVMON_VAR.findall(path.read_text()))
     assert named, f"{path.name} names no INVMON_ variable"
     unknown = sorted(named - known)
@@ -246,6 +259,47 @@ def test_dockerfile_exposes_every_process_port() -> None:
     assert wanted <= exposed, f"Dockerfile does not EXPOSE {sorted(wanted - exposed)}"
 
 
+# The Compose Specification's JSON schema, as docker compose validates a file against it (copied from
+# compose-spec/compose-go v2.10.2, schema/compose-spec.json, Apache-2.0).
+COMPOSE_SCHEMA = ROOT / "tests" / "compose-spec.json"
+REQUIRED = {
+    "INVMON_JWT_SECRET": "x" * 48,
+    "POSTGRES_PASSWORD": "0" * 48,
+    "POSTGRES_REPLICATION_PASSWORD": "1" * 48,
+    "ADMIN_USERNAME": "admin",
+    "ADMIN_PASSWORD": "a-password-of-some-length",
+}
+
+
+def _interpolated(value: Any) -> Any:
+    if isinstance(value, str):
+        return _interpolate(value, REQUIRED)
+    if isinstance(value, dict):
+        return {key: _interpolated(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolated(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("path", [COMPOSE_PATH, CLUSTER_COMPOSE_PATH], ids=lambda p: p.name)
+def test_the_file_follows_the_compose_specification(path: Path) -> None:
+    import jsonschema_rs
+
+    document = _interpolated(yaml.safe_load(path.read_text()))
+    validator = jsonschema_rs.validator_for(orjson.loads(COMPOSE_SCHEMA.read_bytes()))
+    errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}" for e in validator.iter_errors(document)]
+    assert errors == [], errors
+    services = document["services"]
+    for name, service in services.items():
+        for needed in service.get("depends_on") or {}:
+            assert needed in services, f"{name} depends on {needed}, which {path.name} does not define"
+    for config in (c["source"] for s in services.values() for c in s.get("configs", [])):
+        assert config in document.get("configs", {}), f"{path.name} uses config {config} it does not define"
+    volumes = {str(v).split(":")[0] for s in services.values() for v in s.get("volumes", [])}
+    named = {v for v in volumes if not v.startswith((".", "/"))}
+    assert named <= set(document.get("volumes") or {}), f"{path.name} uses undeclared volumes"
+
+
 def _docker_compose() -> list[str] | None:
     for candidate in (["docker", "compose"], ["docker-compose"]):
         if shutil.which(candidate[0]) is None:
@@ -328,3 +382,89 @@ def test_prometheus_mounts_the_rules_the_config_names(services: dict[str, dict[s
     volumes = [str(volume) for volume in services["prometheus"].get("volumes", [])]
     assert "./deploy/prometheus:/etc/prometheus:ro" in volumes
     assert "--config.file=/etc/prometheus/prometheus.yml" in _argv(services["prometheus"].get("command"))
+
+
+# --- compose.cluster.yaml: the replicated topology -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_services() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = yaml.safe_load(CLUSTER_COMPOSE_PATH.read_text())["services"]
+    return found
+
+
+@pytest.mark.parametrize("process", sorted(PROCESSES))
+def test_cluster_runs_two_of_every_process_behind_nginx(
+    cluster_services: dict[str, dict[str, Any]], process: str
+) -> None:
+    service = cluster_services.get(process)
+    assert service is not None, f"compose.cluster.yaml has no service for {process!r}"
+    assert _argv(service.get("command")) == shlex.split(PROCESSES[process])
+    assert (service.get("deploy") or {}).get("replicas") == PROCESS_COPIES
+    assert not service.get("ports"), f"{process} publishes a port: its replicas would clash"
+    assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    port_field = PORT_FIELDS.get(process, f"{process}_port")
+    port = _environment(service)[f"INVMON_{port_field.upper()}"]
+    assert f":{port}/health/ready" in " ".join(_healthcheck_argv(service))
+
+
+def test_cluster_publishes_only_nginx_with_the_deploy_config(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    published = {name for name, service in cluster_services.items() if service.get("ports")}
+    assert published == {"nginx"}
+    volumes = cluster_services["nginx"]["volumes"]
+    assert volumes == ["./deploy/nginx/invmon.conf:/etc/nginx/conf.d/default.conf:ro"]
+
+
+def test_cluster_kafka_is_three_kraft_nodes_at_the_cluster_replication(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    nodes = [f"kafka-{n + 1}" for n in range(KAFKA_NODES)]
+    voters = ",".join(f"{n + 1}@kafka-{n + 1}:9093" for n in range(KAFKA_NODES))
+    for n, name in enumerate(nodes):
+        env = _environment(cluster_services[name])
+        assert env["KAFKA_NODE_ID"] == str(n + 1)
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == str(MIN_INSYNC_REPLICAS)
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == str(REPLICATION_FACTOR)
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    app = _environment(cluster_services["init"])
+    assert app["INVMON_KAFKA_BOOTSTRAP"] == ",".join(f"{name}:9092" for name in nodes)
+    assert app["INVMON_KAFKA_REPLICATION_FACTOR"] == str(REPLICATION_FACTOR)
+    assert app["INVMON_KAFKA_MIN_INSYNC_REPLICAS"] == str(MIN_INSYNC_REPLICAS)
+    assert {f"kafka-{n + 1}" for n in range(KAFKA_NODES)} <= set(cluster_services["init"]["depends_on"])
+
+
+def test_cluster_postgres_standby_streams_from_the_primary_through_its_slot(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    compose = yaml.safe_load(CLUSTER_COMPOSE_PATH.read_text())
+    init_sql = compose["configs"]["postgres-primary-init"]["content"]
+    slot = re.search(r"pg_create_physical_replication_slot\('(\w+)'\)", init_sql)
+    assert slot, init_sql
+    assert "WITH REPLICATION LOGIN" in init_sql
+    assert "host replication replicator" in init_sql
+    standby = " ".join(_argv(cluster_services["postgres-standby"]["command"]))
+    assert f"-S {slot[1]}" in standby
+    assert "pg_basebackup -h postgres -U replicator" in standby
+    assert " -R" in standby, "the standby needs standby.signal and primary_conninfo"
+    assert "wal_level=replica" in _argv(cluster_services["postgres"]["command"])
+    app = _environment(cluster_services["init"])
+    assert "@postgres:5432/" in app["INVMON_DATABASE_URL"]
+    assert "@postgres-standby:5432/" in app["INVMON_DATABASE_READ_URL"]
+
+
+def test_cluster_redis_has_a_replica_and_three_sentinels_on_the_agreed_master(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    assert "--replicaof" in _argv(cluster_services["redis-replica"]["command"])
+    sentinels = [f"sentinel-{n + 1}" for n in range(SENTINELS)]
+    for name in sentinels:
+        script = " ".join(_argv(cluster_services[name]["command"]))
+        assert f"sentinel monitor {SENTINEL_MASTER} redis 6379 2" in script
+    app = _environment(cluster_services["init"])
+    assert app["INVMON_REDIS_SENTINELS"] == ",".join(f"{name}:26379" for name in sentinels)
+    assert app["INVMON_REDIS_SENTINEL_MASTER"] == SENTINEL_MASTER
