@@ -178,6 +178,36 @@ async def test_a_websocket_through_nginx_subscribes_and_receives(run: ClusterRun
     assert event["sku"] == sku
 
 
+def _metric_sum(port: int, name: str) -> float:
+    text = httpx.get(f"http://{HOST}:{port}/metrics", timeout=5.0).text
+    return sum(float(value) for value in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+
+def test_the_copies_share_the_work_and_one_outbox_relay_leads(run: ClusterRun) -> None:
+    relays = [run.layout.process_port("outbox_relay", copy) for copy in range(PROCESS_COPIES)]
+    _wait(
+        lambda: sum(_metric_sum(port, "invmon_outbox_relay_leader") for port in relays) == 1,
+        "one leading outbox relay",
+        within=30,
+    )
+    workers = [run.layout.process_port("stock_worker", copy) for copy in range(PROCESS_COPIES)]
+    before = [_metric_sum(port, "invmon_commands_total") for port in workers]
+    token = run.token("operator")
+    with httpx.Client(base_url=run.front, headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
+        for n in range(24):
+            sku = f"FRONT-W{n}-{uuid.uuid4().hex[:6]}"
+            assert client.post("/v1/items", json={"sku": sku, "name": "W"}).status_code == 202
+
+    def handled() -> list[float]:
+        return [
+            _metric_sum(port, "invmon_commands_total") - b for port, b in zip(workers, before, strict=True)
+        ]
+
+    _wait(lambda: sum(handled()) >= 24, "24 commands handled by the stock workers", within=60)
+    # 24 SKUs over 6 partitions split between two group members: each copy handled some.
+    assert min(handled()) > 0, handled()
+
+
 def test_a_killed_edge_is_routed_around_and_its_twin_carries_on(run: ClusterRun) -> None:
     token = run.token("operator")
     victim = run.listener("edge", 0)
