@@ -1,5 +1,6 @@
 """Shared fixtures. Tests marked `stack` need the real local stack that `./dev test` starts; they fail
-(never skip) when it is not there. Tests marked `slow` run only with --run-slow."""
+(never skip) when it is not there. Tests marked `slow` run only with --run-slow; tests marked `cluster`
+bring up the replicated stack (`invmon stack up --cluster`) and run only with --run-cluster."""
 
 from __future__ import annotations
 
@@ -15,15 +16,33 @@ from tests.integration.helpers import database
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run long fault and soak tests")
+    parser.addoption(
+        "--run-cluster",
+        action="store_true",
+        help="also run the tests that bring up the replicated stack (INVMON_CLUSTER_STACK_DIR)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "cluster: brings up the replicated stack (3 Kafka nodes, PG primary + standby); --run-cluster",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    # A cluster takes ~1.2 GiB and half a minute to start: not part of a default (or --run-slow) run;
+    # --run-cluster alone runs its tests, slow as they all are.
+    run_cluster = bool(config.getoption("--run-cluster"))
+    run_slow = bool(config.getoption("--run-slow"))
+    skip_cluster = pytest.mark.skip(reason="cluster: run with --run-cluster")
+    skip_slow = pytest.mark.skip(reason="slow: run with --run-slow")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "cluster" in item.keywords:
+            if not run_cluster:
+                item.add_marker(skip_cluster)
+        elif "slow" in item.keywords and not run_slow:
+            item.add_marker(skip_slow)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """PostgreSQL of the replicated stack: a primary and a hot standby fed by streaming replication.
 
 Both are the single stack's PostgresService (Debian's binaries, a private data dir, run as `postgres`); the
-primary adds WAL for replication, a replication role and a physical slot; the standby is a pg_basebackup -R
-of it (primary_conninfo + standby.signal) that refuses writes and replays the primary's WAL.
+primary adds WAL for replication, a replication role and a physical slot; the standby is a pg_basebackup of
+it (plus primary_conninfo and standby.signal) that refuses writes and replays the primary's WAL.
 """
 
 from __future__ import annotations
@@ -140,7 +140,31 @@ class StandbyService(PostgresService):
         self._primary = primary
 
     def _extra_config(self) -> list[str]:
-        return [f"cluster_name = '{STANDBY_NAME}'", "hot_standby = on", "hot_standby_feedback = on"]
+        # Where the primary is lives here, rewritten at every start like the port, not in the
+        # postgresql.auto.conf that `pg_basebackup -R` would write once: a new base port moves both.
+        return [
+            f"cluster_name = '{STANDBY_NAME}'",
+            "hot_standby = on",
+            "hot_standby_feedback = on",
+            f"primary_conninfo = {_conf_string(self._conninfo())}",
+            f"primary_slot_name = '{SLOT}'",
+        ]
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        # A standby cloned with -R (before this file took over) would keep its first primary's address.
+        auto = self._data / "postgresql.auto.conf"
+        if auto.exists():
+            lines = auto.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if not line.startswith(("primary_conninfo", "primary_slot_name"))]
+            if kept != lines:
+                self._write_owned(auto, "".join(kept))
+
+    def _conninfo(self) -> str:
+        return (
+            f"host=127.0.0.1 port={self._primary.port} user={REPLICATION_USER} "
+            f"password={_conn_value(self._target.password)} application_name={STANDBY_NAME}"
+        )
 
     def _extra_hba(self) -> str:
         # Once promoted (the failover runbook), a new standby clones from here.
@@ -154,20 +178,17 @@ class StandbyService(PostgresService):
                 timeout_s=BASEBACKUP_TIMEOUT_S,
             )
         with reporter.step(self.name, f"pg_basebackup from :{self._primary.port}"):
-            conninfo = (
-                f"host=127.0.0.1 port={self._primary.port} user={REPLICATION_USER} "
-                f"password={_conn_value(self._target.password)} application_name={STANDBY_NAME}"
-            )
-            # -R writes primary_conninfo and primary_slot_name to postgresql.auto.conf plus standby.signal.
             cmd = [
                 str(bindir / "pg_basebackup"),
-                "-d", conninfo,
+                "-d", self._conninfo(),
                 "-D", str(self._data),
-                "-R", "-X", "stream", "-S", SLOT, "-c", "fast", "--no-sync",
+                "-X", "stream", "-S", SLOT, "-c", "fast", "--no-sync",
             ]  # fmt: skip
             if self._settings.stack_profile != "test":
                 cmd.remove("--no-sync")
             await run(self._as_postgres(cmd), cwd=Path("/"), what="pg_basebackup")
+            # What -R would add: start as a standby (primary_conninfo is in invmon.conf).
+            self._write_owned(self._data / "standby.signal", "")
 
     async def _provision(self) -> None:
         """Nothing to create: a standby is read-only; the role, database and extension come in the WAL."""
@@ -198,6 +219,11 @@ async def _role_of(service: PostgresService, primary: PrimaryService | None = No
     if lag is not None:
         return f"standby (lag {lag} bytes)"
     return f"standby ({receiving or 'not streaming'})"
+
+
+def _conf_string(value: str) -> str:
+    """A postgresql.conf string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _conn_value(value: str) -> str:
