@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import re
@@ -21,8 +22,10 @@ import httpx
 import psutil
 import pytest
 import websockets
+from rich.console import Console
 
 from infra.settings import Settings
+from invmon.stack import manager
 from invmon.stack.cluster import layout_of
 from invmon.stack.cluster_layout import HOST, PORT_SETTINGS, PROCESS_COPIES, ClusterLayout
 from tests.processes import ROOT
@@ -111,6 +114,9 @@ class ClusterRun:
 def run(
     settings: Settings, cluster: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ClusterRun]:
+    # The session's cluster may have had a node killed or been taken down by an earlier test: up again (a
+    # no-op when whole).
+    manager.up(settings, Console(file=io.StringIO()), cluster=True)
     started = ClusterRun(settings, cluster, tmp_path_factory.mktemp("front-door"))
     try:
         started.wait_ready()
