@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
 from infra.settings import Settings
+from invmon.stack.cluster_layout import (
+    KAFKA_NODES,
+    MIN_INSYNC_REPLICAS,
+    PROCESS_COPIES,
+    REPLICATION_FACTOR,
+    SENTINEL_MASTER,
+    SENTINELS,
+    ClusterLayout,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_PATH = ROOT / "compose.yaml"
+CLUSTER_COMPOSE_PATH = ROOT / "compose.cluster.yaml"
 DOCKERFILE_PATH = ROOT / "Dockerfile"
 INFRA_SERVICES = ("kafka", "postgres", "redis")
 INVMON_VAR = re.compile(r"\bINVMON_[A-Z0-9_]+")
@@ -32,7 +46,8 @@ def _procfile() -> dict[str, str]:
 PROCESSES = _procfile()
 # Processes whose port setting is not named after the process.
 PORT_FIELDS = {"live_relay": "live_port"}
-PUBLISHED = {"edge", "live_relay"}  # the HTTP edge and the WebSocket relay face clients
+# nginx faces clients; the edges and relays behind it publish nothing, so `--scale` never clashes on a port.
+PUBLISHED = {"nginx"}
 # Opt-in (`--profile monitoring`), published on loopback for the operator's browser.
 MONITORING = {"prometheus", "grafana"}
 
@@ -85,13 +100,62 @@ def test_procfile_process_has_a_service_with_its_command(
     )
 
 
-@pytest.mark.parametrize("path", [COMPOSE_PATH, DOCKERFILE_PATH], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [COMPOSE_PATH, CLUSTER_COMPOSE_PATH, DOCKERFILE_PATH], ids=lambda p: p.name)
 def test_every_invmon_variable_is_a_settings_field(path: Path) -> None:
-    known = {f"INVMON_{field.upper()}" for field in Settings.model_fields}
+    # The cluster's shared variables (cluster_layout.env) are the agreed names of settings that other
+    # branches of issue 16 add (read URL, Sentinels); once merged, they are fields too.
+    agreed = set(ClusterLayout(40000).env("x"))
+    known = {f"INVMON_{field.upper()}" for field in Settings.model_fields} | agreed
     named = set(INVMON_VAR.findall(path.read_text()))
     assert named, f"{path.name} names no INVMON_ variable"
     unknown = sorted(named - known)
     assert not unknown, f"{path.name} names INVMON_ variables that Settings does not have: {unknown}"
+
+
+_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[-?])(?P<arg>[^}]*))?\}")
+
+
+def _interpolate(value: str, given: dict[str, str]) -> str:
+    """compose's ${NAME}, ${NAME:-default} and ${NAME:?error} against `given` (the shell or .env)."""
+
+    def one(match: re.Match[str]) -> str:
+        if given.get(match["name"]):
+            return given[match["name"]]
+        if match["op"] == "?":
+            raise AssertionError(f"{match['name']} is required: {match['arg']}")
+        return match["arg"] or ""
+
+    return _INTERPOLATION.sub(one, value)
+
+
+def test_every_smtp_setting_reaches_the_notifier(services: dict[str, dict[str, Any]]) -> None:
+    env = _environment(services["notifier"])
+    wanted = {f"INVMON_{name.upper()}" for name in Settings.model_fields if name.startswith("smtp_")}
+    missing = sorted((wanted | {"INVMON_NOTIFY_ADMIN_EMAIL"}) - set(env))
+    assert not missing, f"the notifier does not get {missing} from the environment or .env"
+    for name in wanted:
+        assert f"${{{name}" in env[name], f"{name} is not taken from the environment or .env: {env[name]!r}"
+
+
+def test_the_notifier_reads_unset_optional_smtp_settings_as_none(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in _environment(services["notifier"]).items():
+        if name.startswith("INVMON_SMTP_") or name == "INVMON_NOTIFY_ADMIN_EMAIL":
+            monkeypatch.setenv(name, _interpolate(value, {}))
+    settings = Settings(_env_file=None)
+    assert (settings.smtp_username, settings.smtp_password, settings.smtp_ca_file) == (None, None, None)
+    assert settings.notify_admin_email is None
+    defaults = Settings.model_construct()
+    assert (settings.smtp_host, settings.smtp_port, settings.smtp_from) == (
+        defaults.smtp_host,
+        defaults.smtp_port,
+        defaults.smtp_from,
+    )
+    monkeypatch.setenv(
+        "INVMON_SMTP_USERNAME", _interpolate("${INVMON_SMTP_USERNAME:-}", {"INVMON_SMTP_USERNAME": "u"})
+    )
+    assert Settings(_env_file=None).smtp_username == "u"
 
 
 @pytest.mark.parametrize("process", sorted(PROCESSES))
@@ -143,7 +207,7 @@ def test_init_runs_existing_cli_commands(services: dict[str, dict[str, Any]]) ->
 
     command = " ".join(_argv(services["init"].get("command")))
     used = re.findall(r"\binvmon\s+([a-z][\w-]*)\s+([a-z][\w-]*)", command)
-    for needed in (("topics", "create"), ("db", "upgrade")):
+    for needed in (("topics", "create"), ("db", "upgrade"), ("user", "add")):
         assert needed in used, f"init command {command!r} does not run `invmon {' '.join(needed)}`"
     runner = CliRunner()
     for group, subcommand in used:
@@ -151,6 +215,117 @@ def test_init_runs_existing_cli_commands(services: dict[str, dict[str, Any]]) ->
         assert result.exit_code == 0, (
             f"`invmon {group} {subcommand} --help` exited {result.exit_code}: {result.output}"
         )
+
+
+def test_init_creates_the_first_admin_from_required_variables_once(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    command = " ".join(_argv(services["init"].get("command")))
+    add = command[command.index("invmon user add") :]
+    assert "--if-absent" in add, "init runs at every start: it must not reset the admin's password"
+    assert "--password-stdin" in add, "the password must not be on a command line"
+    assert "--role admin" in add
+    env = _environment(services["init"])
+    for name in ("ADMIN_USERNAME", "ADMIN_PASSWORD"):
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", env.get(name, "")), (
+            f"{name} must be required (no usable default), is {env.get(name)!r}"
+        )
+
+
+def test_the_scaled_processes_sit_behind_nginx(services: dict[str, dict[str, Any]]) -> None:
+    nginx = services["nginx"]
+    assert "./deploy/nginx/invmon.conf:/etc/nginx/conf.d/default.conf:ro" in nginx.get("volumes", [])
+    conf = (ROOT / "deploy" / "nginx" / "invmon.conf").read_text()
+    for process, port_field in (("edge", "edge_port"), ("live_relay", "live_port")):
+        port = _environment(services[process])[f"INVMON_{port_field.upper()}"]
+        assert re.search(rf"^\s*server {process}:{port}\b", conf, re.M), (
+            f"nginx does not front {process}:{port}"
+        )
+        assert not services[process].get("ports"), f"{process} publishes a port: `--scale` would clash"
+        condition = (nginx.get("depends_on") or {}).get(process, {}).get("condition")
+        assert condition == "service_healthy", f"nginx must wait for a healthy {process}"
+    assert "/health/proxy" in " ".join(_healthcheck_argv(nginx))
+
+
+def test_dockerfile_exposes_every_process_port() -> None:
+    exposed = {
+        int(port)
+        for line in DOCKERFILE_PATH.read_text().splitlines()
+        if line.startswith("EXPOSE")
+        for port in line.split()[1:]
+    }
+    defaults = Settings.model_construct()
+    wanted = {getattr(defaults, PORT_FIELDS.get(p, f"{p}_port")) for p in PROCESSES}
+    assert wanted <= exposed, f"Dockerfile does not EXPOSE {sorted(wanted - exposed)}"
+
+
+# The Compose Specification's JSON schema, as docker compose validates a file against it (copied from
+# compose-spec/compose-go v2.10.2, schema/compose-spec.json, Apache-2.0).
+COMPOSE_SCHEMA = ROOT / "tests" / "compose-spec.json"
+REQUIRED = {
+    "INVMON_JWT_SECRET": "x" * 48,
+    "POSTGRES_PASSWORD": "0" * 48,
+    "POSTGRES_REPLICATION_PASSWORD": "1" * 48,
+    "ADMIN_USERNAME": "admin",
+    "ADMIN_PASSWORD": "a-password-of-some-length",
+}
+
+
+def _interpolated(value: Any) -> Any:
+    if isinstance(value, str):
+        return _interpolate(value, REQUIRED)
+    if isinstance(value, dict):
+        return {key: _interpolated(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolated(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("path", [COMPOSE_PATH, CLUSTER_COMPOSE_PATH], ids=lambda p: p.name)
+def test_the_file_follows_the_compose_specification(path: Path) -> None:
+    import jsonschema_rs
+
+    document = _interpolated(yaml.safe_load(path.read_text()))
+    validator = jsonschema_rs.validator_for(orjson.loads(COMPOSE_SCHEMA.read_bytes()))
+    errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}" for e in validator.iter_errors(document)]
+    assert errors == [], errors
+    services = document["services"]
+    for name, service in services.items():
+        for needed in service.get("depends_on") or {}:
+            assert needed in services, f"{name} depends on {needed}, which {path.name} does not define"
+    for config in (c["source"] for s in services.values() for c in s.get("configs", [])):
+        assert config in document.get("configs", {}), f"{path.name} uses config {config} it does not define"
+    volumes = {str(v).split(":")[0] for s in services.values() for v in s.get("volumes", [])}
+    named = {v for v in volumes if not v.startswith((".", "/"))}
+    assert named <= set(document.get("volumes") or {}), f"{path.name} uses undeclared volumes"
+
+
+def _docker_compose() -> list[str] | None:
+    for candidate in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(candidate[0]) is None:
+            continue
+        probe = subprocess.run([*candidate, "version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("path", [COMPOSE_PATH, CLUSTER_COMPOSE_PATH], ids=lambda p: p.name)
+def test_docker_compose_accepts_the_file(path: Path) -> None:
+    compose = _docker_compose()
+    if compose is None:
+        pytest.skip("docker compose is not installed here (the static checks above still run)")
+    env = {
+        **os.environ,
+        "INVMON_JWT_SECRET": "x" * 48,
+        "POSTGRES_PASSWORD": "0" * 48,
+        "ADMIN_USERNAME": "admin",
+        "ADMIN_PASSWORD": "a-password-of-some-length",
+    }
+    result = subprocess.run(
+        [*compose, "-f", str(path), "config", "--quiet"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_only_the_client_facing_processes_are_published_on_loopback(
@@ -207,3 +382,89 @@ def test_prometheus_mounts_the_rules_the_config_names(services: dict[str, dict[s
     volumes = [str(volume) for volume in services["prometheus"].get("volumes", [])]
     assert "./deploy/prometheus:/etc/prometheus:ro" in volumes
     assert "--config.file=/etc/prometheus/prometheus.yml" in _argv(services["prometheus"].get("command"))
+
+
+# --- compose.cluster.yaml: the replicated topology -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_services() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = yaml.safe_load(CLUSTER_COMPOSE_PATH.read_text())["services"]
+    return found
+
+
+@pytest.mark.parametrize("process", sorted(PROCESSES))
+def test_cluster_runs_two_of_every_process_behind_nginx(
+    cluster_services: dict[str, dict[str, Any]], process: str
+) -> None:
+    service = cluster_services.get(process)
+    assert service is not None, f"compose.cluster.yaml has no service for {process!r}"
+    assert _argv(service.get("command")) == shlex.split(PROCESSES[process])
+    assert (service.get("deploy") or {}).get("replicas") == PROCESS_COPIES
+    assert not service.get("ports"), f"{process} publishes a port: its replicas would clash"
+    assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    port_field = PORT_FIELDS.get(process, f"{process}_port")
+    port = _environment(service)[f"INVMON_{port_field.upper()}"]
+    assert f":{port}/health/ready" in " ".join(_healthcheck_argv(service))
+
+
+def test_cluster_publishes_only_nginx_with_the_deploy_config(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    published = {name for name, service in cluster_services.items() if service.get("ports")}
+    assert published == {"nginx"}
+    volumes = cluster_services["nginx"]["volumes"]
+    assert volumes == ["./deploy/nginx/invmon.conf:/etc/nginx/conf.d/default.conf:ro"]
+
+
+def test_cluster_kafka_is_three_kraft_nodes_at_the_cluster_replication(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    nodes = [f"kafka-{n + 1}" for n in range(KAFKA_NODES)]
+    voters = ",".join(f"{n + 1}@kafka-{n + 1}:9093" for n in range(KAFKA_NODES))
+    for n, name in enumerate(nodes):
+        env = _environment(cluster_services[name])
+        assert env["KAFKA_NODE_ID"] == str(n + 1)
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == str(MIN_INSYNC_REPLICAS)
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == str(REPLICATION_FACTOR)
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    app = _environment(cluster_services["init"])
+    assert app["INVMON_KAFKA_BOOTSTRAP"] == ",".join(f"{name}:9092" for name in nodes)
+    assert app["INVMON_KAFKA_REPLICATION_FACTOR"] == str(REPLICATION_FACTOR)
+    assert app["INVMON_KAFKA_MIN_INSYNC_REPLICAS"] == str(MIN_INSYNC_REPLICAS)
+    assert {f"kafka-{n + 1}" for n in range(KAFKA_NODES)} <= set(cluster_services["init"]["depends_on"])
+
+
+def test_cluster_postgres_standby_streams_from_the_primary_through_its_slot(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    compose = yaml.safe_load(CLUSTER_COMPOSE_PATH.read_text())
+    init_sql = compose["configs"]["postgres-primary-init"]["content"]
+    slot = re.search(r"pg_create_physical_replication_slot\('(\w+)'\)", init_sql)
+    assert slot, init_sql
+    assert "WITH REPLICATION LOGIN" in init_sql
+    assert "host replication replicator" in init_sql
+    standby = " ".join(_argv(cluster_services["postgres-standby"]["command"]))
+    assert f"-S {slot[1]}" in standby
+    assert "pg_basebackup -h postgres -U replicator" in standby
+    assert " -R" in standby, "the standby needs standby.signal and primary_conninfo"
+    assert "wal_level=replica" in _argv(cluster_services["postgres"]["command"])
+    app = _environment(cluster_services["init"])
+    assert "@postgres:5432/" in app["INVMON_DATABASE_URL"]
+    assert "@postgres-standby:5432/" in app["INVMON_DATABASE_READ_URL"]
+
+
+def test_cluster_redis_has_a_replica_and_three_sentinels_on_the_agreed_master(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    assert "--replicaof" in _argv(cluster_services["redis-replica"]["command"])
+    sentinels = [f"sentinel-{n + 1}" for n in range(SENTINELS)]
+    for name in sentinels:
+        script = " ".join(_argv(cluster_services[name]["command"]))
+        assert f"sentinel monitor {SENTINEL_MASTER} redis 6379 2" in script
+    app = _environment(cluster_services["init"])
+    assert app["INVMON_REDIS_SENTINELS"] == ",".join(f"{name}:26379" for name in sentinels)
+    assert app["INVMON_REDIS_SENTINEL_MASTER"] == SENTINEL_MASTER

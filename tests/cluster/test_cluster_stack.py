@@ -28,7 +28,7 @@ from tests.integration.helpers import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-MEMBERS = {"kafka-1", "kafka-2", "kafka-3", "postgres-primary", "postgres-standby", "redis"}
+MEMBERS = {"kafka-1", "kafka-2", "kafka-3", "postgres-primary", "postgres-standby", "redis", "nginx"}
 # A new topic per run: one left by an interrupted run (or created with other settings) proves nothing.
 PROBE_TOPIC = Topic(f"invmon.test.cluster-probe-{uuid.uuid4().hex[:8]}", "Never read by the pipeline.")
 
@@ -65,6 +65,7 @@ def test_status_shows_each_members_role(settings: Settings, cluster: Settings) -
     assert [r.split(" (")[0] for r in kafka_roles] == ["broker", "broker", "controller leader"], kafka_roles
     assert str(rows["postgres-primary"].role).startswith("primary (1 standby streaming)")
     assert str(rows["postgres-standby"].role).startswith("standby (lag ")
+    assert str(rows["nginx"].role).startswith("front door -> ")
 
 
 async def test_project_topics_are_replicated_three_times_with_two_in_sync(cluster: Settings) -> None:

@@ -52,6 +52,7 @@ def test_members_listen_where_the_layout_says(tmp_path: Path) -> None:
         "postgres-primary": LAYOUT.postgres_primary_port,
         "postgres-standby": LAYOUT.postgres_standby_port,
         "redis": LAYOUT.redis_primary_port,
+        "nginx": LAYOUT.nginx_port,
     }
 
 
