@@ -43,7 +43,7 @@ from api_edge.ratelimit import RateLimits
 from api_edge.state import Clients
 from db.engine import make_engine
 from db.read_engine import ReadEngine
-from infra.kafka import make_broker, raw_producer
+from infra.kafka import explained, make_broker, raw_producer
 from infra.service import freeze_startup_objects, metrics_server
 from infra.settings import Settings, get_settings
 
@@ -80,8 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.clients = Clients(
             settings, broker, engine, redis, hub, RateLimits(settings, pool), producer, reads
         )
-        await broker.connect()
-        await producer.start()
+        async with explained(settings):
+            await broker.connect()
+            await producer.start()
         # Deactivated users are known before the first request (unless PostgreSQL is away: then soon after).
         with contextlib.suppress(Exception):
             await asyncio.wait_for(principals.status.load(engine), settings.principal_refresh_s)
