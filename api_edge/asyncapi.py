@@ -25,6 +25,7 @@ from contracts.topics import (
     STOCK_COMMANDS,
     STOCK_COMMANDS_DLQ,
 )
+from infra.kafka import broker_security
 from infra.settings import Settings
 
 _DLQ_NOTE = (
@@ -47,6 +48,7 @@ def document(settings: Settings) -> dict[str, Any]:
         settings.kafka_bootstrap,
         description="inventory-monitor command and event topics (Apache Kafka).",
         logger=None,
+        security=broker_security(settings),  # never connects: documents the security scheme in use
     )
 
     @broker.subscriber(

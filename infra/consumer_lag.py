@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import EVENTS, PRICE_COMMANDS, STOCK_COMMANDS
+from infra.kafka import client_security
 from infra.settings import Settings
 
 REQUEST_TIMEOUT_MS = 10_000
@@ -54,8 +55,9 @@ async def consumer_lag(settings: Settings, groups: Sequence[str] | None = None) 
     """Lag per (group, topic, partition), sorted. `groups=None`: our groups plus every consumer group the
     cluster lists. Raises on a broker error (callers decide how to show it)."""
     known = known_groups(settings)
+    security = client_security(settings)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS
+        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS, **security
     )
     async with AsyncExitStack() as stack:
         stack.push_async_callback(admin.close)
@@ -66,6 +68,7 @@ async def consumer_lag(settings: Settings, groups: Sequence[str] | None = None) 
             group_id=None,
             enable_auto_commit=False,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
+            **security,
         )
         stack.push_async_callback(offsets.stop)
         await offsets.start()

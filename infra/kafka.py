@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from infra.settings import Settings
 
@@ -40,6 +52,91 @@ DLQ_TOPIC_MAX_BYTES = 4 * 1024 * 1024
 DLQ_COMPRESSION = "gzip"
 
 
+def client_security(settings: Settings) -> dict[str, Any]:
+    """The aiokafka keyword arguments of INVMON_KAFKA_SECURITY_PROTOCOL and its SASL / TLS settings, for
+    every client we build (producers, consumers, admin clients). The settings class has already refused an
+    incomplete combination (`infra.settings.kafka_security_problem`)."""
+    protocol = settings.kafka_security_protocol
+    found: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        found["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+        )
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = settings.kafka_sasl_password
+        found["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        found["sasl_plain_username"] = settings.kafka_sasl_username
+        found["sasl_plain_password"] = password.get_secret_value() if password is not None else None
+    return found
+
+
+def broker_security(settings: Settings) -> BaseSecurity | None:
+    """`client_security` in FastStream's terms: its KafkaBroker takes a security object, which it turns
+    back into the same aiokafka arguments (faststream.kafka.security)."""
+    found = client_security(settings)
+    protocol, context = found["security_protocol"], found.get("ssl_context")
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    return kind[found["sasl_mechanism"]](
+        found["sasl_plain_username"],
+        found["sasl_plain_password"],
+        ssl_context=context,
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
+_REFUSED = (SaslAuthenticationFailed, UnsupportedSaslMechanismError, IllegalSaslStateError)
+
+
+async def access_problem(settings: Settings, timeout_ms: int = 10_000) -> str | None:
+    """Why these settings cannot talk to the brokers, in one line (None: the first broker that answered
+    took them). aiokafka's clients only say "Unable to bootstrap" and leave the cause (a refused password,
+    a certificate that does not verify) in a log line: this connects to each bootstrap broker itself to
+    name it. For a process that failed to start its clients, and for the CLI."""
+    security = client_security(settings)
+    last = "no bootstrap server"
+    for server in settings.kafka_bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await create_conn(host, int(port), request_timeout_ms=timeout_ms, **security)
+        except _REFUSED as error:
+            return (
+                f"Kafka at {server} refused INVMON_KAFKA_SASL_USERNAME={settings.kafka_sasl_username!r} "
+                f"({settings.kafka_sasl_mechanism}): {error}; check INVMON_KAFKA_SASL_PASSWORD"
+            )
+        except ssl.SSLError as error:
+            return (
+                f"TLS with Kafka at {server} failed: {error}; check INVMON_KAFKA_SSL_CAFILE (the CA that "
+                "signs the brokers' certificates) and INVMON_KAFKA_SECURITY_PROTOCOL"
+            )
+        except (KafkaError, OSError, TimeoutError) as error:
+            last = f"{server}: {type(error).__name__}: {error}"
+            continue
+        conn.close()
+        return None
+    return f"no Kafka broker of INVMON_KAFKA_BOOTSTRAP answered ({last})"
+
+
+class KafkaAccessError(RuntimeError):
+    """The clients could not start, with the cause `access_problem` found."""
+
+
+@asynccontextmanager
+async def explained(settings: Settings) -> AsyncIterator[None]:
+    """Around starting Kafka clients: a failure to bootstrap comes out as KafkaAccessError naming its
+    cause (wrong password, untrusted certificate, nothing listening) instead of "Unable to bootstrap"."""
+    try:
+        yield
+    except KafkaConnectionError as error:
+        problem = await access_problem(settings)
+        raise KafkaAccessError(problem or f"{type(error).__name__}: {error}") from error
+
+
 def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> int:
     """The bytes one record takes in a record batch of its own, what a topic's `max.message.bytes` and a
     producer's `max_request_size` are held against (uncompressed)."""
@@ -57,9 +154,11 @@ def topic_configs(*, compacted: bool, dead_letters: bool, retention_s: int | Non
     return configs
 
 
-async def read_topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
+async def read_topic_configs(settings: Settings, names: list[str]) -> dict[str, dict[str, str]]:
     """The effective configs of the named topics (defaults included), as the broker reports them."""
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000, **client_security(settings)
+    )
     await client.start()
     try:
         resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
@@ -132,6 +231,7 @@ def make_broker(
         linger_ms=linger_ms,
         logger=logging.getLogger(f"invmon.{client_id}"),
         description=description,
+        security=broker_security(settings),
     )
 
 
@@ -155,6 +255,7 @@ def raw_producer(
         partitioner=PARTITIONER,
         max_batch_size=BATCH_BYTES,
         **extra,
+        **client_security(settings),
     )
 
 

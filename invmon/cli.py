@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from contracts.topics import ALL_TOPICS, PRICE_COMMANDS_DLQ, STOCK_COMMANDS_DLQ
+from infra.kafka import KafkaAccessError, explained
 from infra.settings import get_settings
 from invmon import dlq
 from invmon.cli_auth import apikey_app, user_app
@@ -38,6 +40,7 @@ app.add_typer(docs_app, name="docs")
 app.command("status")(status_command)
 app.command("logs")(logs)
 console = Console(highlight=False)
+_T = TypeVar("_T")
 
 
 @db_app.command("upgrade")
@@ -113,19 +116,24 @@ def db_restore(
 def topics_create() -> None:
     """Create every project topic that is missing, with INVMON_KAFKA_PARTITIONS partitions, replication
     factor INVMON_KAFKA_REPLICATION_FACTOR and min.insync.replicas INVMON_KAFKA_MIN_INSYNC_REPLICAS."""
+    from infra.kafka import client_security
     from invmon.stack import kafka_admin
 
     settings = get_settings()
-    asyncio.run(
-        kafka_admin.create(
-            settings.kafka_bootstrap,
-            list(ALL_TOPICS),
-            settings.kafka_partitions,
-            settings.kafka_replication_factor,
-            command_retention_s=settings.command_topic_retention_s,
-            min_insync_replicas=settings.kafka_min_insync_replicas,
-        )
-    )
+
+    async def create() -> None:
+        async with explained(settings):
+            await kafka_admin.create(
+                settings.kafka_bootstrap,
+                list(ALL_TOPICS),
+                settings.kafka_partitions,
+                settings.kafka_replication_factor,
+                command_retention_s=settings.command_topic_retention_s,
+                min_insync_replicas=settings.kafka_min_insync_replicas,
+                security=client_security(settings),
+            )
+
+    _clear_kafka_errors(create)
     console.print(f"topics ready: {', '.join(t.name for t in ALL_TOPICS)}")
 
 
@@ -139,8 +147,23 @@ def _dlq_topic(name: str) -> str:
     return _DLQ_TOPICS[name]
 
 
-async def _letters(topic: str) -> list[DeadLetter]:
-    return [letter async for letter in dlq.read(get_settings().kafka_bootstrap, topic)]
+def _clear_kafka_errors(run: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Runs `run`; a Kafka that refused our settings ends the command with its cause in one line."""
+    try:
+        return asyncio.run(run())
+    except KafkaAccessError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _letters(topic: str) -> list[DeadLetter]:
+    settings = get_settings()
+
+    async def read() -> list[DeadLetter]:
+        async with explained(settings):
+            return [letter async for letter in dlq.read(settings, topic)]
+
+    return _clear_kafka_errors(read)
 
 
 @dlq_app.command("list")
@@ -149,7 +172,7 @@ def dlq_list(
     last: Annotated[int, typer.Option("-n", "--last", min=1, help="Show the last N records.")] = 50,
 ) -> None:
     """Dead-lettered records with their reason and origin (topic:partition:offset)."""
-    letters = asyncio.run(_letters(_dlq_topic(topic)))
+    letters = _letters(_dlq_topic(topic))
     table = Table("at", "origin", "reason", "value", box=None, pad_edge=False)
     for letter in sorted(letters, key=lambda x: (x.partition, x.offset))[-last:]:
         preview = letter.value[:60].decode("utf-8", "replace")
@@ -172,7 +195,7 @@ def dlq_replay(
         raise typer.BadParameter("give either --at PARTITION:OFFSET (one or more) or --all")
     dlq_topic = _dlq_topic(topic)
     wanted = {tuple(int(n) for n in spec.split(":", 1)) for spec in at or ()}
-    letters = [x for x in asyncio.run(_letters(dlq_topic)) if replay_all or (x.partition, x.offset) in wanted]
+    letters = [x for x in _letters(dlq_topic) if replay_all or (x.partition, x.offset) in wanted]
     missing = wanted - {(x.partition, x.offset) for x in letters}
     if missing:
         console.print(f"[red]not in {dlq_topic}: {sorted(missing)}[/red]")

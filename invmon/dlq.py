@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from infra.kafka import raw_producer
+from infra.kafka import client_security, raw_producer
 from infra.settings import Settings
 from invmon.stack import kafka_admin
 from workers.intake import (
@@ -68,14 +68,18 @@ def _letter(record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
     return DeadLetter(record.partition, record.offset, record.key, record.value or b"", dict(record.headers))
 
 
-async def read(bootstrap: str, topic: str) -> AsyncIterator[DeadLetter]:
+async def read(settings: Settings, topic: str) -> AsyncIterator[DeadLetter]:
     """Every record in the DLQ topic up to its end at the time of the call, partition by partition."""
-    info = (await kafka_admin.describe(bootstrap, [topic])).get(topic)
+    security = client_security(settings)
+    info = (await kafka_admin.describe(settings.kafka_bootstrap, [topic], security)).get(topic)
     if info is None:
         raise LookupError(f"topic {topic} does not exist")
     partitions = [TopicPartition(topic, p) for p in range(info.partitions)]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **security,
     )
     await consumer.start()
     try:
@@ -94,17 +98,18 @@ async def read(bootstrap: str, topic: str) -> AsyncIterator[DeadLetter]:
         await consumer.stop()
 
 
-async def fetch_original(bootstrap: str, letter: DeadLetter) -> ConsumerRecord[bytes, bytes]:
+async def fetch_original(settings: Settings, letter: DeadLetter) -> ConsumerRecord[bytes, bytes]:
     """The record a by-reference letter points at, from its origin topic, checked against its sha256."""
     h = letter.headers
     topic = h[ORIGIN_TOPIC_HEADER].decode()
     tp = TopicPartition(topic, int(h[ORIGIN_PARTITION_HEADER]))
     offset = int(h[ORIGIN_OFFSET_HEADER])
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="none",
         max_partition_fetch_bytes=_REPLAY_MAX_REQUEST,
+        **client_security(settings),
     )
     await consumer.start()
     try:
@@ -147,7 +152,7 @@ async def replay(settings: Settings, letters: Iterable[DeadLetter], *, dlq_topic
             value, key = letter.value, letter.key
             headers = [(k, v) for k, v in letter.headers.items() if k not in _DLQ_HEADERS]
             if letter.by_reference:
-                original = await fetch_original(settings.kafka_bootstrap, letter)
+                original = await fetch_original(settings, letter)
                 value, key, headers = original.value, original.key, list(original.headers)
             headers.append((REPLAYED_HEADER, f"{dlq_topic}:{letter.partition}:{letter.offset}".encode()))
             acks.append(await producer.send(origin.decode(), value, key=key, headers=headers))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -41,8 +42,14 @@ def _quiet_aiokafka() -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def admin_client(bootstrap: str, timeout_ms: int) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+async def admin_client(
+    bootstrap: str, timeout_ms: int, security: Mapping[str, Any] | None = None
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    """`security`: `infra.kafka.client_security` of the settings, for brokers other than the local stack's
+    own (which listens in plaintext on 127.0.0.1)."""
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, **(security or {})
+    )
     try:
         with _quiet_aiokafka():
             await client.start()
@@ -85,9 +92,11 @@ class TopicInfo:
     all_have_leaders: bool
 
 
-async def describe(bootstrap: str, names: list[str]) -> dict[str, TopicInfo]:
+async def describe(
+    bootstrap: str, names: list[str], security: Mapping[str, Any] | None = None
+) -> dict[str, TopicInfo]:
     """The named topics that exist (unknown names are simply absent from the result)."""
-    async with admin_client(bootstrap, 10_000) as client:
+    async with admin_client(bootstrap, 10_000, security) as client:
         raw = await client.describe_topics(names)
     found: dict[str, TopicInfo] = {}
     for entry in raw:
@@ -137,6 +146,7 @@ async def create(
     replication: int,
     command_retention_s: int | None = None,
     min_insync_replicas: int | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
     """Create the missing topics, and (re)apply the project's configs to those that exist, so an older
     stack's DLQ gets the size it needs (a worker refuses to start otherwise), and the command topics the
@@ -151,7 +161,7 @@ async def create(
         )
         for topic in topics
     ]
-    async with admin_client(bootstrap, 30_000) as client:
+    async with admin_client(bootstrap, 30_000, security) as client:
         response = await client.create_topics(requests)
         failures = [
             f"{e['topic']}: error {e['error_code']} {e.get('error_message') or ''}".strip()

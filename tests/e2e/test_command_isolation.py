@@ -41,7 +41,7 @@ async def letters(
 ) -> list[DeadLetter]:
     async def poll() -> list[DeadLetter]:
         while True:
-            found = [x async for x in dlq.read(settings.kafka_bootstrap, topic)]
+            found = [x async for x in dlq.read(settings, topic)]
             hits = [x for x in found if x.headers.get(MARKER) == marker]
             if len(hits) >= count:
                 return hits

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
 async def find(settings: Settings, marker: bytes, count: int, within: float = 20.0) -> list[DeadLetter]:
     async def poll() -> list[DeadLetter]:
         while True:
-            found = [x async for x in dlq.read(settings.kafka_bootstrap, STOCK_COMMANDS_DLQ.name)]
+            found = [x async for x in dlq.read(settings, STOCK_COMMANDS_DLQ.name)]
             hits = [x for x in found if x.headers.get("x-marker") == marker]
             if len(hits) >= count:
                 return hits

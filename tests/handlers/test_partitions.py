@@ -417,7 +417,7 @@ async def test_topics_create_sets_the_command_topics_retention(stack: Settings) 
     names = [STOCK_COMMANDS.name, PRICE_COMMANDS.name, EVENTS.name]
     try:
         await kafka_admin.create(stack.kafka_bootstrap, list(ALL_TOPICS), stack.kafka_partitions, 1, 3600)
-        configs = await read_topic_configs(stack.kafka_bootstrap, names)
+        configs = await read_topic_configs(stack, names)
         assert [configs[n]["retention.ms"] for n in names[:2]] == ["3600000", "3600000"]
         assert configs[EVENTS.name]["retention.ms"] != "3600000"
     finally:
@@ -428,5 +428,5 @@ async def test_topics_create_sets_the_command_topics_retention(stack: Settings) 
             1,
             stack.command_topic_retention_s,
         )
-    configs = await read_topic_configs(stack.kafka_bootstrap, names)
+    configs = await read_topic_configs(stack, names)
     assert configs[STOCK_COMMANDS.name]["retention.ms"] == str(stack.command_topic_retention_s * 1000)

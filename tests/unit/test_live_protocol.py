@@ -154,7 +154,7 @@ async def test_concurrent_snapshots_share_reads_that_began_after_their_position(
             await gate.wait()
             return f"[{number}]".encode(), False
 
-    snapshots = Counted(engine=None, limit=10)  # type: ignore[arg-type]
+    snapshots = Counted(reads=None, limit=10)  # type: ignore[arg-type]
     first = asyncio.create_task(snapshots.get("inventory", None))
     await asyncio.sleep(0)  # the first read is running
     later = [asyncio.create_task(snapshots.get("inventory", None)) for _ in range(50)]

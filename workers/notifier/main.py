@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from db.engine import make_engine
 from db.outbox_repo import asyncpg_dsn
-from infra.kafka import make_broker, require_safe
+from infra.kafka import explained, make_broker, require_safe
 from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, get_settings, refuse_unsafe_settings
@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         dispatcher = Dispatcher(engine(), asyncpg_dsn(settings.database_url), settings, http)
         task: asyncio.Task[None] | None = None
         try:
-            await broker.start()
+            async with explained(settings):
+                await broker.start()
             require_safe(broker)
             task = asyncio.create_task(dispatcher.run(), name="notify-dispatcher")
             freeze_startup_objects()

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from contracts.topics import EVENTS
 from db.outbox_repo import asyncpg_dsn
-from infra.kafka import make_broker
+from infra.kafka import client_security, make_broker
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
 from infra.redis_client import redis_client
@@ -58,7 +58,9 @@ class EventProducer:
         return future
 
     async def max_record_bytes(self) -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._settings.kafka_bootstrap, **client_security(self._settings)
+        )
         await admin.start()
         try:
             wanted = ConfigResource(ConfigResourceType.TOPIC, EVENTS.name, {"max.message.bytes": None})

@@ -20,7 +20,14 @@ from starlette.applications import Starlette
 
 from contracts.topics import Topic
 from db.engine import make_engine
-from infra.kafka import dlq_cannot_carry, make_broker, raw_producer, read_topic_configs, require_safe
+from infra.kafka import (
+    dlq_cannot_carry,
+    explained,
+    make_broker,
+    raw_producer,
+    read_topic_configs,
+    require_safe,
+)
 from infra.logging import configure_logging
 from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, refuse_unsafe_settings
@@ -77,7 +84,8 @@ def create_worker_app(
             # A DLQ that cannot take what the command topic accepts would stop the pipeline at the first
             # large bad record: refuse to start instead, with the one line that says what to fix.
             topics = [command_topic.name, dlq_topic.name]
-            configs = await read_topic_configs(settings.kafka_bootstrap, topics)
+            async with explained(settings):
+                configs = await read_topic_configs(settings, topics)
             problem = dlq_cannot_carry(configs, *topics)
             problem = problem or maintenance.processed_retention_problem(
                 settings, command_topic.name, configs
@@ -117,7 +125,7 @@ def refuse_short_retention(settings: Settings, topic: str) -> None:
     applied twice. One line on stderr, exit status 2, like the other startup checks. A broker that does
     not answer yet leaves the check to the lifespan, which repeats it."""
     try:
-        configs = asyncio.run(read_topic_configs(settings.kafka_bootstrap, [topic]))
+        configs = asyncio.run(read_topic_configs(settings, [topic]))
     except (KafkaError, OSError, TimeoutError) as error:
         log.warning("retention_check_deferred", error=repr(error))
         return
