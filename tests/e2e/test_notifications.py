@@ -500,6 +500,14 @@ async def test_flaky_receiver_and_a_sigkilled_notifier_lose_nothing(
             "secret",
         ),
         ({"name": "x", "channel": {"kind": "sms", "to": "+1"}}, "channel"),
+        (
+            {
+                "name": "x",
+                "locations": ["no spaces"],
+                "channel": {"kind": "email", "recipients": ["a@b.org"]},
+            },
+            "locations",
+        ),
     ],
 )
 async def test_bad_subscriptions_get_a_problem_naming_the_field(
@@ -512,3 +520,32 @@ async def test_bad_subscriptions_get_a_problem_naming_the_field(
         where in [str(part) for part in error["loc"]] or where in error["msg"]
         for error in response.json()["errors"]
     ), response.json()
+
+
+async def test_subscription_locations_are_kept_changed_and_audited(edge: httpx.AsyncClient) -> None:
+    created = await edge.post(
+        "/v1/notifications/subscriptions",
+        json={
+            "name": "berlin",
+            "event_types": ["low_stock_detected"],
+            "locations": ["WH-EU-1"],
+            "channel": {"kind": "email", "recipients": ["stock@example.com"]},
+        },
+    )
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    assert sub["locations"] == ["WH-EU-1"]
+    path = f"/v1/notifications/subscriptions/{sub['id']}"
+    changed = await edge.patch(path, json={"locations": ["WH-EU-1", "STORE-2"]})
+    assert changed.status_code == 200, changed.text
+    assert (await edge.get(path)).json()["locations"] == ["WH-EU-1", "STORE-2"]
+    plain = await edge.post(
+        "/v1/notifications/subscriptions",
+        json={"name": "plain", "channel": {"kind": "email", "recipients": ["stock@example.com"]}},
+    )
+    assert plain.json()["locations"] == []
+
+    trail = (await edge.get("/v1/admin/audit", params={"limit": 500})).json()["items"]
+    ours = [r for r in reversed(trail) if r["target"] == f"subscription:{sub['id']}"]
+    assert ours[0]["details"]["locations"] == ["WH-EU-1"]
+    assert ours[1]["details"] == {"changes": {"locations": ["WH-EU-1", "STORE-2"]}}
