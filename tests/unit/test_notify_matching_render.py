@@ -133,6 +133,17 @@ def test_email_names_sku_item_levels_and_links_the_dashboard() -> None:
     assert "<lamp>" not in mail.html
 
 
+def test_a_per_location_alert_email_names_its_location() -> None:
+    payload = {**PAYLOAD, "location": "WH-EU-1"}
+    mail = email("low_stock_detected", payload, item_name="Lamp", public_url="https://inv.example/")
+    assert "LAMP-01 (Lamp) at WH-EU-1" in mail.subject
+    assert "Location: WH-EU-1" in mail.text
+    assert "WH-EU-1" in mail.html
+    total = email("low_stock_detected", PAYLOAD, item_name="Lamp", public_url="https://inv.example/")
+    assert " at " not in total.subject
+    assert "Location" not in total.text
+
+
 def test_price_email_names_the_prices() -> None:
     payload = {"sku": "MUG-1", "old_price": "9.90", "new_price": "12.50", "currency": "EUR"}
     mail = email("price_changed", payload, item_name="Mug", public_url="http://x")
