@@ -54,6 +54,7 @@ PATH_VALUES: dict[str, str] = {
     "delivery_id": "9223372036854775000",
     "username": f"matrix-nobody-{uuid.uuid4().hex[:8]}",
     "key_id": "0" * 16,
+    "location": "MATRIX-NOWHERE",
 }
 _REQUIRE = re.compile(r"require_(\w+)")
 
