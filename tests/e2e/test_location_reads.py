@@ -4,14 +4,18 @@ all read back over HTTP from what the real worker wrote."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from invmon.cli import app
 from tests.e2e.support import new_sku, wait_for_status
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
@@ -35,7 +39,7 @@ def stock(item: dict[str, Any]) -> list[tuple[str, int, int, int]]:
 
 
 async def test_item_view_list_ledger_and_export_per_location_after_a_transfer(
-    edge: httpx.AsyncClient,
+    edge: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     sku, store, empty = new_sku(), await new_location(edge), await new_location(edge)
     await applied(
@@ -66,6 +70,13 @@ async def test_item_view_list_ledger_and_export_per_location_after_a_transfer(
     assert sum(s["on_hand"] for s in item["locations"]) == item["on_hand"]
     at_store = next(s for s in item["locations"] if s["location"] == store)
     assert (at_store["min_stock_level"], at_store["own_levels"], at_store["alert_state"]) == (2, False, "ok")
+    levels = await edge.put(f"/v1/items/{sku}/locations/{store}/levels", json={"min_stock_level": 8})
+    await applied(edge, levels)
+    item = (await edge.get(f"/v1/items/{sku}")).json()
+    effective = [
+        (s["location"], s["min_stock_level"], s["own_levels"], s["alert_state"]) for s in item["locations"]
+    ]
+    assert effective == sorted([("default", 2, False, "ok"), (store, 8, True, "low")])
 
     listed = (await edge.get("/v1/items", params={"location": store, "q": sku})).json()["items"]
     assert [(i["sku"], stock(i)) for i in listed] == [(sku, stock(item))]
@@ -101,3 +112,11 @@ async def test_item_view_list_ledger_and_export_per_location_after_a_transfer(
     ]
     refused = await edge.get("/v1/exports/price-history", params={"location": store})
     assert refused.status_code == 422, refused.text
+
+    out = tmp_path / "ledger.csv"
+    args = ["export", "ledger", "--sku", sku, "--location", store, "--output", str(out)]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == exported.content  # the same bytes as the edge's
+    args = ["export", "price-history", "--location", store, "--output", str(tmp_path / "prices.csv")]
+    assert (await asyncio.to_thread(CliRunner().invoke, app, args)).exit_code == 2
