@@ -523,11 +523,15 @@ async def test_bad_subscriptions_get_a_problem_naming_the_field(
 
 
 async def test_subscription_locations_are_kept_changed_and_audited(edge: httpx.AsyncClient) -> None:
+    # A SKU of its own and deleted at the end: a subscription left matching every event would be sent the
+    # other tests' events.
+    sku = new_sku()
     created = await edge.post(
         "/v1/notifications/subscriptions",
         json={
             "name": "berlin",
             "event_types": ["low_stock_detected"],
+            "skus": [sku],
             "locations": ["WH-EU-1"],
             "channel": {"kind": "email", "recipients": ["stock@example.com"]},
         },
@@ -541,9 +545,11 @@ async def test_subscription_locations_are_kept_changed_and_audited(edge: httpx.A
     assert (await edge.get(path)).json()["locations"] == ["WH-EU-1", "STORE-2"]
     plain = await edge.post(
         "/v1/notifications/subscriptions",
-        json={"name": "plain", "channel": {"kind": "email", "recipients": ["stock@example.com"]}},
+        json={"name": "plain", "skus": [sku], "channel": {"kind": "email", "recipients": ["a@example.com"]}},
     )
     assert plain.json()["locations"] == []
+    for one in (path, f"/v1/notifications/subscriptions/{plain.json()['id']}"):
+        assert (await edge.delete(one)).status_code == 204
 
     trail = (await edge.get("/v1/admin/audit", params={"limit": 500})).json()["items"]
     ours = [r for r in reversed(trail) if r["target"] == f"subscription:{sub['id']}"]
