@@ -152,3 +152,20 @@ ReservationId = Annotated[
         examples=["order-1001"],
     ),
 ]
+
+DEFAULT_LOCATION = "default"
+"""The location every stock command without a `location` acts at; it always exists and is active."""
+
+LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+
+LocationCode = Annotated[
+    str,
+    # Case is kept (no folding): codes are identifiers chosen by the business, compared as written.
+    StringConstraints(pattern=LOCATION_PATTERN),
+    Field(
+        description="Code of a stock location (warehouse, store or virtual): letters, digits, '.', '_' and"
+        " '-', at most 40 characters, starting with a letter or digit. 'default' is the location of stock"
+        " whose commands name none.",
+        examples=["WH-EU-1"],
+    ),
+]

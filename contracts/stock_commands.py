@@ -18,7 +18,16 @@ from pydantic import (
     model_validator,
 )
 
-from contracts.common import Instant, Money, MultiLineText, PlainText, Quantity, ReservationId
+from contracts.common import (
+    DEFAULT_LOCATION,
+    Instant,
+    LocationCode,
+    Money,
+    MultiLineText,
+    PlainText,
+    Quantity,
+    ReservationId,
+)
 from contracts.envelope import CommandEnvelope
 
 
@@ -37,6 +46,15 @@ class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _at_location(what: str) -> Any:
+    return Field(
+        None,
+        description=f"The location {what}; absent or null = '{DEFAULT_LOCATION}' (so producers that predate"
+        " locations keep working unchanged).",
+        examples=["WH-EU-1"],
+    )
+
+
 class RegisterItemSpec(_Spec):
     """What a new item is."""
 
@@ -50,6 +68,7 @@ class RegisterItemSpec(_Spec):
     weight_grams: Quantity | None = None
     dimensions: PlainText | None = Field(None, max_length=100, description="e.g. '20x10x5 cm'.")
     is_trackable: bool = Field(True, description="Untracked items never raise stock alerts.")
+    location: LocationCode | None = _at_location("that receives the initial quantity")
 
     @model_validator(mode="after")
     def _levels_ordered(self) -> RegisterItemSpec:
@@ -94,6 +113,7 @@ class ReceiveStockSpec(_Spec):
     """Goods arrived."""
 
     quantity: StrictInt = Field(gt=0, le=1_000_000_000, description="Units received (added to on-hand).")
+    location: LocationCode | None = _at_location("that received the units")
 
 
 class AdjustStockSpec(_Spec):
@@ -106,6 +126,7 @@ class AdjustStockSpec(_Spec):
         description="Why the stock changed."
     )
     note: MultiLineText | None = Field(None, max_length=500)
+    location: LocationCode | None = _at_location("whose stock changed")
 
     @model_validator(mode="after")
     def _nonzero(self) -> AdjustStockSpec:
@@ -119,6 +140,7 @@ class CountStockSpec(_Spec):
 
     counted_quantity: Quantity = Field(description="Units physically counted.")
     note: MultiLineText | None = Field(None, max_length=500)
+    location: LocationCode | None = _at_location("that was counted (only its stock is set)")
 
 
 class ReserveStockSpec(_Spec):
@@ -127,10 +149,46 @@ class ReserveStockSpec(_Spec):
     reservation_id: ReservationId
     quantity: StrictInt = Field(gt=0, le=1_000_000_000)
     expires_at: Instant | None = Field(None, description="Released automatically at this time.")
+    location: LocationCode | None = _at_location(
+        "whose available units are held; release, fulfilment and expiry act there"
+    )
 
 
 class ReservationRefSpec(_Spec):
     reservation_id: ReservationId
+
+
+class TransferStockSpec(_Spec):
+    """Move available units from one location to another, in one step: never in both, never in neither."""
+
+    from_location: LocationCode = Field(description="Where the units leave (its available stock).")
+    to_location: LocationCode = Field(description="Where the units arrive.")
+    quantity: StrictInt = Field(gt=0, le=1_000_000_000, description="Units moved; reserved units never move.")
+    note: MultiLineText | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _two_places(self) -> TransferStockSpec:
+        if self.from_location == self.to_location:
+            raise ValueError("from_location and to_location must differ")
+        return self
+
+
+class LocationLevelsSpec(_Spec):
+    """A location's own stock levels for the item; null follows the item's level."""
+
+    min_stock_level: Quantity | None = Field(
+        None, description="At or below this available quantity the location is low; null = the item's level."
+    )
+    max_stock_level: Quantity | None = Field(
+        None, description="Above this available quantity the location is overstocked; null = the item's."
+    )
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> LocationLevelsSpec:
+        low, high = self.min_stock_level, self.max_stock_level
+        if low is not None and high is not None and high < low:
+            raise ValueError("max_stock_level must not be below min_stock_level")
+        return self
 
 
 class RegisterItem(CommandEnvelope, RegisterItemSpec):
@@ -219,6 +277,23 @@ class ExpireReservation(CommandEnvelope, ReservationRefSpec):
     type: Literal["expire_reservation"] = "expire_reservation"
 
 
+class TransferStock(CommandEnvelope, TransferStockSpec):
+    """Move available units between two locations of the item, atomically."""
+
+    model_config = _examples("transfer_stock", from_location="WH-EU-1", to_location="STORE-BER", quantity=6)
+    type: Literal["transfer_stock"] = "transfer_stock"
+
+
+class SetLocationLevels(CommandEnvelope, LocationLevelsSpec):
+    """Set (or clear, with null) a location's own min/max stock levels for the item."""
+
+    model_config = _examples(
+        "set_location_levels", location="STORE-BER", min_stock_level=3, max_stock_level=40
+    )
+    type: Literal["set_location_levels"] = "set_location_levels"
+    location: LocationCode
+
+
 StockCommand = Annotated[
     RegisterItem
     | UpdateItemDetails
@@ -230,7 +305,9 @@ StockCommand = Annotated[
     | ReserveStock
     | ReleaseReservation
     | FulfilReservation
-    | ExpireReservation,
+    | ExpireReservation
+    | TransferStock
+    | SetLocationLevels,
     Field(discriminator="type"),
 ]
 STOCK_COMMAND_ADAPTER: TypeAdapter[StockCommand] = TypeAdapter(StockCommand)

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, TypeAdapter
 
-from contracts.common import Money
+from contracts.common import DEFAULT_LOCATION, Money
 from contracts.envelope import EventEnvelope
 
 RejectionCode = Literal[
@@ -26,6 +26,8 @@ RejectionCode = Literal[
     "window_overlap",
     "not_due",
     "self_approval",
+    "unknown_location",
+    "inactive_location",
 ]
 AlertState = Literal["ok", "low", "out", "over"]
 
@@ -64,15 +66,46 @@ class ItemReactivated(EventEnvelope):
 
 
 class StockChanged(EventEnvelope):
-    """On-hand or reserved stock of an item changed."""
+    """On-hand or reserved stock of an item changed at one location. `on_hand`, `reserved` and `available`
+    are the item's totals over every location; the `location_*` fields are that location's."""
 
     type: Literal["stock_changed"] = "stock_changed"
-    delta: int = Field(description="Change of on-hand units.")
+    delta: int = Field(description="Change of on-hand units (at the location, so of the total too).")
     reserved_delta: int = Field(0, description="Change of reserved units.")
     reason: str = Field(description="Why: the command type or its reason code.")
-    on_hand: int
-    reserved: int
-    available: int
+    on_hand: int = Field(description="The item's on-hand units over every location.")
+    reserved: int = Field(description="The item's reserved units over every location.")
+    available: int = Field(description="The item's available units over every location.")
+    version: int
+    location: str = Field(DEFAULT_LOCATION, description="Where the stock changed.", examples=["WH-EU-1"])
+    location_on_hand: int | None = Field(
+        None, description="On-hand units at the location after the change (null on events before locations)."
+    )
+    location_reserved: int | None = Field(
+        None, description="Reserved units at the location after the change."
+    )
+    location_available: int | None = Field(
+        None, description="Available units at the location after the change."
+    )
+
+
+class StockTransferred(EventEnvelope):
+    """Available units moved from one location to another (two stock_changed events go with it)."""
+
+    type: Literal["stock_transferred"] = "stock_transferred"
+    from_location: str
+    to_location: str
+    quantity: int
+    version: int
+
+
+class LocationLevelsSet(EventEnvelope):
+    """A location's own stock levels for the item changed; null = the item's level applies."""
+
+    type: Literal["location_levels_set"] = "location_levels_set"
+    location: str
+    min_stock_level: int | None = None
+    max_stock_level: int | None = None
     version: int
 
 
@@ -84,6 +117,7 @@ class _ReservationEvent(EventEnvelope):
 class ReservationMade(_ReservationEvent):
     type: Literal["reservation_made"] = "reservation_made"
     expires_at: datetime | None = None
+    location: str = Field(DEFAULT_LOCATION, description="Where the units are held.")
 
 
 class ReservationReleased(_ReservationEvent):
@@ -105,6 +139,11 @@ class _AlertEvent(EventEnvelope):
     available: int
     min_stock_level: int
     max_stock_level: int | None
+    location: str | None = Field(
+        None,
+        description="Null: the item's alert on its total available stock. A location code: the alert of that"
+        " location, on its available stock and its effective levels (its own, else the item's).",
+    )
 
 
 class LowStockDetected(_AlertEvent):
@@ -155,6 +194,8 @@ StockEvent = Annotated[
     | ItemDeactivated
     | ItemReactivated
     | StockChanged
+    | StockTransferred
+    | LocationLevelsSet
     | ReservationMade
     | ReservationReleased
     | ReservationExpired

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Index,
     MetaData,
     Numeric,
@@ -72,6 +73,50 @@ class Item(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class Location(Base):
+    """A place that holds stock. 'default' (made by revision 0011) always exists and stays active."""
+
+    __tablename__ = "locations"
+    __table_args__ = (
+        CheckConstraint("code ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$'", name="code_pattern"),
+        CheckConstraint("kind IN ('warehouse', 'store', 'virtual')", name="kind_known"),
+        CheckConstraint("code <> 'default' OR is_active", name="default_active"),
+    )
+
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ItemStock(Base):
+    """Stock of one item at one location. The item's stock_quantity / reserved_quantity are the sums over
+    its rows here, kept so in the same statement. NULL levels follow the item's."""
+
+    __tablename__ = "item_stock"
+    __table_args__ = (
+        CheckConstraint("reserved >= 0 AND on_hand >= reserved", name="available_not_negative"),
+        CheckConstraint(
+            "(min_stock_level IS NULL OR min_stock_level >= 0)"
+            " AND (max_stock_level IS NULL OR max_stock_level >= 0)",
+            name="levels_not_negative",
+        ),
+        CheckConstraint("alert_state IN ('ok', 'low', 'out', 'over')", name="alert_state_known"),
+        Index("ix_item_stock_location_sku", "location", "sku"),
+    )
+
+    sku: Mapped[str] = mapped_column(String(64), ForeignKey("items.sku"), primary_key=True)
+    location: Mapped[str] = mapped_column(Text, ForeignKey("locations.code"), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(BigInteger)
+    reserved: Mapped[int] = mapped_column(BigInteger)
+    min_stock_level: Mapped[int | None] = mapped_column(BigInteger)
+    max_stock_level: Mapped[int | None] = mapped_column(BigInteger)
+    alert_state: Mapped[str] = mapped_column(String(8), server_default=text("'ok'"))
+    updated_at: Mapped[datetime] = _now()
+
+
 class ProcessedCommand(Base):
     """One row per command id seen inside the retention window; the claim that makes application
     exactly-once. Partitioned by the command's own issued_at (the same on every redelivery of a record, so
@@ -113,6 +158,9 @@ class Reservation(Base):
     command_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    location: Mapped[str] = mapped_column(
+        Text, ForeignKey("locations.code"), server_default=text("'default'")
+    )
 
 
 class StockLedger(Base):
@@ -132,8 +180,10 @@ class StockLedger(Base):
     reserved_delta: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     reason: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(200))
+    # The item's totals after the row's change (over every location).
     on_hand_after: Mapped[int] = mapped_column(BigInteger)
     reserved_after: Mapped[int] = mapped_column(BigInteger)
+    location: Mapped[str] = mapped_column(Text, server_default=text("'default'"))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), primary_key=True, server_default=func.now()
     )

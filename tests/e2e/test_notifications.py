@@ -21,7 +21,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from infra.settings import Settings
-from tests.e2e.notify_support import Mailbox, Receiver, serving, smtp_server
+from tests.e2e.notify_support import Hit, Mailbox, Receiver, serving, smtp_server
 from tests.e2e.support import new_sku
 from tests.integration.helpers import wait_until
 from tests.processes import Process, start, wait_ready
@@ -500,6 +500,14 @@ async def test_flaky_receiver_and_a_sigkilled_notifier_lose_nothing(
             "secret",
         ),
         ({"name": "x", "channel": {"kind": "sms", "to": "+1"}}, "channel"),
+        (
+            {
+                "name": "x",
+                "locations": ["no spaces"],
+                "channel": {"kind": "email", "recipients": ["a@b.org"]},
+            },
+            "locations",
+        ),
     ],
 )
 async def test_bad_subscriptions_get_a_problem_naming_the_field(
@@ -512,3 +520,114 @@ async def test_bad_subscriptions_get_a_problem_naming_the_field(
         where in [str(part) for part in error["loc"]] or where in error["msg"]
         for error in response.json()["errors"]
     ), response.json()
+
+
+async def test_subscription_locations_are_kept_changed_and_audited(edge: httpx.AsyncClient) -> None:
+    # A SKU of its own and deleted at the end: a subscription left matching every event would be sent the
+    # other tests' events.
+    sku = new_sku()
+    created = await edge.post(
+        "/v1/notifications/subscriptions",
+        json={
+            "name": "berlin",
+            "event_types": ["low_stock_detected"],
+            "skus": [sku],
+            "locations": ["WH-EU-1"],
+            "channel": {"kind": "email", "recipients": ["stock@example.com"]},
+        },
+    )
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    assert sub["locations"] == ["WH-EU-1"]
+    path = f"/v1/notifications/subscriptions/{sub['id']}"
+    changed = await edge.patch(path, json={"locations": ["WH-EU-1", "STORE-2"]})
+    assert changed.status_code == 200, changed.text
+    assert (await edge.get(path)).json()["locations"] == ["WH-EU-1", "STORE-2"]
+    plain = await edge.post(
+        "/v1/notifications/subscriptions",
+        json={"name": "plain", "skus": [sku], "channel": {"kind": "email", "recipients": ["a@example.com"]}},
+    )
+    assert plain.json()["locations"] == []
+    for one in (path, f"/v1/notifications/subscriptions/{plain.json()['id']}"):
+        assert (await edge.delete(one)).status_code == 204
+
+    trail = (await edge.get("/v1/admin/audit", params={"limit": 500})).json()["items"]
+    ours = [r for r in reversed(trail) if r["target"] == f"subscription:{sub['id']}"]
+    assert ours[0]["details"]["locations"] == ["WH-EU-1"]
+    assert ours[1]["details"] == {"changes": {"locations": ["WH-EU-1", "STORE-2"]}}
+
+
+async def test_a_per_location_alert_goes_only_to_the_subscription_naming_its_location(
+    notifier: Notifier, receiver: Receiver, edge: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """One SKU, three webhooks: one naming the store, one naming another place, one naming none. The
+    store's own low-stock alert reaches only the first; the SKU-level alert on the totals reaches all three
+    (as it did before locations), and nobody gets anything twice."""
+    sku = new_sku()
+    store, elsewhere = (f"LOC-{uuid.uuid4().hex[:8].upper()}" for _ in range(2))
+    for code in (store, elsewhere):
+        made = await edge.post("/v1/locations", json={"code": code, "name": code, "kind": "store"})
+        assert made.status_code == 201, made.text
+    subs = {}
+    for who, locations in (("store", [store]), ("elsewhere", [elsewhere]), ("none", [])):
+        response = await edge.post(
+            "/v1/notifications/subscriptions",
+            json={
+                "name": f"{who} {sku}",
+                "event_types": ["low_stock_detected"],
+                "skus": [sku],
+                "locations": locations,
+                "channel": {"kind": "webhook", "url": receiver.url(f"/ok/{who}-{sku}")},
+            },
+        )
+        assert response.status_code == 201, response.text
+        subs[who] = response.json()["id"]
+
+    await register(edge, sku, 10, min_level=2)
+    moves = [
+        {"type": "receive_stock", "sku": sku, "quantity": 5, "location": store},
+        # The store falls to its (the item's) minimum: its own alert; the total, 11, is fine.
+        {"type": "adjust_stock", "sku": sku, "delta": -4, "reason_code": "damage", "location": store},
+        # Now the total falls to 2 as well: the SKU-level alert (and default's own, wanted by nobody).
+        {"type": "adjust_stock", "sku": sku, "delta": -9, "reason_code": "loss"},
+    ]
+    sent = await edge.post("/v1/commands/stock:batch", json=moves)
+    assert sent.status_code == 202, sent.text
+
+    async def alerts() -> list[tuple[str | None, str]]:
+        rows = await db.fetch(
+            "SELECT payload->>'location', event_id::text FROM outbox WHERE sku = $1 AND event_type = $2",
+            sku,
+            "low_stock_detected",
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    found = await wait_until(alerts, lambda v: len(v) == 3, within=30, what="three low-stock alerts")
+    by_location = {location: event_id for location, event_id in found}
+    assert set(by_location) == {None, store, "default"}
+
+    def received(who: str) -> dict[str, list[Hit]]:
+        return receiver.by_id(f"/ok/{who}-{sku}")
+
+    async def everyone() -> dict[str, set[str]]:
+        return {who: set(received(who)) for who in subs}
+
+    await wait_until(
+        everyone,
+        lambda got: (
+            by_location[store] in got["store"] and all(by_location[None] in ids for ids in got.values())
+        ),
+        within=30,
+        what="the store's alert and the SKU-level one delivered",
+    )
+    for who, expected in (
+        ("store", {by_location[store], by_location[None]}),
+        ("elsewhere", {by_location[None]}),
+        ("none", {by_location[None]}),
+    ):
+        listed = {d["event_id"] for d in await deliveries(edge, subs[who])}
+        assert listed == expected, who
+        assert set(received(who)) == expected, who
+        assert all(len(hits) == 1 for hits in received(who).values()), who
+    store_hit = received("store")[by_location[store]][0]
+    assert json.loads(store_hit.body)["data"]["location"] == store

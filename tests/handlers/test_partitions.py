@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -26,8 +25,7 @@ from db.engine import make_engine
 from infra.kafka import read_topic_configs
 from infra.settings import Settings
 from invmon.stack import kafka_admin
-from invmon.stack.paths import StackPaths
-from invmon.stack.postgres import SUPERUSER
+from tests.handlers.conftest import dsn
 from workers.pipeline.batch import apply_claiming
 from workers.pipeline.maintenance import processed_retention_problem
 from workers.rules.alerts import AlertPolicy
@@ -40,38 +38,14 @@ TABLES = ("outbox", "processed_commands", "notification_deliveries", "notificati
 
 
 @pytest.fixture
-async def scratch(stack: Settings) -> AsyncIterator[str]:
-    """The SQLAlchemy URL of a new empty database on the stack's server, dropped afterwards."""
-    name = f"part_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(stack.database_url)
-    # The pipeline's role may not create databases: the stack's superuser, on its socket, does.
-    admin = await asyncpg.connect(
-        host=str(StackPaths.from_settings(stack).pg_socket_dir),
-        port=parts.port,
-        user=SUPERUSER,
-        database="postgres",
-    )
-    await admin.execute(f"CREATE DATABASE {name} OWNER {parts.username}")
-    try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        await admin.close()
-
-
-@pytest.fixture
 async def pg(scratch: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the scratch database, migrated to head."""
     await asyncio.to_thread(migrate.upgrade, scratch, "head")
-    connection = await asyncpg.connect(_dsn(scratch))
+    connection = await asyncpg.connect(dsn(scratch))
     try:
         yield connection
     finally:
         await connection.close()
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 SEED = """
@@ -102,7 +76,7 @@ FROM generate_series(1, 500) i;
 
 async def checksums(url: str, columns: dict[str, list[str]]) -> dict[str, tuple[int, str]]:
     """Per table: the row count and an md5 of every row's original columns, in a fixed order."""
-    pg = await asyncpg.connect(_dsn(url))
+    pg = await asyncpg.connect(dsn(url))
     try:
         out = {}
         for table in TABLES:
@@ -120,7 +94,7 @@ async def checksums(url: str, columns: dict[str, list[str]]) -> dict[str, tuple[
 
 async def test_the_migration_keeps_every_row_and_downgrade_too(scratch: str) -> None:
     await asyncio.to_thread(migrate.upgrade, scratch, "0009")
-    pg = await asyncpg.connect(_dsn(scratch))
+    pg = await asyncpg.connect(dsn(scratch))
     try:
         await pg.execute(SEED)
         columns = {
@@ -140,7 +114,7 @@ async def test_the_migration_keeps_every_row_and_downgrade_too(scratch: str) -> 
     assert all(count > 0 for count, _ in before.values())
     await asyncio.to_thread(migrate.upgrade, scratch, "head")
     assert await checksums(scratch, columns) == before
-    pg = await asyncpg.connect(_dsn(scratch))
+    pg = await asyncpg.connect(dsn(scratch))
     try:
         for table in TABLES:
             assert await pg.fetchval("SELECT relkind FROM pg_class WHERE relname = $1", table) == b"p"
@@ -301,7 +275,7 @@ async def test_a_shorter_span_takes_effect_at_once_on_empty_partitions(scratch: 
     """Ranges made ahead at the old span (a day) are recreated at the new one (a minute) while empty; one
     that holds rows stays, and the new span starts after it."""
     await asyncio.to_thread(migrate.upgrade, scratch, "head")
-    pg = await asyncpg.connect(_dsn(scratch))
+    pg = await asyncpg.connect(dsn(scratch))
     try:
         now = await pg.fetchval("SELECT now()")
         await maintain(pg, stack, now)  # the defaults: daily processed_commands partitions

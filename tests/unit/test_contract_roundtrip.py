@@ -29,13 +29,15 @@ FIELDS: dict[str, dict[str, Any]] = {
     "update_item_details": {"category": None, "cost_price": Decimal("1.10")},
     "deactivate_item": {"reason": "gone"},
     "reactivate_item": {},
-    "receive_stock": {"quantity": 3},
+    "receive_stock": {"quantity": 3, "location": "WH-1"},
     "adjust_stock": {"delta": -1, "reason_code": "damage", "note": "dropped"},
     "count_stock": {"counted_quantity": 0},
     "reserve_stock": {"reservation_id": "o-1", "quantity": 2, "expires_at": datetime.now(UTC) + timedelta(1)},
     "release_reservation": {"reservation_id": "o-1"},
     "fulfil_reservation": {"reservation_id": "o-1"},
     "expire_reservation": {"reservation_id": "o-1"},
+    "transfer_stock": {"from_location": "WH-1", "to_location": "store.2", "quantity": 4, "note": "restock"},
+    "set_location_levels": {"location": "store.2", "min_stock_level": 1, "max_stock_level": None},
 }
 MEMBERS = typing.get_args(typing.get_args(StockCommand)[0])
 

@@ -24,7 +24,9 @@ from contracts.stock_commands import (
     RegisterItem,
     ReleaseReservation,
     ReserveStock,
+    SetLocationLevels,
     StockCommand,
+    TransferStock,
     UpdateItemDetails,
 )
 from contracts.stock_events import ItemRegistered
@@ -52,6 +54,8 @@ MINIMAL_BODIES: dict[type[BaseModel], dict[str, Any]] = {
     ReleaseReservation: {"reservation_id": "order-1"},
     FulfilReservation: {"reservation_id": "order-1"},
     ExpireReservation: {"reservation_id": "order-1"},
+    TransferStock: {"from_location": "WH-1", "to_location": "STORE-1", "quantity": 1},
+    SetLocationLevels: {"location": "STORE-1"},
 }
 
 

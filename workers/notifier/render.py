@@ -26,6 +26,7 @@ TITLES = {
 
 # Event fields worth a line in an email, in this order, with their labels.
 FACTS = (
+    ("location", "Location"),
     ("available", "Available"),
     ("on_hand", "On hand"),
     ("reserved", "Reserved"),
@@ -88,6 +89,10 @@ def email(event_type: str, payload: dict[str, Any], *, item_name: str | None, pu
     link = item_link(public_url, sku)
     lines = [(label, one_line(value)) for label, value in facts(payload)]
     headline = f"{title(one_line(event_type))}: {sku} ({name})"
+    location = payload.get("location")
+    if isinstance(location, str) and location:
+        # A per-location alert and the SKU-level one on the totals read alike but for this.
+        headline += f" at {one_line(location)}"
     summary = next((v for label, v in lines if label == "Available"), None) or next(
         (v for label, v in lines if label == "New price"), None
     )
