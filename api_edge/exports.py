@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from api_edge.auth import require
 from api_edge.problems import Problem
 from api_edge.state import Clients, clients
-from contracts.common import CONTROL_FREE_PATTERN, Instant, Sku
+from contracts.common import CONTROL_FREE_PATTERN, Instant, LocationCode, Sku
 from db import exports
 from db.command_log import driver
 from infra import export_format
@@ -36,6 +36,10 @@ CategoryQuery = Annotated[
         description="Only the SKUs of items in this category (their category now).",
         examples=["tools"],
     ),
+]
+LocationQuery = Annotated[
+    LocationCode | None,
+    Query(description="Ledger only: the movements at this location (a transfer is a row at each end)."),
 ]
 FromQuery = Annotated[
     Instant | None,
@@ -75,7 +79,11 @@ def _format(requested: ExportFormat | None, accept: str | None) -> ExportFormat:
 
 
 def _filter(
-    sku: str | None, category: str | None, since: datetime | None, until: datetime | None
+    sku: str | None,
+    category: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    location: str | None = None,
 ) -> exports.ExportFilter:
     if sku is not None and category is not None:
         raise Problem(
@@ -83,7 +91,7 @@ def _filter(
         )
     if since is not None and until is not None and since >= until:
         raise Problem(422, "Empty time range", "`from` must be before `until`", type_="/problems/validation")
-    return exports.ExportFilter(sku=sku, category=category, since=since, until=until)
+    return exports.ExportFilter(sku=sku, category=category, since=since, until=until, location=location)
 
 
 def _example(shape: exports.Shape, sample: list[Any]) -> dict[str, Any]:
@@ -107,7 +115,7 @@ def _example(shape: exports.Shape, sample: list[Any]) -> dict[str, Any]:
 
 _LEDGER_SAMPLE = [
     1, "2026-01-05T09:30:00.000000Z", "0b9a4a52-6d0e-4a43-9a57-0e6f3e6f61a1", "ABC-123", 10, 0, 10, 0,
-    "receive_stock", "user:alice",
+    "receive_stock", "user:alice", "WH-EU-1",
 ]  # fmt: skip
 _PRICE_SAMPLE = [
     1, "2026-01-05T09:30:00.000000Z", "5e0c2f7e-3b1a-4e44-8a57-1c5f4a3d2b10",
@@ -156,11 +164,12 @@ def _asked(
     category: CategoryQuery = None,
     since: FromQuery = None,
     until: UntilQuery = None,
+    location: LocationQuery = None,
     format: FormatQuery = None,
     accept: AcceptHeader = None,
 ) -> tuple[exports.ExportFilter, ExportFormat]:
     """The query both exports take: which rows, and in which format."""
-    return _filter(sku, category, since, until), _format(format, accept)
+    return _filter(sku, category, since, until, location), _format(format, accept)
 
 
 AskedDep = Annotated[tuple[exports.ExportFilter, ExportFormat], Depends(_asked)]
@@ -177,6 +186,9 @@ def _response(
             type_="/problems/exports-busy",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
+    refused = exports.refusal(exports.SHAPES[kind], f)
+    if refused is not None:
+        raise Problem(422, "Unknown filter", refused, type_="/problems/validation")
     c.exports_running += 1
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return _ExportResponse(
@@ -191,8 +203,8 @@ def _response(
     "/ledger", response_class=StreamingResponse, responses={200: _example(exports.LEDGER, _LEDGER_SAMPLE)}
 )
 async def export_ledger(c: ClientsDep, asked: AskedDep) -> StreamingResponse:
-    """Every stock movement (on hand and reserved) of a SKU, a category or everything, over a time range,
-    streamed as CSV or NDJSON."""
+    """Every stock movement (on hand and reserved) of a SKU, a category or everything, at one location or
+    all, over a time range, streamed as CSV or NDJSON."""
     return _response(c, "ledger", *asked)
 
 

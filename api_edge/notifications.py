@@ -59,7 +59,7 @@ def _view(row: asyncpg.Record) -> SubscriptionView:
 
 def _described(row: asyncpg.Record) -> dict[str, Any]:
     """What the audit trail keeps of a subscription: where it sends and what, never its secret."""
-    kept = ("name", "kind", "recipients", "event_types", "skus", "categories")
+    kept = ("name", "kind", "recipients", "event_types", "skus", "categories", "locations")
     return {**{key: row[key] for key in kept}, "url": _origin(row["url"])}
 
 

@@ -13,7 +13,8 @@ from api_edge.problems import Problem
 from api_edge.requests import AfterId
 from api_edge.state import Clients, clients
 from api_edge.views import AlertView, CommandStatusView, ItemPage, ItemView, LedgerEntryView, LedgerPage
-from contracts.common import CONTROL_FREE_PATTERN, Sku
+from contracts.common import CONTROL_FREE_PATTERN, LocationCode, Sku
+from contracts.locations import LocationStockView
 from contracts.money import margin_pct
 from db import price_reads, read_repo
 
@@ -21,12 +22,13 @@ router = APIRouter(prefix="/v1", tags=["reads"], dependencies=[Depends(require("
 ClientsDep = Annotated[Clients, Depends(clients)]
 
 
-def item_view(row: RowMapping) -> ItemView:
+def item_view(row: RowMapping, stock: list[RowMapping]) -> ItemView:
     return ItemView(
         **{k: row[k] for k in ItemView.model_fields if k in row},
         on_hand=row["stock_quantity"],
         reserved=row["reserved_quantity"],
         available=row["stock_quantity"] - row["reserved_quantity"],
+        locations=[LocationStockView(**{k: s[k] for k in LocationStockView.model_fields}) for s in stock],
     )
 
 
@@ -45,13 +47,24 @@ async def list_items(
         Query(max_length=64, pattern=CONTROL_FREE_PATTERN, description="The last SKU of the previous page."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    location: Annotated[
+        LocationCode | None, Query(description="Only items that have a stock row at this location.")
+    ] = None,
 ) -> ItemPage:
-    """Items in SKU order with filters; cursor-paged."""
+    """Items in SKU order with filters, each with its stock per location; cursor-paged."""
     async with c.engine.connect() as conn:
         rows = await read_repo.list_items(
-            conn, category=category, alert_state=alert_state, active=active, text=q, after=after, limit=limit
+            conn,
+            category=category,
+            alert_state=alert_state,
+            active=active,
+            text=q,
+            after=after,
+            limit=limit,
+            location=location,
         )
-    items = [item_view(r) for r in rows]
+        stock = await read_repo.location_stock(conn, [r["sku"] for r in rows])
+    items = [item_view(r, stock[r["sku"]]) for r in rows]
     return ItemPage(items=items, next_after=items[-1].sku if len(items) == limit else None)
 
 
@@ -91,12 +104,13 @@ async def active_alerts(c: ClientsDep, limit: Annotated[int, Query(ge=1, le=1000
 
 @router.get("/items/{sku}", responses={404: {"description": "No such item."}})
 async def get_item(sku: Annotated[Sku, Path()], c: ClientsDep) -> ItemView:
-    """An item with its on-hand, reserved and available stock."""
+    """An item with its on-hand, reserved and available stock, in total and per location."""
     async with c.engine.connect() as conn:
         row = await read_repo.get_item(conn, sku)
+        stock = await read_repo.location_stock(conn, [sku]) if row is not None else {}
     if row is None:
         raise Problem(404, "Item not found", f"no item with sku {sku}", type_="/problems/not-found")
-    return item_view(row)
+    return item_view(row, stock[sku])
 
 
 @router.get("/items/{sku}/ledger")
@@ -105,10 +119,14 @@ async def get_ledger(
     c: ClientsDep,
     after: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    location: Annotated[
+        LocationCode | None, Query(description="Only the movements at this location.")
+    ] = None,
 ) -> LedgerPage:
-    """Every stock movement of an item, oldest first."""
+    """Every stock movement of an item (at one location, if given), oldest first. A transfer is two rows,
+    one at each location."""
     async with c.engine.connect() as conn:
-        rows = await read_repo.get_ledger(conn, sku, after=after, limit=limit)
+        rows = await read_repo.get_ledger(conn, sku, after=after, limit=limit, location=location)
     entries = [LedgerEntryView(**{k: r[k] for k in LedgerEntryView.model_fields}) for r in rows]
     next_after = entries[-1].id if len(entries) == limit else None
     return LedgerPage(sku=sku, entries=entries, next_after=next_after)

@@ -9,6 +9,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from contracts.locations import LocationStockView
+
 
 class ItemView(BaseModel):
     sku: str
@@ -29,6 +31,10 @@ class ItemView(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+    locations: list[LocationStockView] = Field(
+        description="Stock at each location the item has a row at, by code; on_hand, reserved and "
+        "available above are their sums."
+    )
 
 
 class CommandStatusView(BaseModel):
@@ -50,8 +56,9 @@ class LedgerEntryView(BaseModel):
     reserved_delta: int = Field(description="Change of reserved units.")
     reason: str
     actor: str
-    on_hand_after: int
-    reserved_after: int
+    location: str = Field(description="Where the units moved; rows older than locations read `default`.")
+    on_hand_after: int = Field(description="The SKU's on-hand total (every location) after this row.")
+    reserved_after: int = Field(description="The SKU's reserved total (every location) after this row.")
     created_at: datetime
 
 

@@ -27,6 +27,8 @@ AuditAction = Literal[
     "delivery.replay",
     "price_change.approve",
     "price_change.reject",
+    "location.create",
+    "location.update",
 ]
 
 

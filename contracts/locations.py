@@ -71,3 +71,40 @@ class UpdateLocation(BaseModel):
         if not changed:
             raise ValueError("give at least one of name, kind, is_active")
         return self
+
+
+class LocationStockView(BaseModel):
+    """An item's stock at one location, with the levels in effect there."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "location": "WH-EU-1",
+                    "on_hand": 40,
+                    "reserved": 5,
+                    "available": 35,
+                    "alert_state": "ok",
+                    "min_stock_level": 10,
+                    "max_stock_level": None,
+                    "own_levels": False,
+                }
+            ]
+        }
+    )
+
+    location: str = Field(description="The location's code.", examples=["WH-EU-1"])
+    on_hand: int = Field(description="Units physically at the location.")
+    reserved: int = Field(description="Units reserved there for orders.")
+    available: int = Field(description="on_hand - reserved: what may still be reserved or moved out.")
+    alert_state: Literal["ok", "low", "out", "over"] = Field(
+        description="The per-location alert on `available` against the levels below."
+    )
+    min_stock_level: int = Field(description="The level in effect: the location's own, else the item's.")
+    max_stock_level: int | None = Field(
+        description="The level in effect: the location's own, else the item's; null: no maximum."
+    )
+    own_levels: bool = Field(
+        description="Whether the location sets a level of its own (set_location_levels); false: both "
+        "follow the item's."
+    )

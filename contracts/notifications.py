@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
-from contracts.common import Instant, PlainText, Sku
+from contracts.common import Instant, LocationCode, PlainText, Sku
 from contracts.price_events import PriceEvent
 from contracts.stock_events import StockEvent
 
@@ -60,6 +60,11 @@ WebhookSecret = Annotated[
         examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
     ),
 ]
+_LOCATIONS = (
+    "The locations whose per-location stock alerts to send (an alert event with a `location`). Every "
+    "other event, the SKU-level alerts on the totals included, ignores this list; empty: no "
+    "per-location alerts."
+)
 Category = Annotated[PlainText, Field(min_length=1, max_length=100, examples=["lighting"])]
 
 
@@ -100,7 +105,13 @@ class SubscriptionCreate(BaseModel):
                     "skus": ["ABC-123"],
                     "categories": [],
                     "channel": {"kind": "email", "recipients": ["stock@example.com"]},
-                }
+                },
+                {
+                    "name": "low stock in the Berlin warehouse",
+                    "event_types": ["low_stock_detected", "out_of_stock"],
+                    "locations": ["WH-EU-1"],
+                    "channel": {"kind": "webhook", "url": "https://hooks.example.com/invmon"},
+                },
             ]
         },
     )
@@ -112,6 +123,11 @@ class SubscriptionCreate(BaseModel):
     categories: list[Category] = Field(
         default_factory=list, max_length=100, description="Item categories; empty: all."
     )
+    locations: list[LocationCode] = Field(
+        default_factory=list,
+        max_length=100,
+        description=_LOCATIONS,
+    )
     channel: Channel
     enabled: bool = True
 
@@ -120,12 +136,16 @@ class SubscriptionUpdate(BaseModel):
     """Fields to change; absent fields stay. Re-enabling clears the endpoint's failure record."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"enabled": False}, {"skus": ["ABC-123"]}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"enabled": False}, {"skus": ["ABC-123"]}, {"locations": ["WH-EU-1", "STORE-2"]}]
+        },
     )
     name: PlainText | None = Field(None, min_length=1, max_length=200)
     event_types: list[EventType] | None = Field(None, max_length=100)
     skus: list[Sku] | None = Field(None, max_length=1000)
     categories: list[Category] | None = Field(None, max_length=100)
+    locations: list[LocationCode] | None = Field(None, max_length=100, description=_LOCATIONS)
     recipients: list[EmailStr] | None = Field(None, min_length=1, max_length=50)
     url: HttpUrl | None = None
     enabled: bool | None = None
@@ -137,6 +157,7 @@ class SubscriptionView(BaseModel):
     event_types: list[str]
     skus: list[str]
     categories: list[str]
+    locations: list[str] = Field(description=_LOCATIONS)
     kind: Literal["email", "webhook"]
     recipients: list[str]
     url: str | None

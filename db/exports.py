@@ -59,6 +59,7 @@ LEDGER = Shape(
         Column("created_at", _utc("created_at")),
         *_text("command_id"),
         *_plain("sku", "delta", "reserved_delta", "on_hand_after", "reserved_after", "reason", "actor"),
+        *_plain("location"),
     ),
 )
 PRICE_HISTORY = Shape(
@@ -90,12 +91,21 @@ SHAPES: dict[ExportKind, Shape] = {s.kind: s for s in (LEDGER, PRICE_HISTORY)}
 
 @dataclass(frozen=True, slots=True)
 class ExportFilter:
-    """At most one of sku and category; `since` inclusive, `until` exclusive (either may be open)."""
+    """At most one of sku and category; `since` inclusive, `until` exclusive (either may be open);
+    `location` for the ledger only (price history has no location)."""
 
     sku: str | None = None
     category: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    location: str | None = None
+
+
+def refusal(shape: Shape, f: ExportFilter) -> str | None:
+    """Why this filter cannot apply to this export, or None."""
+    if f.location is not None and "location" not in shape.names:
+        return f"the {shape.kind} export has no location"
+    return None
 
 
 def _where(f: ExportFilter) -> tuple[str, list[Any]]:
@@ -108,6 +118,9 @@ def _where(f: ExportFilter) -> tuple[str, list[Any]]:
         args.append(f.category)
         # The category an item has now: the ledger keeps no copy of it.
         clauses.append(f"sku IN (SELECT sku FROM items WHERE category = ${len(args)})")
+    if f.location is not None:
+        args.append(f.location)
+        clauses.append(f"location = ${len(args)}")
     if f.since is not None:
         args.append(f.since)
         clauses.append(f"created_at >= ${len(args)}")

@@ -12,18 +12,20 @@ import asyncpg
 from db.notify_repo import DELIVERIES_CHANNEL
 
 SUBSCRIPTION_COLUMNS = """
-    id, name, event_types, skus, categories, kind, recipients, url, enabled, disabled_reason, failing_since,
-    secret_rotated_at, previous_secret_valid_until, created_at, updated_at
+    id, name, event_types, skus, categories, locations, kind, recipients, url, enabled, disabled_reason,
+    failing_since, secret_rotated_at, previous_secret_valid_until, created_at, updated_at
 """
-UPDATABLE = frozenset({"name", "event_types", "skus", "categories", "recipients", "url", "enabled"})
+UPDATABLE = frozenset(
+    {"name", "event_types", "skus", "categories", "locations", "recipients", "url", "enabled"}
+)
 
 
 async def create_subscription(pg: asyncpg.Connection, values: Mapping[str, Any]) -> asyncpg.Record:
     row: asyncpg.Record | None = await pg.fetchrow(
         f"""
         INSERT INTO notification_subscriptions
-            (id, name, event_types, skus, categories, kind, recipients, url, secret, enabled)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            (id, name, event_types, skus, categories, locations, kind, recipients, url, secret, enabled)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         RETURNING {SUBSCRIPTION_COLUMNS}
         """,
         uuid.uuid4(),
@@ -31,6 +33,7 @@ async def create_subscription(pg: asyncpg.Connection, values: Mapping[str, Any])
         values["event_types"],
         values["skus"],
         values["categories"],
+        values["locations"],
         values["kind"],
         values["recipients"],
         values["url"],

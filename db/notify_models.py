@@ -46,6 +46,8 @@ class Subscription(Base):
     event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default=text("'{}'"))
     skus: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default=text("'{}'"))
     categories: Mapped[list[str]] = mapped_column(ARRAY(String(100)), server_default=text("'{}'"))
+    # Per-location alerts wanted (workers.notifier.matching); added by revision 0011.
+    locations: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     kind: Mapped[str] = mapped_column(String(16))
     recipients: Mapped[list[str]] = mapped_column(ARRAY(String(320)), server_default=text("'{}'"))
     url: Mapped[str | None] = mapped_column(Text)

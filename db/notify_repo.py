@@ -21,13 +21,17 @@ class SubscriptionFilter:
     event_types: list[str]
     skus: list[str]
     categories: list[str]
+    locations: list[str]
 
 
 async def enabled_filters(pg: asyncpg.Connection) -> list[SubscriptionFilter]:
     rows = await pg.fetch(
-        "SELECT id, event_types, skus, categories FROM notification_subscriptions WHERE enabled"
+        "SELECT id, event_types, skus, categories, locations FROM notification_subscriptions WHERE enabled"
     )
-    return [SubscriptionFilter(r["id"], r["event_types"], r["skus"], r["categories"]) for r in rows]
+    return [
+        SubscriptionFilter(r["id"], r["event_types"], r["skus"], r["categories"], r["locations"])
+        for r in rows
+    ]
 
 
 async def items(pg: asyncpg.Connection, skus: Sequence[str]) -> dict[str, tuple[str, str | None]]:

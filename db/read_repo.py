@@ -3,12 +3,44 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import RowMapping, select
+from sqlalchemy import RowMapping, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import dead_letter_repo
-from db.models import Item, ProcessedCommand, StockLedger
+from db.models import Item, ItemStock, ProcessedCommand, StockLedger
+
+ITEM_STOCK = ItemStock.__table__
+
+
+async def location_stock(conn: AsyncConnection, skus: Sequence[str]) -> dict[str, list[RowMapping]]:
+    """Each SKU's stock at every location it has a row at, by code, with the levels in effect there (a
+    NULL level follows the item's): one query for a whole page of items."""
+    if not skus:
+        return {}
+    stock, item = ITEM_STOCK.c, Item.__table__.c
+    query = (
+        select(
+            stock.sku,
+            stock.location,
+            stock.on_hand,
+            stock.reserved,
+            (stock.on_hand - stock.reserved).label("available"),
+            stock.alert_state,
+            func.coalesce(stock.min_stock_level, item.min_stock_level).label("min_stock_level"),
+            func.coalesce(stock.max_stock_level, item.max_stock_level).label("max_stock_level"),
+            (stock.min_stock_level.is_not(None) | stock.max_stock_level.is_not(None)).label("own_levels"),
+        )
+        .join_from(ITEM_STOCK, Item.__table__, item.sku == stock.sku)
+        .where(stock.sku.in_(list(skus)))
+        # Code point order (not the database's locale), so "sorted by code" means the same to every client.
+        .order_by(stock.sku, stock.location.collate("C"))
+    )
+    found: dict[str, list[RowMapping]] = {sku: [] for sku in skus}
+    for row in (await conn.execute(query)).mappings():
+        found[row["sku"]].append(row)
+    return found
 
 
 async def get_item(conn: AsyncConnection, sku: str) -> RowMapping | None:
@@ -33,14 +65,18 @@ async def get_dead_letter(
     return await dead_letter_repo.latest_for_command(conn, command_id, actor=actor)
 
 
-async def get_ledger(conn: AsyncConnection, sku: str, *, after: int, limit: int) -> list[RowMapping]:
-    """Ledger rows of one SKU in order, keyset-paged by id."""
+async def get_ledger(
+    conn: AsyncConnection, sku: str, *, after: int, limit: int, location: str | None = None
+) -> list[RowMapping]:
+    """Ledger rows of one SKU in order (at one location, if given), keyset-paged by id."""
     query = (
         select(StockLedger.__table__)
         .where(StockLedger.sku == sku, StockLedger.id > after)
         .order_by(StockLedger.id)
         .limit(limit)
     )
+    if location is not None:
+        query = query.where(StockLedger.location == location)
     return list((await conn.execute(query)).mappings())
 
 
@@ -53,9 +89,14 @@ async def list_items(
     text: str | None,
     after: str | None,
     limit: int,
+    location: str | None = None,
 ) -> list[RowMapping]:
-    """Items in SKU order, keyset-paged after the SKU `after`, filtered."""
+    """Items in SKU order, keyset-paged after the SKU `after`, filtered; with `location`, the items that
+    have a row there (stock has moved there once, even if none is left)."""
     query = select(Item.__table__).order_by(Item.sku).limit(limit)
+    if location is not None:
+        stock = ITEM_STOCK.c
+        query = query.where(exists().where(stock.sku == Item.sku, stock.location == location))
     if category is not None:
         query = query.where(Item.category == category)
     if alert_state is not None:

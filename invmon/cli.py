@@ -14,6 +14,7 @@ from contracts.topics import ALL_TOPICS, PRICE_COMMANDS_DLQ, STOCK_COMMANDS_DLQ
 from infra.settings import get_settings
 from invmon import dlq
 from invmon.cli_auth import apikey_app, user_app
+from invmon.cli_location import location_app
 from invmon.cli_stack import stack_app
 from invmon.dlq import DeadLetter
 from invmon.export import export_app
@@ -26,6 +27,7 @@ app = typer.Typer(name="invmon", help="inventory-monitor: real-time inventory an
 app.add_typer(stack_app, name="stack")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(location_app, name="location")
 app.command("simulate")(simulate_command)
 app.add_typer(export_app, name="export")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)

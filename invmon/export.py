@@ -13,7 +13,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from contracts.common import Instant, Sku
+from contracts.common import Instant, LocationCode, Sku
 from db import exports
 from infra import export_format
 from infra.export_format import ExportFormat
@@ -23,6 +23,7 @@ export_app = typer.Typer(help="Export the stock ledger or the price history (CSV
 
 _SKU: TypeAdapter[str] = TypeAdapter(Sku)
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(Instant)
+_LOCATION: TypeAdapter[str] = TypeAdapter(LocationCode)
 
 
 def _parse(adapter: TypeAdapter[object], value: str | None, option: str) -> object:
@@ -73,6 +74,9 @@ def _command(kind: exports.ExportKind) -> None:
             typer.Option("--from", help="Rows created at or after this ISO 8601 instant (with zone)."),
         ] = None,
         until: Annotated[str | None, typer.Option(help="Rows created before this ISO 8601 instant.")] = None,
+        location: Annotated[
+            str | None, typer.Option(help="Ledger only: the movements at this location.")
+        ] = None,
         fmt: Annotated[str, typer.Option("--format", help="csv or ndjson.")] = "csv",
     ) -> None:
         if fmt not in export_format.MEDIA_TYPES:
@@ -84,7 +88,11 @@ def _command(kind: exports.ExportKind) -> None:
             category=category,
             since=_parse(_INSTANT, since, "--from"),  # type: ignore[arg-type]
             until=_parse(_INSTANT, until, "--until"),  # type: ignore[arg-type]
+            location=_parse(_LOCATION, location, "--location"),  # type: ignore[arg-type]
         )
+        refused = exports.refusal(exports.SHAPES[kind], f)
+        if refused is not None:
+            raise typer.BadParameter(refused, param_hint="--location")
         if f.since and f.until and f.since >= f.until:
             raise typer.BadParameter("--from must be before --until")
         total = asyncio.run(write(get_settings(), exports.SHAPES[kind], f, fmt, output))

@@ -54,6 +54,7 @@ PATH_VALUES: dict[str, str] = {
     "delivery_id": "9223372036854775000",
     "username": f"matrix-nobody-{uuid.uuid4().hex[:8]}",
     "key_id": "0" * 16,
+    "code": f"MATRIX-{uuid.uuid4().hex[:8].upper()}",
 }
 _REQUIRE = re.compile(r"require_(\w+)")
 
@@ -150,6 +151,9 @@ def test_roles_are_derived_from_the_routes(stack: Settings) -> None:
     assert roles[("GET", "/v1/exports/ledger")] == {"viewer"}  # streamed responses are covered too
     assert roles[("GET", "/v1/exports/price-history")] == {"viewer"}
     assert roles[("POST", "/v1/auth/token")] == set()
+    assert roles[("GET", "/v1/locations")] == {"viewer"}  # declared on the router
+    assert roles[("POST", "/v1/locations")] == {"viewer", "admin"}  # and on the endpoint: admin
+    assert roles[("PATCH", "/v1/locations/{code}")] == {"viewer", "admin"}
 
 
 async def test_every_operation_answers_each_caller_as_its_route_declares(

@@ -8,7 +8,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.notifier.matching import EventFacts, Filter, matches, route
+from workers.notifier.matching import LOCATION_ALERTS, EventFacts, Filter, matches, route
 from workers.notifier.render import email, item_link, webhook_body
 
 EVENT = EventFacts(uuid.uuid4(), "low_stock_detected", "LAMP-01", "lighting")
@@ -18,8 +18,9 @@ def f(
     types: frozenset[str] | set[str] = frozenset(),
     skus: frozenset[str] | set[str] = frozenset(),
     cats: frozenset[str] | set[str] = frozenset(),
+    locations: frozenset[str] | set[str] = frozenset(),
 ) -> Filter:
-    return Filter(uuid.uuid4(), frozenset(types), frozenset(skus), frozenset(cats))
+    return Filter(uuid.uuid4(), frozenset(types), frozenset(skus), frozenset(cats), frozenset(locations))
 
 
 def test_empty_filters_match_everything_and_each_filter_narrows() -> None:
@@ -39,6 +40,69 @@ def test_route_yields_one_pair_per_matching_subscription(types: list[str], wide:
     expected = sum(1 for e in events for flt in filters if not flt.event_types or e.event_type == "a")
     assert len(pairs) == expected
     assert len(set((e.event_id, s) for e, s in pairs)) == len(pairs)
+
+
+def at(event_type: str, location: str | None) -> EventFacts:
+    return EventFacts(uuid.uuid4(), event_type, "LAMP-01", "lighting", location)
+
+
+def test_a_per_location_alert_goes_only_to_subscriptions_naming_its_location() -> None:
+    alert = at("low_stock_detected", "WH-EU-1")
+    assert matches(f(locations={"WH-EU-1"}), alert)
+    assert matches(f({"low_stock_detected"}, locations={"WH-EU-1", "STORE-2"}), alert)
+    assert not matches(f(), alert)
+    assert not matches(f(locations={"STORE-2"}), alert)
+    assert not matches(f({"out_of_stock"}, locations={"WH-EU-1"}), alert)
+
+
+def test_every_other_event_ignores_locations() -> None:
+    wants_one_location = f(locations={"WH-EU-1"})
+    for event in (
+        at("low_stock_detected", None),  # the SKU-level alert on the totals
+        at("stock_changed", "STORE-2"),  # carries a location but is no alert
+        at("reservation_made", "STORE-2"),
+        at("price_changed", None),
+    ):
+        assert matches(f(), event)
+        assert matches(wants_one_location, event)
+
+
+def _before_locations(flt: Filter, event: EventFacts) -> bool:
+    """The rule as it was before subscriptions had locations (and events carried none)."""
+    return (
+        (not flt.event_types or event.event_type in flt.event_types)
+        and (not flt.skus or event.sku in flt.skus)
+        and (not flt.categories or (event.category is not None and event.category in flt.categories))
+    )
+
+
+TYPES = [*sorted(LOCATION_ALERTS), "stock_changed", "reservation_made", "price_changed"]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(TYPES), st.sampled_from(["A", "B"]), st.sampled_from([None, "WH", "ST"])),
+        max_size=8,
+    ),
+    st.lists(
+        st.tuples(
+            st.sets(st.sampled_from(TYPES), max_size=2),
+            st.sets(st.sampled_from(["A", "B"]), max_size=1),
+            st.sets(st.sampled_from(["lighting", "kitchen"]), max_size=1),
+        ),
+        max_size=4,
+    ),
+)
+def test_an_existing_subscription_receives_exactly_what_it_received_before(
+    stream: list[tuple[str, str, str | None]], old: list[tuple[set[str], set[str], set[str]]]
+) -> None:
+    """Subscriptions without locations, fed the new event stream (per-location alerts added, other events
+    now carrying a location), get the deliveries they got from the old stream: no more, no fewer."""
+    filters = [f(types, skus, cats) for types, skus, cats in old]
+    events = [EventFacts(uuid.uuid4(), t, sku, "lighting", loc) for t, sku, loc in stream]
+    old_stream = [e for e in events if not (e.location is not None and e.event_type in LOCATION_ALERTS)]
+    expected = [(e, flt.subscription_id) for e in old_stream for flt in filters if _before_locations(flt, e)]
+    assert route(events, filters) == expected
 
 
 PAYLOAD = {

@@ -63,7 +63,14 @@ def _decode(record: ConsumerRecord[Any, Any]) -> Decoded | str:
         event_type, sku = event["type"], event["sku"]
         if not isinstance(event_type, str) or not isinstance(sku, str) or not sku:
             return "type and sku must be non-empty strings"
-        facts = EventFacts(UUID(str(event["event_id"])), event_type, sku, None)
+        location = event.get("location")
+        facts = EventFacts(
+            UUID(str(event["event_id"])),
+            event_type,
+            sku,
+            None,
+            location if isinstance(location, str) else None,
+        )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         return repr(error)[:200]
     return Decoded(facts, facts.sku, text, record, event_time(event.get("occurred_at"), record.timestamp))
@@ -108,11 +115,23 @@ async def store(engine: AsyncEngine, events: Sequence[Decoded]) -> int:
             return 0
         known = await notify_repo.items(pg, sorted({e.sku for e in events}))
         facts = [
-            EventFacts(e.facts.event_id, e.facts.event_type, e.sku, known.get(e.sku, ("", None))[1])
+            EventFacts(
+                e.facts.event_id,
+                e.facts.event_type,
+                e.sku,
+                known.get(e.sku, ("", None))[1],
+                e.facts.location,
+            )
             for e in events
         ]
         filters = [
-            Filter(s.id, frozenset(s.event_types), frozenset(s.skus), frozenset(s.categories))
+            Filter(
+                s.id,
+                frozenset(s.event_types),
+                frozenset(s.skus),
+                frozenset(s.categories),
+                frozenset(s.locations),
+            )
             for s in subscriptions
         ]
         payloads = {e.facts.event_id: e.payload for e in events}

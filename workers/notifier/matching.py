@@ -6,6 +6,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
+# The alert events that may name a location: one of them WITH a location is the per-(SKU, location)
+# alert, which only subscriptions naming that location want. Without one it is the SKU-level alert.
+LOCATION_ALERTS = frozenset(
+    {"low_stock_detected", "out_of_stock", "back_in_stock", "overstock_detected", "stock_level_normal"}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Filter:
@@ -13,6 +19,7 @@ class Filter:
     event_types: frozenset[str]  # empty: every type
     skus: frozenset[str]  # empty: every SKU
     categories: frozenset[str]  # empty: every category
+    locations: frozenset[str] = frozenset()  # the per-location alerts it wants; empty: none of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +28,15 @@ class EventFacts:
     event_type: str
     sku: str
     category: str | None  # the item's category when the event was handled
+    location: str | None = None  # the event's location, if it carries one
+
+
+def _location_matches(f: Filter, event: EventFacts) -> bool:
+    # Every other event ignores `locations`, so a subscription made before locations existed gets exactly
+    # what it got then: the SKU-level alert once, never one per location as well.
+    if event.location is None or event.event_type not in LOCATION_ALERTS:
+        return True
+    return event.location in f.locations
 
 
 def matches(f: Filter, event: EventFacts) -> bool:
@@ -28,6 +44,7 @@ def matches(f: Filter, event: EventFacts) -> bool:
         (not f.event_types or event.event_type in f.event_types)
         and (not f.skus or event.sku in f.skus)
         and (not f.categories or (event.category is not None and event.category in f.categories))
+        and _location_matches(f, event)
     )
 
 
