@@ -82,12 +82,13 @@ function onPub(channel, event) {
   if (has(event.location)) locationFilter.see([event.location]);
   if (!result) return;
   if (result.feed) feed.changed();
-  if (result.missing) fetchRow(event.sku);
-  else if (state.rows.has(result.sku)) table.changed(result.sku);
+  if (result.missing || result.unplaced) fetchRow(event.sku);
+  if (!result.missing && state.rows.has(result.sku)) table.changed(result.sku);
 }
 
 async function fetchRow(sku) {
-  // Only if an event names an item no snapshot had (e.g. while a resubscription was in flight).
+  // Only if an event names an item no snapshot had (e.g. while a resubscription was in flight), or a new
+  // item whose stock per location the event does not give.
   try {
     if (state.upsertItem(await api.get(`/v1/items/${encodeURIComponent(sku)}`))) table.changed(sku);
   } catch (error) {

@@ -12,7 +12,6 @@ const STOCK_ALERTS = new Set([
   "stock_level_normal",
 ]);
 const FEED_LIMIT = 300;
-export const DEFAULT_LOCATION = "default";
 
 const time = (iso) => Date.parse(iso || "") || 0;
 const has = (value) => value !== undefined && value !== null;
@@ -187,10 +186,15 @@ export class DashboardState {
     this.seen = new Set(this.feed.map((e) => e.id));
   }
 
-  // A row read from the HTTP API for an item no snapshot had; the newer version wins, prices stay.
+  // A row read from the HTTP API for an item no snapshot had; the newer version wins, prices stay. Of the
+  // same version, it gives a registered item its stock per location (item_registered names none).
   upsertItem(raw) {
     const row = normalizeRow(raw);
     const old = this.rows.get(row.sku);
+    if (old && old.version === row.version && old.locations.size === 0 && row.locations.size) {
+      old.locations = row.locations;
+      return true;
+    }
     if (old && old.version >= row.version) return false;
     if (old) Object.assign(row, pickPrice(old));
     this.rows.set(row.sku, row);
@@ -208,21 +212,13 @@ export class DashboardState {
     const row = this.rows.get(event.sku);
     if (event.type === "item_registered") {
       if (row && row.version >= event.version) return null;
-      // The initial quantity lies at one location: the event's, else the default one.
-      const at = {
-        location: event.location ?? DEFAULT_LOCATION,
-        on_hand: event.on_hand,
-        reserved: 0,
-        available: event.on_hand,
-        min_stock_level: event.min_stock_level,
-        max_stock_level: event.max_stock_level,
-      };
+      // The event does not say where the initial quantity lies: the item view tells (`unplaced`).
       this.rows.set(event.sku, {
-        ...normalizeRow({ ...event, reserved: 0, locations: [at] }),
+        ...normalizeRow({ ...event, reserved: 0 }),
         ...(row ? pickPrice(row) : {}),
         alert_state: row ? row.alert_state : "ok",
       });
-      return { sku: event.sku };
+      return { sku: event.sku, unplaced: true };
     }
     if (!has(event.version)) return null; // reservations: the stock_changed beside them carries the numbers
     if (!row) return { sku: event.sku, missing: true };

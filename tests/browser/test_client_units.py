@@ -123,7 +123,11 @@ async def test_state_keeps_stock_per_location(module_page: Page) -> None:
     assert result["feed"] == ["available 1 (min 2)", "available 1 (min 2) at WH"]
     assert result["levels"] == [3, None, True]
     assert result["followLevels"] == [1, 3], "only locations without levels of their own follow the item"
-    assert result["registered"] == [["default", 7, 1]]
+    assert result["registeredResult"] == {"sku": "C", "unplaced": True}, "item_registered names no location"
+    assert result["unplaced"] == []
+    assert result["placed"] is True
+    assert result["registered"] == [["STORE", 7, 1]]
+    assert result["placedAgain"] is False
     assert result["atWH"] == ["A", "B"]
-    assert result["atDefault"] == ["A", "B", "C"]
-    assert result["atStore"] == []
+    assert result["atDefault"] == ["A", "B"]
+    assert result["atStore"] == ["C"]

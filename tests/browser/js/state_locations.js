@@ -48,9 +48,15 @@ export default async function () {
                           event_id: "d" });
   const dflt = st.rows.get("A").locations.get("default");
   out.followLevels = [dflt.min_stock_level, st.rows.get("A").locations.get("WH").min_stock_level];
-  st.apply("inventory", { type: "item_registered", sku: "C", name: "Gamma", on_hand: 7, min_stock_level: 1,
-                          version: 1, event_id: "r" });
+  out.registeredResult = st.apply("inventory", { type: "item_registered", sku: "C", name: "Gamma", on_hand: 7,
+                                                 min_stock_level: 1, version: 1, event_id: "r" });
+  out.unplaced = places("C");
+  // The item view (same version) tells where the initial quantity lies.
+  out.placed = st.upsertItem({ sku: "C", name: "Gamma", on_hand: 7, reserved: 0, version: 1,
+                               locations: [loc("STORE", 7)] });
   out.registered = places("C");
+  out.placedAgain = st.upsertItem({ sku: "C", name: "Gamma", on_hand: 7, reserved: 0, version: 1,
+                                    locations: [loc("default", 7)] });
   const skus = (opts) => st.view(opts).map((r) => r.sku);
   out.atWH = skus({ location: "WH" });
   out.atDefault = skus({ location: "default" });
