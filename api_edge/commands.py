@@ -12,13 +12,15 @@ from api_edge.requests import (
     AdjustStockRequest,
     CommandMeta,
     CountStockRequest,
+    LocationLevelsRequest,
     ReasonRequest,
     ReceiveStockRequest,
     RegisterItemRequest,
     ReserveStockRequest,
+    TransferStockRequest,
     UpdateItemDetailsRequest,
 )
-from contracts.common import ReservationId, Sku
+from contracts.common import LocationCode, ReservationId, Sku
 from contracts.stock_commands import (
     AdjustStock,
     CountStock,
@@ -29,6 +31,8 @@ from contracts.stock_commands import (
     RegisterItem,
     ReleaseReservation,
     ReserveStock,
+    SetLocationLevels,
+    TransferStock,
     UpdateItemDetails,
 )
 from contracts.topics import STOCK_COMMANDS
@@ -38,6 +42,7 @@ router = stock.router
 
 SkuPath = Annotated[Sku, Path(description="The item's SKU.")]
 ReservationPath = Annotated[ReservationId, Path(description="The reservation's id.")]
+LocationPath = Annotated[LocationCode, Path(description="The location's code.")]
 # Commands whose fields are all optional accept an empty body.
 OptionalMeta = Annotated[CommandMeta, Body(default_factory=CommandMeta)]
 OptionalReason = Annotated[ReasonRequest, Body(default_factory=ReasonRequest)]
@@ -105,3 +110,18 @@ async def fulfil_reservation(
 ) -> Response:
     """The reserved units shipped."""
     return await accept(request, sku, body, reservation_id=reservation_id)
+
+
+@stock.post("/items/{sku}/stock/transfer", TransferStock)
+async def transfer_stock(sku: SkuPath, body: TransferStockRequest, request: Request) -> Response:
+    """Move available units of an item from one location to another, as one command: rejected (nothing
+    moves) when fewer are available at the source."""
+    return await accept(request, sku, body)
+
+
+@stock.put("/items/{sku}/locations/{location}/levels", SetLocationLevels)
+async def set_location_levels(
+    sku: SkuPath, location: LocationPath, body: LocationLevelsRequest, request: Request
+) -> Response:
+    """Set an item's own min/max stock levels at a location (null: follow the item's levels)."""
+    return await accept(request, sku, body, location=location)

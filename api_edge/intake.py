@@ -192,6 +192,9 @@ class CommandRouter:
     def patch(self, path: str, kind: type[StockCommand] | type[PriceCommand]) -> Callable[[_E], _E]:
         return self._route("PATCH", path, kind)
 
+    def put(self, path: str, kind: type[StockCommand] | type[PriceCommand]) -> Callable[[_E], _E]:
+        return self._route("PUT", path, kind)
+
     def _route(
         self, method: str, path: str, kind: type[StockCommand] | type[PriceCommand]
     ) -> Callable[[_E], _E]:

@@ -14,10 +14,12 @@ from contracts.price_commands import SetPriceSpec
 from contracts.stock_commands import (
     AdjustStockSpec,
     CountStockSpec,
+    LocationLevelsSpec,
     ReasonSpec,
     ReceiveStockSpec,
     RegisterItemSpec,
     ReserveStockSpec,
+    TransferStockSpec,
     UpdateItemDetailsSpec,
 )
 
@@ -71,6 +73,14 @@ class CountStockRequest(CountStockSpec, CommandMeta):
 
 class ReserveStockRequest(ReserveStockSpec, CommandMeta):
     model_config = _example(reservation_id="order-1001", quantity=2, expires_at="2026-11-27T10:00:00Z")
+
+
+class TransferStockRequest(TransferStockSpec, CommandMeta):
+    model_config = _example(from_location="WH-EU-1", to_location="STORE-BER", quantity=6)
+
+
+class LocationLevelsRequest(LocationLevelsSpec, CommandMeta):
+    model_config = _example(min_stock_level=3, max_stock_level=40)
 
 
 class Accepted(BaseModel):

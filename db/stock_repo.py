@@ -43,6 +43,19 @@ class ReservationRow(NamedTuple):
     status: str
     expires_at: datetime | None
     command_id: uuid.UUID | None
+    location: str
+
+
+class StockRow(NamedTuple):
+    """An item's stock at one location (item_stock)."""
+
+    sku: str
+    location: str
+    on_hand: int
+    reserved: int
+    min_stock_level: int | None
+    max_stock_level: int | None
+    alert_state: str
 
 
 class StockLevels(NamedTuple):
@@ -65,6 +78,7 @@ class LedgerRow(NamedTuple):
     on_hand_after: int
     reserved_after: int
     created_at: datetime
+    location: str
 
 
 _ITEM_TYPES = (
@@ -101,6 +115,55 @@ async def lock_reservations(pg: asyncpg.Connection, keys: Iterable[tuple[str, st
     return [ReservationRow(*r) for r in rows]
 
 
+# Rows of item_stock, then (sku NULL) whether each named location is active: one round trip for both.
+_LOCK_STOCK = f"""
+WITH s AS (
+    SELECT {", ".join(StockRow._fields)} FROM item_stock
+    WHERE (sku, location) IN (SELECT * FROM unnest($1::text[], $2::text[])) OR sku = ANY($3::text[])
+    ORDER BY sku, location FOR UPDATE
+)
+SELECT * FROM s
+UNION ALL
+SELECT NULL, code, NULL, NULL, NULL, NULL, CASE WHEN is_active THEN 'active' ELSE 'inactive' END
+FROM locations WHERE code = ANY($4::text[])
+"""
+
+
+async def lock_stock(
+    pg: asyncpg.Connection,
+    pairs: Iterable[tuple[str, str]],
+    whole: Iterable[str],
+    codes: Iterable[str],
+) -> tuple[list[StockRow], dict[str, bool]]:
+    """Locked item_stock rows at (sku, location) `pairs` and at every location of the `whole` SKUs, sorted
+    like the items before them (no lock-order deadlocks); and whether each of `codes` is active (a code
+    missing from the answer does not exist)."""
+    ordered = sorted(set(pairs))
+    rows = await pg.fetch(
+        _LOCK_STOCK,
+        [p[0] for p in ordered],
+        [p[1] for p in ordered],
+        sorted(set(whole)),
+        list(set(codes)),
+    )
+    stock: list[StockRow] = []
+    active: dict[str, bool] = {}
+    for r in rows:
+        if r[0] is None:
+            active[r[1]] = r[6] == "active"
+        else:
+            stock.append(StockRow(*r))
+    return stock, active
+
+
+_STOCK_TYPES = ("text", "text", "int8", "int8", "int8", "int8", "text")
+
+
+def upsert_stock(rows: Sequence[StockRow]) -> Write | None:
+    """Stock at (sku, location): a row appears the first time stock moves there."""
+    return bulk.upsert("item_stock", StockRow._fields, _STOCK_TYPES, ("sku", "location"), rows)
+
+
 def upsert_items(rows: Sequence[ItemRow]) -> Write | None:
     return bulk.upsert("items", ItemRow._fields, _ITEM_TYPES, ("sku",), rows)
 
@@ -122,11 +185,11 @@ def update_stock_levels(rows: Sequence[StockLevels]) -> Write | None:
 
 
 def upsert_reservations(rows: Sequence[ReservationRow]) -> Write | None:
-    types = ("text", "text", "int8", "text", "timestamptz", "uuid")
+    types = ("text", "text", "int8", "text", "timestamptz", "uuid", "text")
     return bulk.upsert("reservations", ReservationRow._fields, types, ("sku", "reservation_id"), rows)
 
 
-_LEDGER_TYPES = ("uuid", "text", "int8", "int8", "text", "text", "int8", "int8", "timestamptz")
+_LEDGER_TYPES = ("uuid", "text", "int8", "int8", "text", "text", "int8", "int8", "timestamptz", "text")
 
 
 def insert_ledger(rows: Sequence[LedgerRow]) -> Write | None:

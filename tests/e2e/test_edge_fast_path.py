@@ -39,6 +39,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "/v1/items/{sku}/reservations": {"reservation_id": RESERVATION, "quantity": 2},
     "/v1/items/{sku}/reservations/{reservation_id}/release": {"expected_version": 3},
     "/v1/items/{sku}/reservations/{reservation_id}/fulfil": {"expected_version": 3},
+    "/v1/items/{sku}/stock/transfer": {"from_location": "default", "to_location": "WH-FAST", "quantity": 2},
+    "/v1/items/{sku}/locations/{location}/levels": {"min_stock_level": 1, "max_stock_level": None},
     "/v1/items/{sku}/prices": {"currency": "EUR", "selling_price": "12.90", "reason": "supplier"},
     "/v1/items/{sku}/price-changes/{change_id}/approve": {"comment": "fine"},
     "/v1/items/{sku}/price-changes/{change_id}/reject": {"comment": "too much"},
@@ -62,7 +64,7 @@ async def routed(edge: httpx.AsyncClient) -> dict[str, float]:
 
 
 async def send(edge: httpx.AsyncClient, route: CommandRoute, sku: str, query: str = "") -> httpx.Response:
-    path = route.path.format(sku=sku, reservation_id=RESERVATION, change_id=CHANGE)
+    path = route.path.format(sku=sku, reservation_id=RESERVATION, change_id=CHANGE, location="WH-FAST")
     body = {**BODIES[route.path], **({"sku": sku} if route.sku is None else {})}
     return await edge.request(route.method, path + query, json=body)
 

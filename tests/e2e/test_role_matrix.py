@@ -55,6 +55,7 @@ PATH_VALUES: dict[str, str] = {
     "username": f"matrix-nobody-{uuid.uuid4().hex[:8]}",
     "key_id": "0" * 16,
     "code": f"MATRIX-{uuid.uuid4().hex[:8].upper()}",
+    "location": "MATRIX-NOWHERE",
 }
 _REQUIRE = re.compile(r"require_(\w+)")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+from contracts.common import DEFAULT_LOCATION
 from contracts.stock_commands import (
     AdjustStock,
     CountStock,
@@ -19,7 +21,9 @@ from contracts.stock_commands import (
     RegisterItem,
     ReleaseReservation,
     ReserveStock,
+    SetLocationLevels,
     StockCommand,
+    TransferStock,
     UpdateItemDetails,
 )
 from contracts.stock_events import (
@@ -28,18 +32,44 @@ from contracts.stock_events import (
     ItemDetailsUpdated,
     ItemReactivated,
     ItemRegistered,
+    LocationLevelsSet,
     ReservationExpired,
     ReservationFulfilled,
     ReservationMade,
     ReservationReleased,
     StockChanged,
     StockEvent,
+    StockTransferred,
 )
 from workers.rules.alerts import AlertPolicy, classify, transition_event_type
 from workers.rules.ids import event_id
 from workers.rules.rejection import Reject, Rejected, rejected
 
 ReservationStatus = Literal["active", "released", "fulfilled", "expired"]
+
+
+class LocationStock(NamedTuple):
+    """An item's stock at one location. None levels follow the item's. A tuple, not a frozen dataclass:
+    one is built per stock move, at a third of the cost."""
+
+    on_hand: int = 0
+    reserved: int = 0
+    min_stock_level: int | None = None
+    max_stock_level: int | None = None
+    alert_state: AlertState = "ok"
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    def moved(self, delta: int, reserved_delta: int) -> LocationStock:
+        return LocationStock(
+            self.on_hand + delta, self.reserved + reserved_delta, self.min_stock_level, self.max_stock_level,
+            self.alert_state,
+        )  # fmt: skip
+
+
+NOWHERE = LocationStock()  # a location the item has no row at yet: nothing there, the item's levels
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +89,35 @@ class ItemState:
     is_trackable: bool = True
     alert_state: AlertState = "ok"
     version: int = 1
+    # The item's stock at the locations loaded for this command (those it touches); the totals above are
+    # the sums over every location, loaded or not. Never changed in place: a move builds a new mapping.
+    # None: all of it at the default location (an item as it was before locations).
+    stock: Mapping[str, LocationStock] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.stock is None:
+            whole = LocationStock(self.on_hand, self.reserved, alert_state=self.alert_state)
+            object.__setattr__(self, "stock", {DEFAULT_LOCATION: whole})
 
     @property
     def available(self) -> int:
         return self.on_hand - self.reserved
 
-    def with_stock(self, on_hand: int, reserved: int) -> ItemState:
+    def at(self, location: str) -> LocationStock:
+        return self.stock.get(location, NOWHERE)
+
+    def with_stock(self, on_hand: int, reserved: int, stock: Mapping[str, LocationStock]) -> ItemState:
         """The next version with new stock levels: `replace()` without its cost, for every stock move."""
         return ItemState(
             self.sku, self.name, on_hand, reserved, self.description, self.category, self.min_stock_level,
             self.max_stock_level, self.cost_price, self.weight_grams, self.dimensions, self.is_active,
-            self.is_trackable, self.alert_state, self.version + 1,
+            self.is_trackable, self.alert_state, self.version + 1, stock,
         )  # fmt: skip
+
+    def levels_at(self, here: LocationStock) -> tuple[int, int | None]:
+        """A location's effective (min, max): its own, else the item's."""
+        low = self.min_stock_level if here.min_stock_level is None else here.min_stock_level
+        return low, self.max_stock_level if here.max_stock_level is None else here.max_stock_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +128,7 @@ class Reservation:
     status: ReservationStatus
     expires_at: datetime | None = None
     command_id: uuid.UUID | None = None
+    location: str = DEFAULT_LOCATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +168,26 @@ class _Events:
         )
 
 
+Locations = Mapping[str, bool]
+"""Whether each location code a batch names is active; a code missing is unknown. 'default' is always
+known and active, whether listed or not."""
+
+
 def decide(
     state: ItemState | None,
     reservation: Reservation | None,
     command: StockCommand,
     now: datetime,
     policy: AlertPolicy | None = None,
+    locations: Locations | None = None,
 ) -> Outcome:
     """Apply `command` to `state` (None: unknown SKU) and, for reservation commands, `reservation`
-    (None: unknown id). Never raises for a business reason: a rejection carries its reason."""
+    (None: unknown id). `state.stock` must hold every location the command touches that has stock (the
+    reservation's, for closing commands; every one for UpdateItemDetails, whose levels they may follow).
+    Never raises for a business reason: a rejection carries its reason."""
     events = _Events(command, now)
     try:
-        new_state, new_reservation = _apply(state, reservation, command, now, events)
+        new_state, new_reservation = _apply(state, reservation, command, now, events, locations or {})
     except Reject as rejection:
         return rejected(command, now, rejection)
     if state is not None:
@@ -145,8 +201,10 @@ def _apply(
     command: StockCommand,
     now: datetime,
     events: _Events,
+    locations: Locations,
 ) -> tuple[ItemState, Reservation | None]:
     if isinstance(command, RegisterItem):
+        _require_location(locations, command.location)
         if state is not None:
             raise Reject("already_exists", f"item {command.sku} is already registered")
         if command.expected_version not in (None, 0):
@@ -167,23 +225,46 @@ def _apply(
             return _set_active(state, command, events), None
         case ReceiveStock():
             _require_active(state)
-            return _move(state, events, command.quantity, 0, "receive_stock"), None
+            where = _require_location(locations, command.location)
+            return _move(state, events, command.quantity, 0, "receive_stock", where), None
         case AdjustStock():
             _require_active(state)
-            _require_on_hand(state, state.on_hand + command.delta, f"adjusting by {command.delta}")
-            return _move(state, events, command.delta, 0, command.reason_code), None
+            where = _require_location(locations, command.location)
+            here = state.at(where)
+            _require_on_hand(here, here.on_hand + command.delta, f"adjusting by {command.delta}", where)
+            return _move(state, events, command.delta, 0, command.reason_code, where), None
         case CountStock():
             _require_active(state)
-            _require_on_hand(state, command.counted_quantity, f"a count of {command.counted_quantity}")
-            return _move(state, events, command.counted_quantity - state.on_hand, 0, "count_stock"), None
+            where = _require_location(locations, command.location)
+            here = state.at(where)
+            counted = command.counted_quantity
+            _require_on_hand(here, counted, f"a count of {counted}", where)
+            return _move(state, events, counted - here.on_hand, 0, "count_stock", where), None
         case ReserveStock():
-            return _reserve(state, reservation, command, now, events)
+            return _reserve(state, reservation, command, now, events, locations)
         case ReleaseReservation() | FulfilReservation() | ExpireReservation():
             return _close(state, reservation, command, now, events)
+        case TransferStock():
+            return _transfer(state, command, events, locations), None
+        case SetLocationLevels():
+            return _set_levels(state, command, events, locations), None
     raise AssertionError(f"unhandled command {command.type}")  # the union is exhaustive
 
 
+def _require_location(locations: Locations, code: str | None, *, receiving: bool = True) -> str:
+    """The command's location (None: the default), known and, where stock goes to it, active."""
+    if code is None or code == DEFAULT_LOCATION:
+        return DEFAULT_LOCATION
+    active = locations.get(code)
+    if active is None:
+        raise Reject("unknown_location", f"location {code} does not exist")
+    if receiving and not active:
+        raise Reject("inactive_location", f"location {code} is inactive")
+    return code
+
+
 def _register(command: RegisterItem, events: _Events) -> ItemState:
+    where = command.location or DEFAULT_LOCATION
     state = ItemState(
         sku=command.sku,
         name=command.name,
@@ -196,6 +277,7 @@ def _register(command: RegisterItem, events: _Events) -> ItemState:
         weight_grams=command.weight_grams,
         dimensions=command.dimensions,
         is_trackable=command.is_trackable,
+        stock={where: LocationStock(command.initial_quantity)},
     )
     events.add(
         ItemRegistered,
@@ -210,7 +292,7 @@ def _register(command: RegisterItem, events: _Events) -> ItemState:
     # Registration is a transition from "no alert" (`previous` = "ok"): an item registered already low,
     # out or over stock is announced like one that got there later, so webhooks and dashboards hear of it.
     # The policy's margin cannot matter here: it only holds a state the item was already in.
-    return _alerts(replace(state, alert_state="ok"), state, events, AlertPolicy())
+    return _alerts(replace(state, alert_state="ok", stock={}), state, events, AlertPolicy())
 
 
 def _update(state: ItemState, command: UpdateItemDetails, events: _Events) -> ItemState:
@@ -237,15 +319,34 @@ def _require_active(state: ItemState) -> None:
         raise Reject("inactive_item", f"item {state.sku} is deactivated")
 
 
-def _require_on_hand(state: ItemState, on_hand: int, what: str) -> None:
-    if on_hand < state.reserved:
+def _require_on_hand(here: LocationStock, on_hand: int, what: str, where: str) -> None:
+    if on_hand < here.reserved:
         raise Reject(
-            "insufficient_stock", f"{what} would leave on-hand {on_hand} below reserved {state.reserved}"
+            "insufficient_stock",
+            f"{what} would leave on-hand {on_hand} below reserved {here.reserved} at {where}",
         )
 
 
-def _move(state: ItemState, events: _Events, delta: int, reserved_delta: int, reason: str) -> ItemState:
-    new = state.with_stock(state.on_hand + delta, state.reserved + reserved_delta)
+def _move(
+    state: ItemState, events: _Events, delta: int, reserved_delta: int, reason: str, where: str
+) -> ItemState:
+    there = state.at(where).moved(delta, reserved_delta)
+    new = state.with_stock(
+        state.on_hand + delta, state.reserved + reserved_delta, {**state.stock, where: there}
+    )
+    _changed(events, new, delta, reserved_delta, reason, where, there)
+    return new
+
+
+def _changed(
+    events: _Events,
+    new: ItemState,
+    delta: int,
+    reserved_delta: int,
+    reason: str,
+    where: str,
+    there: LocationStock,
+) -> None:
     events.add(
         StockChanged,
         delta=delta,
@@ -253,34 +354,102 @@ def _move(state: ItemState, events: _Events, delta: int, reserved_delta: int, re
         reason=reason,
         on_hand=new.on_hand,
         reserved=new.reserved,
-        available=new.available,
+        available=new.on_hand - new.reserved,
+        version=new.version,
+        location=where,
+        location_on_hand=there.on_hand,
+        location_reserved=there.reserved,
+        location_available=there.on_hand - there.reserved,
+    )
+
+
+def _transfer(state: ItemState, command: TransferStock, events: _Events, locations: Locations) -> ItemState:
+    _require_active(state)
+    # Stock may leave an inactive location (to empty it), never arrive at one.
+    source = _require_location(locations, command.from_location, receiving=False)
+    target = _require_location(locations, command.to_location)
+    quantity = command.quantity
+    here = state.at(source)
+    if quantity > here.available:
+        raise Reject(
+            "insufficient_stock",
+            f"cannot transfer {quantity} from {source}: only {here.available} available there",
+        )
+    left, arrived = here.moved(-quantity, 0), state.at(target).moved(quantity, 0)
+    new = state.with_stock(state.on_hand, state.reserved, {**state.stock, source: left, target: arrived})
+    events.add(
+        StockTransferred,
+        from_location=source,
+        to_location=target,
+        quantity=quantity,
+        version=new.version,
+    )
+    _changed(events, new, -quantity, 0, "transfer_stock", source, left)
+    _changed(events, new, quantity, 0, "transfer_stock", target, arrived)
+    return new
+
+
+def _set_levels(
+    state: ItemState, command: SetLocationLevels, events: _Events, locations: Locations
+) -> ItemState:
+    where = _require_location(locations, command.location)
+    here = state.at(where)
+    levelled = LocationStock(
+        here.on_hand, here.reserved, command.min_stock_level, command.max_stock_level, here.alert_state
+    )
+    low, high = state.levels_at(levelled)
+    if high is not None and high < low:
+        raise Reject(
+            "invalid_state", f"at {where} max_stock_level {high} would fall below min_stock_level {low}"
+        )
+    new = replace(state, stock={**state.stock, where: levelled}, version=state.version + 1)
+    events.add(
+        LocationLevelsSet,
+        location=where,
+        min_stock_level=command.min_stock_level,
+        max_stock_level=command.max_stock_level,
         version=new.version,
     )
     return new
 
 
 def _reserve(
-    state: ItemState, existing: Reservation | None, command: ReserveStock, now: datetime, events: _Events
+    state: ItemState,
+    existing: Reservation | None,
+    command: ReserveStock,
+    now: datetime,
+    events: _Events,
+    locations: Locations,
 ) -> tuple[ItemState, Reservation]:
     _require_active(state)
+    where = _require_location(locations, command.location)
     if existing is not None:
         raise Reject("reservation_exists", f"reservation {command.reservation_id} already exists")
     if command.expires_at is not None and command.expires_at <= now:
         raise Reject("invalid_state", "expires_at is not in the future")
-    if command.quantity > state.available:
+    available = state.at(where).available
+    if command.quantity > available:
         raise Reject(
-            "insufficient_stock", f"cannot reserve {command.quantity}: only {state.available} available"
+            "insufficient_stock",
+            f"cannot reserve {command.quantity}: only {available} available at {where}",
         )
     reservation = Reservation(
-        command.reservation_id, state.sku, command.quantity, "active", command.expires_at, command.command_id
+        command.reservation_id,
+        state.sku,
+        command.quantity,
+        "active",
+        command.expires_at,
+        command.command_id,
+        where,
     )
     events.add(
         ReservationMade,
         reservation_id=reservation.reservation_id,
         quantity=reservation.quantity,
         expires_at=reservation.expires_at,
+        location=where,
     )
-    return _move(state, events, 0, command.quantity, "reserve_stock"), reservation
+    return _move(state, events, 0, command.quantity, "reserve_stock", where), reservation
 
 
 _CLOSING: dict[str, tuple[ReservationStatus, type[StockEvent]]] = {
@@ -313,7 +482,7 @@ def _close(
     closed = replace(reservation, status=status)
     events.add(event_type, reservation_id=closed.reservation_id, quantity=closed.quantity)
     shipped = -closed.quantity if isinstance(command, FulfilReservation) else 0
-    return _move(state, events, shipped, -closed.quantity, command.type), closed
+    return _move(state, events, shipped, -closed.quantity, command.type, closed.location), closed
 
 
 def _classify(state: ItemState, current: AlertState, policy: AlertPolicy) -> AlertState:
@@ -328,16 +497,46 @@ def _classify(state: ItemState, current: AlertState, policy: AlertPolicy) -> Ale
 
 
 def _alerts(before: ItemState, after: ItemState, events: _Events, policy: AlertPolicy) -> ItemState:
+    """The item's alert on its totals (location None), then each location's whose stock or effective
+    levels changed, on its own available stock."""
     current = _classify(after, before.alert_state, policy)
     event_type = transition_event_type(before.alert_state, current)
-    if event_type is None:
-        return after
-    events.add(
-        event_type,
-        previous=before.alert_state,
-        current=current,
-        available=after.available,
-        min_stock_level=after.min_stock_level,
-        max_stock_level=after.max_stock_level,
+    if event_type is not None:
+        events.add(
+            event_type,
+            previous=before.alert_state,
+            current=current,
+            available=after.available,
+            min_stock_level=after.min_stock_level,
+            max_stock_level=after.max_stock_level,
+        )
+        after = replace(after, alert_state=current)
+    levels_changed = (
+        before.min_stock_level != after.min_stock_level
+        or before.max_stock_level != after.max_stock_level
+        or before.is_trackable != after.is_trackable
     )
-    return replace(after, alert_state=current)
+    was = before.stock
+    changed = [code for code, here in after.stock.items() if levels_changed or here is not was.get(code)]
+    if len(changed) > 1:
+        changed.sort()
+    moved: dict[str, LocationStock] = {}
+    for code in changed:
+        here = after.stock[code]
+        low, high = after.levels_at(here)
+        state = classify(
+            here.alert_state, here.available, low, high, trackable=after.is_trackable, policy=policy
+        )
+        if state == here.alert_state:
+            continue
+        events.add(
+            transition_event_type(here.alert_state, state),  # type: ignore[arg-type]  # states differ
+            previous=here.alert_state,
+            current=state,
+            available=here.available,
+            min_stock_level=low,
+            max_stock_level=high,
+            location=code,
+        )
+        moved[code] = here._replace(alert_state=state)
+    return replace(after, stock={**after.stock, **moved}) if moved else after

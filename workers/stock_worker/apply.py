@@ -10,17 +10,39 @@ from typing import cast
 
 import asyncpg
 
-from contracts.stock_commands import ReservationCommand, StockCommand
+from contracts.common import DEFAULT_LOCATION
+from contracts.stock_commands import (
+    AdjustStock,
+    CountStock,
+    ReceiveStock,
+    RegisterItem,
+    ReservationCommand,
+    ReserveStock,
+    SetLocationLevels,
+    StockCommand,
+    TransferStock,
+    UpdateItemDetails,
+)
 from contracts.stock_events import AlertState, ItemRegistered, StockChanged, StockEvent
 from db import stock_repo
-from db.stock_repo import ItemRow, LedgerRow, ReservationRow, StockLevels
+from db.stock_repo import ItemRow, LedgerRow, ReservationRow, StockLevels, StockRow
 from db.writes import Write, present
 from workers.pipeline.batch import Verdict
 from workers.rules.alerts import AlertPolicy
-from workers.rules.stock import Applied, ItemState, Reservation, ReservationStatus, decide
+from workers.rules.stock import (
+    Applied,
+    ItemState,
+    LocationStock,
+    Reservation,
+    ReservationStatus,
+    decide,
+)
+
+_AT_ONE_LOCATION = (RegisterItem, ReceiveStock, AdjustStock, CountStock, ReserveStock)
 
 
-def state_from_row(row: ItemRow) -> ItemState:
+def state_from_row(row: ItemRow, stock: dict[str, LocationStock] | None = None) -> ItemState:
+    """The item as the rules see it, with its stock at the locations loaded (`stock`; none by default)."""
     return ItemState(
         sku=row.sku,
         name=row.name,
@@ -37,7 +59,18 @@ def state_from_row(row: ItemRow) -> ItemState:
         is_trackable=row.is_trackable,
         alert_state=cast(AlertState, row.alert_state),
         version=row.version,
+        stock={} if stock is None else stock,
     )
+
+
+def location_from_row(row: StockRow) -> LocationStock:
+    return LocationStock(
+        row.on_hand, row.reserved, row.min_stock_level, row.max_stock_level, cast(AlertState, row.alert_state)
+    )
+
+
+def row_from_location(sku: str, location: str, s: LocationStock) -> StockRow:
+    return StockRow(sku, location, s.on_hand, s.reserved, s.min_stock_level, s.max_stock_level, s.alert_state)
 
 
 def row_from_state(s: ItemState) -> ItemRow:
@@ -63,11 +96,15 @@ def levels_from_state(s: ItemState) -> StockLevels:
 
 def reservation_from_row(row: ReservationRow) -> Reservation:
     status = cast(ReservationStatus, row.status)
-    return Reservation(row.reservation_id, row.sku, row.quantity, status, row.expires_at, row.command_id)
+    return Reservation(
+        row.reservation_id, row.sku, row.quantity, status, row.expires_at, row.command_id, row.location
+    )
 
 
 def row_from_reservation(r: Reservation) -> ReservationRow:
-    return ReservationRow(r.reservation_id, r.sku, r.quantity, r.status, r.expires_at, r.command_id)
+    return ReservationRow(
+        r.reservation_id, r.sku, r.quantity, r.status, r.expires_at, r.command_id, r.location
+    )
 
 
 def ledger_rows(command: StockCommand, events: Sequence[StockEvent], now: datetime) -> list[LedgerRow]:
@@ -76,10 +113,11 @@ def ledger_rows(command: StockCommand, events: Sequence[StockEvent], now: dateti
     for event in events:
         if isinstance(event, StockChanged):
             delta, reserved_delta, reason = event.delta, event.reserved_delta, event.reason
-            on_hand, reserved = event.on_hand, event.reserved
+            on_hand, reserved, location = event.on_hand, event.reserved, event.location
         elif isinstance(event, ItemRegistered) and event.on_hand:
             delta, reserved_delta, reason = event.on_hand, 0, "initial_quantity"
             on_hand, reserved = event.on_hand, 0
+            location = getattr(command, "location", None) or DEFAULT_LOCATION
         else:
             continue
         rows.append(
@@ -93,6 +131,7 @@ def ledger_rows(command: StockCommand, events: Sequence[StockEvent], now: dateti
                 on_hand,
                 reserved,
                 now,
+                location,
             )
         )
     return rows
@@ -100,6 +139,17 @@ def ledger_rows(command: StockCommand, events: Sequence[StockEvent], now: dateti
 
 def _reservation_key(command: StockCommand) -> tuple[str, str] | None:
     return (command.sku, command.reservation_id) if isinstance(command, ReservationCommand) else None
+
+
+def _named_locations(command: StockCommand) -> tuple[str, ...]:
+    """The locations a command names itself (not a reservation's): None stands for the default."""
+    if isinstance(command, _AT_ONE_LOCATION):
+        return (command.location or DEFAULT_LOCATION,)
+    if isinstance(command, TransferStock):
+        return (command.from_location, command.to_location)
+    if isinstance(command, SetLocationLevels):
+        return (command.location,)
+    return ()
 
 
 @dataclass(slots=True)
@@ -114,19 +164,40 @@ class StockSession:
     dirty_reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)
     ledger: list[LedgerRow] = field(default_factory=list)
 
+    locations: dict[str, bool] = field(default_factory=dict)  # the non-default codes named, active or not
+
     async def load(self, pg: asyncpg.Connection, commands: Sequence[StockCommand]) -> None:
-        self.items = {
-            r.sku: state_from_row(r) for r in await stock_repo.lock_items(pg, (c.sku for c in commands))
-        }
-        self.loaded = dict(self.items)
+        """Lock the items, then the reservations, then the stock rows at the locations the commands touch
+        (a closing command's is its reservation's), in that order in every batch."""
+        items = await stock_repo.lock_items(pg, (c.sku for c in commands))
         keys = (key for c in commands if (key := _reservation_key(c)) is not None)
         rows = await stock_repo.lock_reservations(pg, keys)
         self.reservations = {(r.sku, r.reservation_id): reservation_from_row(r) for r in rows}
+        known = {r.sku for r in items}
+        pairs: set[tuple[str, str]] = {(r.sku, r.location) for r in rows}
+        whole: set[str] = set()
+        codes: set[str] = set()
+        for c in commands:
+            named = _named_locations(c)
+            codes.update(named)
+            if c.sku not in known:
+                continue
+            pairs.update((c.sku, code) for code in named)
+            if isinstance(c, UpdateItemDetails):  # levels and trackability apply at every location
+                whole.add(c.sku)
+        codes.discard(DEFAULT_LOCATION)
+        stock: dict[str, dict[str, LocationStock]] = {sku: {} for sku in known}
+        if pairs or whole or codes:
+            found, self.locations = await stock_repo.lock_stock(pg, pairs, whole, codes)
+            for r in found:
+                stock[r.sku][r.location] = location_from_row(r)
+        self.items = {r.sku: state_from_row(r, stock[r.sku]) for r in items}
+        self.loaded = dict(self.items)
 
     def decide(self, command: StockCommand, now: datetime) -> Verdict:
         key = _reservation_key(command)
         reservation = self.reservations.get(key) if key else None
-        outcome = decide(self.items.get(command.sku), reservation, command, now, self.policy)
+        outcome = decide(self.items.get(command.sku), reservation, command, now, self.policy, self.locations)
         if not isinstance(outcome, Applied):
             return Verdict((outcome.event,), f"{outcome.code}: {outcome.reason}")
         self.items[command.sku] = self.dirty_items[command.sku] = outcome.state
@@ -140,16 +211,24 @@ class StockSession:
         writes, so no row is touched twice in that statement."""
         rows: list[ItemRow] = []
         levels: list[StockLevels] = []
+        stock: list[StockRow] = []
         for sku, state in self.dirty_items.items():
             before = self.loaded.get(sku)
             if before is not None and _details(before) == _details(state):
                 levels.append(levels_from_state(state))
             else:
                 rows.append(row_from_state(state))
+            was = before.stock if before is not None else {}
+            stock.extend(
+                row_from_location(sku, code, here)
+                for code, here in state.stock.items()
+                if here is not was.get(code)
+            )
         reservations = [row_from_reservation(r) for r in self.dirty_reservations.values()]
         return present(
             stock_repo.upsert_items(rows),
             stock_repo.update_stock_levels(levels),
+            stock_repo.upsert_stock(stock),
             stock_repo.upsert_reservations(reservations),
             stock_repo.insert_ledger(self.ledger),
         )
