@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
 from contracts.common import LocationCode, PlainText, Sku
+from contracts.locations import LocationStockView
 
 Channel = Literal["inventory", "prices", "alerts"]
 CHANNELS: tuple[Channel, ...] = ("inventory", "prices", "alerts")
@@ -146,6 +147,10 @@ class ItemRow(_Frame):
     is_active: bool
     version: int
     prices: list[PriceRow] = Field(description="Effective price and margin per currency.")
+    locations: list[LocationStockView] = Field(
+        description="Stock per location (sorted by code), as the item view has it; with a location filter, "
+        "only the filtered locations. on_hand, reserved and available above are the item's totals."
+    )
 
 
 class AlertRow(_Frame):
