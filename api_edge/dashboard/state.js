@@ -116,6 +116,7 @@ function feedEntry(event) {
     type: event.type,
     state,
     detail: describe(event) + at,
+    location: event.location ?? null,
   };
 }
 
