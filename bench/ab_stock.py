@@ -102,13 +102,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each tree, alternating")
     parser.add_argument("--commands", type=int, default=50_000)
     parser.add_argument("--skus", type=int, default=2_000)
+    parser.add_argument(
+        "--locations",
+        type=int,
+        default=0,
+        help="the after tree's commands spread over this many locations (the before tree predates them)",
+    )
+    parser.add_argument(
+        "--profile", choices=stacks.PROFILES, default="run", help="the bench stack to run on (bench.stacks)"
+    )
     parser.add_argument("--tolerance", type=float, default=0.10, help="allowed rise of CPU per command")
     parser.add_argument("--out", help="each run's JSON and log go here (default: a new temp dir)")
     args = parser.parse_args()
     trees = {"before": Path(args.before).resolve(), "after": Path(args.after).resolve()}
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-ab-stock-"))
     out.mkdir(parents=True, exist_ok=True)
-    base = stacks.stack_env("run")
+    base = stacks.stack_env(args.profile)
     stacks.ensure_stack(base)
     os.environ.update(base)
     settings = Settings()
@@ -127,6 +136,8 @@ def main() -> None:
                 sys.executable, "-m", "bench.stock_throughput", "--commands", str(args.commands),
                 "--skus", str(args.skus), "--naive-commands", "0", "--json", str(path),
             ]  # fmt: skip
+            if label == "after" and args.locations:
+                command += ["--locations", str(args.locations)]
             with (out / f"{label}-{round_no}.log").open("w") as log:
                 done = subprocess.run(
                     command,

@@ -35,7 +35,7 @@ from workers.pipeline.batch import apply_batch
 from workers.rules.alerts import AlertPolicy
 from workers.stock_worker.apply import StockSession
 
-STOCK_TABLES = ("items", "reservations", "processed_commands", "stock_ledger", "outbox")
+STOCK_TABLES = ("items", "item_stock", "reservations", "processed_commands", "stock_ledger", "outbox")
 BENCH_TOPICS = (STOCK_COMMANDS, STOCK_COMMANDS_DLQ)
 HEADERS = [("content-type", b"application/json")]
 INITIAL_ON_HAND = 100
@@ -44,6 +44,11 @@ ADJUST_REASONS = ("damage", "loss", "theft", "found", "return", "correction", "o
 
 def sku_name(index: int) -> str:
     return f"BENCH-{index:05d}"
+
+
+def location_codes(count: int) -> list[str]:
+    """The bench's own locations; 0: commands carry no location (all stock at the default)."""
+    return [f"BENCH-L{i}" for i in range(count)]
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -58,6 +63,7 @@ class _SkuSim:
     reserved: int = 0
     active: dict[str, int] = field(default_factory=dict)
     next_reservation: int = 0
+    prefix: str = "r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,27 @@ class Load:
     mix: dict[str, int]
 
 
-def registrations(skus: int, now: datetime) -> list[RegisterItem]:
+def registrations(skus: int, now: datetime, locations: int = 0) -> list[StockCommand]:
+    """Every SKU with INITIAL_ON_HAND units, at each of the bench's locations when there are some."""
+    codes = location_codes(locations)
+    first = codes[0] if codes else None
+    stocked: list[StockCommand] = [
+        ReceiveStock(
+            command_id=uuid.uuid4(),
+            sku=sku_name(i),
+            issued_at=now,
+            actor="bench",
+            source="bench",
+            quantity=INITIAL_ON_HAND,
+            location=code,
+        )
+        for code in codes[1:]
+        for i in range(skus)
+    ]
+    return [*_registrations(skus, now, first), *stocked]
+
+
+def _registrations(skus: int, now: datetime, location: str | None) -> list[StockCommand]:
     return [
         RegisterItem(
             command_id=uuid.uuid4(),
@@ -82,20 +108,33 @@ def registrations(skus: int, now: datetime) -> list[RegisterItem]:
             initial_quantity=INITIAL_ON_HAND,
             min_stock_level=10,
             cost_price=Decimal("1.25"),
+            location=location,
         )
         for i in range(skus)
     ]
 
 
 def generate(
-    count: int, skus: int, *, seed: int, bad_per_mille: float, reject_per_mille: float = 10.0
+    count: int,
+    skus: int,
+    *,
+    seed: int,
+    bad_per_mille: float,
+    reject_per_mille: float = 10.0,
+    locations: int = 0,
 ) -> Load:
     """`count` records over `skus` registered SKUs: receive 35 %, adjust 20 %, reserve 30 %, release 15 %,
     plus about `reject_per_mille` / 1000 reservations of more than is available (rejected by the rules) and
-    `bad_per_mille` / 1000 records that must be dead-lettered (not JSON, schema, key mismatch)."""
+    `bad_per_mille` / 1000 records that must be dead-lettered (not JSON, schema, key mismatch). With
+    `locations`, each command names one of the bench's locations, drawn at random (a release acts at its
+    reservation's); without, the records are the same as before locations existed."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    sims = [_SkuSim() for _ in range(skus)]
+    codes = location_codes(locations)
+    # One simulation per (location, SKU); reservation ids stay unique per SKU across its locations.
+    places = [
+        [_SkuSim(prefix=f"r{n}" if codes else "r") for _ in range(skus)] for n in range(len(codes) or 1)
+    ]
     records: list[tuple[bytes, bytes]] = []
     mix: Counter[str] = Counter()
     rejections = bad = 0
@@ -117,31 +156,34 @@ def generate(
                 records.append((b"WRONG-KEY", body))
             mix["dead_letter"] += 1
             continue
-        sim = sims[index]
+        at = rng.randrange(len(codes)) if codes else 0
+        sim = places[at][index]
+        where = {"location": codes[at]} if codes else {}
         roll = rng.random()
         command: StockCommand
         if rng.random() * 1000 < reject_per_mille:
             quantity = sim.on_hand - sim.reserved + rng.randint(1, 10)
-            reservation_id = f"r-{sim.next_reservation}"
+            reservation_id = f"{sim.prefix}-{sim.next_reservation}"
             sim.next_reservation += 1
-            command = ReserveStock(**envelope, reservation_id=reservation_id, quantity=quantity)
+            command = ReserveStock(**envelope, reservation_id=reservation_id, quantity=quantity, **where)
             rejections += 1
         elif roll < 0.35:
             quantity = rng.randint(1, 20)
-            command = ReceiveStock(**envelope, quantity=quantity)
+            command = ReceiveStock(**envelope, quantity=quantity, **where)
             sim.on_hand += quantity
         elif roll < 0.55:
             delta = rng.choice((-5, -4, -3, -2, -1, 1, 2, 3))
-            command = AdjustStock(**envelope, delta=delta, reason_code=rng.choice(ADJUST_REASONS))
+            reason = rng.choice(ADJUST_REASONS)
+            command = AdjustStock(**envelope, delta=delta, reason_code=reason, **where)
             if sim.on_hand + delta < sim.reserved:
                 rejections += 1
             else:
                 sim.on_hand += delta
         elif roll < 0.85 or not sim.active:
             quantity = rng.randint(1, 5)
-            reservation_id = f"r-{sim.next_reservation}"
+            reservation_id = f"{sim.prefix}-{sim.next_reservation}"
             sim.next_reservation += 1
-            command = ReserveStock(**envelope, reservation_id=reservation_id, quantity=quantity)
+            command = ReserveStock(**envelope, reservation_id=reservation_id, quantity=quantity, **where)
             if quantity > sim.on_hand - sim.reserved:
                 rejections += 1
             else:
@@ -229,16 +271,28 @@ async def reset_tables(database_url: str) -> None:
         await conn.close()
 
 
-async def register_directly(database_url: str, skus: int, clear_margin_pct: int) -> float:
+async def ensure_locations(database_url: str, count: int) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.executemany(
+            "INSERT INTO locations (code, name, kind) VALUES ($1, $1, 'warehouse') ON CONFLICT DO NOTHING",
+            [(code,) for code in location_codes(count)],
+        )
+    finally:
+        await conn.close()
+
+
+async def register_directly(database_url: str, skus: int, clear_margin_pct: int, locations: int = 0) -> float:
     """Register the SKUs with the worker's own apply path (one transaction), then ANALYZE. Returns seconds."""
     started = time.perf_counter()
+    if locations:
+        await ensure_locations(database_url, locations)
     engine = make_engine(database_url)
     try:
         now = datetime.now(UTC)
-        report = await apply_batch(
-            engine, StockSession(AlertPolicy(clear_margin_pct)), registrations(skus, now), now
-        )
-        if len(report.applied) != skus:
+        commands = registrations(skus, now, locations)
+        report = await apply_batch(engine, StockSession(AlertPolicy(clear_margin_pct)), commands, now)
+        if len(report.applied) != len(commands):
             raise RuntimeError(
                 f"registration: {len(report.applied)} of {skus} applied, {report.rejected[:3]}"
             )

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from bench import load
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from contracts.topics import STOCK_COMMANDS
-from db import command_log, stock_repo
+from db import command_log
 from db import writes as db_writes
 from db.command_log import ProcessedRow
 from db.engine import make_engine
@@ -35,11 +35,7 @@ from db.writes import present
 from workers.intake import decode
 from workers.pipeline.batch import Event, apply_batch, first_seen, outbox_row
 from workers.rules.alerts import AlertPolicy
-from workers.stock_worker.apply import (
-    StockSession,
-    reservation_from_row,
-    state_from_row,
-)
+from workers.stock_worker.apply import StockSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,14 +96,8 @@ async def staged_batch(engine, policy: AlertPolicy, records: list[FakeRecord], t
         with timer("SQL seen_command_ids"):
             already = await command_log.seen_command_ids(pg, [c.command_id for c in commands])
         fresh, _ = first_seen(commands, already)
-        with timer("SQL lock_items (SELECT .. FOR UPDATE)"):
-            rows = await stock_repo.lock_items(pg, (c.sku for c in fresh))
-        with timer("state_from_row"):
-            session.items = {r.sku: state_from_row(r) for r in rows}
-        with timer("SQL lock_reservations"):
-            keys = [(c.sku, c.reservation_id) for c in fresh if hasattr(c, "reservation_id")]
-            res = await stock_repo.lock_reservations(pg, keys)
-        session.reservations = {(r.sku, r.reservation_id): reservation_from_row(r) for r in res}
+        with timer("SQL lock items, reservations, stock (SELECT .. FOR UPDATE) + state"):
+            await session.load(pg, fresh)
         processed: list[ProcessedRow] = []
         events: list[Event] = []
         with timer("rules: decide (incl. event models, ledger rows)"):

@@ -282,12 +282,20 @@ async def prepare(
     bad_per_mille: float,
     reject_per_mille: float,
     name: str,
+    locations: int = 0,
 ) -> PhaseResult:
     await load.reset_topics(settings.kafka_bootstrap, settings.kafka_partitions, settings.kafka_replication)
     await load.reset_tables(settings.database_url)
-    register_s = await load.register_directly(settings.database_url, skus, settings.alert_clear_margin_pct)
+    register_s = await load.register_directly(
+        settings.database_url, skus, settings.alert_clear_margin_pct, locations
+    )
     generated = load.generate(
-        commands, skus, seed=seed, bad_per_mille=bad_per_mille, reject_per_mille=reject_per_mille
+        commands,
+        skus,
+        seed=seed,
+        bad_per_mille=bad_per_mille,
+        reject_per_mille=reject_per_mille,
+        locations=locations,
     )
     publish_s = await load.publish(settings.kafka_bootstrap, STOCK_COMMANDS.name, generated.records)
     result = PhaseResult(
@@ -449,7 +457,14 @@ async def batched_phase(
 ) -> PhaseResult:
     name = "stock_worker (batched)" if args.workers == 1 else f"{args.workers} x stock_worker (batched)"
     result = await prepare(
-        settings, args.commands, args.skus, args.seed, args.bad_per_mille, args.reject_per_mille, name
+        settings,
+        args.commands,
+        args.skus,
+        args.seed,
+        args.bad_per_mille,
+        args.reject_per_mille,
+        name,
+        args.locations,
     )
     group = f"bench-{uuid.uuid4().hex[:12]}"
     env = {"INVMON_STOCK_CONSUMER_GROUP": group}
@@ -569,6 +584,7 @@ async def naive_phase(
         args.bad_per_mille,
         args.reject_per_mille,
         "naive (1 txn/message)",
+        args.locations,
     )
     group = f"bench-naive-{uuid.uuid4().hex[:12]}"
     stats_path = Path(tempfile.mkstemp(prefix="naive-", suffix=".json", dir=log_dir)[1])
@@ -813,6 +829,7 @@ async def run(args: argparse.Namespace) -> int:
         "stack_profile": settings.stack_profile,
         "partitions": settings.kafka_partitions,
         "skus": args.skus,
+        "locations": args.locations,
         "command": " ".join(["python -m bench.stock_throughput", *sys.argv[1:]]),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "log_dir": str(log_dir),
@@ -866,6 +883,12 @@ def main() -> None:
         "--reject-per-mille", type=float, default=10.0, help="commands the rules must reject, per 1000"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--locations",
+        type=int,
+        default=0,
+        help="spread the commands over this many locations of their own (0: no location field)",
+    )
     parser.add_argument(
         "--with-relay", action="store_true", help="also run the outbox relay (competes for the same CPUs)"
     )

@@ -13,11 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
-from contracts.common import PlainText, Sku
+from contracts.common import LocationCode, PlainText, Sku
+from contracts.locations import LocationStockView
 
 Channel = Literal["inventory", "prices", "alerts"]
 CHANNELS: tuple[Channel, ...] = ("inventory", "prices", "alerts")
 MAX_FILTER_SKUS = 1000
+MAX_FILTER_LOCATIONS = 100
 COALESCE_MS_MIN, COALESCE_MS_MAX = 50, 60_000
 COALESCED = ("inventory", "stock_changed")  # the channel and the one event type coalescing applies to
 
@@ -34,10 +36,21 @@ class Position(_Frame):
 
 
 class Filter(_Frame):
-    """Only publications (and snapshot rows) of these SKUs and/or this category. Both: both must match."""
+    """Only publications (and snapshot rows) of these SKUs, this category and/or these locations. Several:
+    all must match."""
 
     skus: list[Sku] | None = Field(None, max_length=MAX_FILTER_SKUS, examples=[["LAMP-01", "MUG-BLUE"]])
     category: PlainText | None = Field(None, min_length=1, max_length=100, examples=["lighting"])
+    locations: list[LocationCode] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_FILTER_LOCATIONS,
+        description="An event that names a location (`stock_changed`, `reservation_made`, a per-location "
+        "alert, `location_levels_set`; a `stock_transferred` by either end) passes only at one of these; "
+        "events that name none (item details, prices, SKU-level alerts, rejections) always pass. Inventory "
+        "snapshot rows: the items with stock at one of them, `locations` holding only those.",
+        examples=[["WH-EU-1", "STORE-PARIS"]],
+    )
 
 
 class Connect(_Frame):
@@ -134,6 +147,10 @@ class ItemRow(_Frame):
     is_active: bool
     version: int
     prices: list[PriceRow] = Field(description="Effective price and margin per currency.")
+    locations: list[LocationStockView] = Field(
+        description="Stock per location (sorted by code), as the item view has it; with a location filter, "
+        "only the filtered locations. on_hand, reserved and available above are the item's totals."
+    )
 
 
 class AlertRow(_Frame):

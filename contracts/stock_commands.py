@@ -46,12 +46,19 @@ class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 def _at_location(what: str) -> Any:
     return Field(
         None,
         description=f"The location {what}; absent or null = '{DEFAULT_LOCATION}' (so producers that predate"
         " locations keep working unchanged).",
         examples=["WH-EU-1"],
+        # Left off the wire when absent: such a record is byte for byte what a worker that predates
+        # locations accepts (its contract forbids unknown fields), whichever is upgraded first.
+        exclude_if=_is_none,
     )
 
 

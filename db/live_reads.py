@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, TypeVar
 
-from sqlalchemy import RowMapping, Select, select
+from sqlalchemy import RowMapping, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.models import Item
+from db.models import Item, ItemStock
 from db.price_models import Price
 
 Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
@@ -23,12 +23,21 @@ def _filtered(query: Q, skus: Collection[str] | None, category: str | None, sku_
 
 
 async def items(
-    conn: AsyncConnection, skus: Collection[str] | None, category: str | None, limit: int
+    conn: AsyncConnection,
+    skus: Collection[str] | None,
+    category: str | None,
+    limit: int,
+    locations: Collection[str] | None = None,
 ) -> list[RowMapping]:
+    """Items in SKU order; with `locations`, only those with stock (a row) at one of them."""
     query = select(
         Item.sku, Item.name, Item.category, Item.stock_quantity, Item.reserved_quantity,
         Item.min_stock_level, Item.max_stock_level, Item.alert_state, Item.is_active, Item.version,
     ).order_by(Item.sku).limit(limit)  # fmt: skip
+    if locations is not None:
+        query = query.where(
+            exists().where(ItemStock.sku == Item.sku, ItemStock.location.in_(list(locations)))
+        )
     return list((await conn.execute(_filtered(query, skus, category, Item.sku))).mappings())
 
 

@@ -17,7 +17,7 @@ export class AlertFeed {
     const items = this.state.feed.map((entry) =>
       el(
         "li",
-        { "data-type": entry.type, "data-sku": entry.sku },
+        { "data-type": entry.type, "data-sku": entry.sku, "data-location": entry.location },
         el("time", { datetime: entry.at, text: formatTime(entry.at) }),
         entry.state ? badge(entry.state) : "",
         el("a", { href: `#/items/${encodeURIComponent(entry.sku)}`, text: entry.sku }),

@@ -1,15 +1,21 @@
-// One item: its facts, the stock and price charts and the stock ledger. Reloaded from the API when a live
-// event names it, so the page never has to merge ledger rows itself.
+// One item: its facts, stock per location, the stock and price charts and the stock ledger. Reloaded from
+// the API when a live event names it, so the page never has to merge ledger rows itself; the stock per
+// location is repainted from the live state at once (the dashboard's state applies stock_changed and
+// per-location alerts), the API's item only standing in while the live state has no row for it.
 import { enc } from "./api.js";
 import { $, badge, el, formatMoney, formatPct, formatTime } from "./dom.js";
 import { priceChart, stockChart } from "./chart.js";
+import { renderLocationTable } from "./locations.js";
+import { normalizeRow } from "./state.js";
 
 const LEDGER_PAGE = 1000;
 const LEDGER_PAGES = 10;
 
 export class ItemView {
-  constructor(api) {
+  constructor(api, state) {
     this.api = api;
+    this.state = state;
+    this.fallback = null; // the API's row, while the live state has none
     this.sku = null;
     this.currency = null;
     this.timer = 0;
@@ -26,10 +32,13 @@ export class ItemView {
       this.currency = null;
       $("#item-title").textContent = sku;
       $("#item-facts").replaceChildren();
+      $("#item-locations tbody").replaceChildren();
+      this.fallback = null;
       $("#item-chart").replaceChildren();
       $("#stock-chart").replaceChildren();
       $("#ledger tbody").replaceChildren();
     }
+    this.renderLocations();
     return this.load();
   }
 
@@ -40,7 +49,8 @@ export class ItemView {
   }
 
   changed(sku) {
-    if (sku !== this.sku) return;
+    if (!this.sku || sku !== this.sku) return;
+    this.renderLocations();
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.load(), 150); // a command's events arrive together: load once
   }
@@ -79,7 +89,14 @@ export class ItemView {
     return entries;
   }
 
+  renderLocations() {
+    const row = this.state.rows.get(this.sku) || this.fallback;
+    renderLocationTable($("#item-locations tbody"), row);
+  }
+
   render(item, prices, history, ledger) {
+    this.fallback = normalizeRow(item);
+    this.renderLocations();
     $("#item-title").replaceChildren(`${item.sku} — ${item.name} `, badge(item.alert_state));
     const facts = [
       ["On hand", item.on_hand],
@@ -118,6 +135,7 @@ export class ItemView {
             { "data-ledger-id": e.id },
             el("td", { text: e.id }),
             el("td", { text: formatTime(e.created_at) }),
+            el("td", { text: e.location ?? "" }),
             el("td", { class: "num", text: signed(e.delta) }),
             el("td", { class: "num", text: signed(e.reserved_delta) }),
             el("td", { text: e.reason }),

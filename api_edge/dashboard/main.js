@@ -7,6 +7,7 @@ import { $ } from "./dom.js";
 import { showConnection } from "./indicator.js";
 import { ItemView } from "./item.js";
 import { LiveClient } from "./live-client.js";
+import { LocationFilter } from "./locations.js";
 import { OperationsView } from "./operations.js";
 import { OverviewStrip } from "./overview.js";
 import { Session } from "./session.js";
@@ -25,6 +26,7 @@ const VIEWS = {
   "#/operations": "operations",
 };
 const ADMIN_VIEWS = new Set(["audit", "operations"]);
+const has = (value) => value !== undefined && value !== null;
 
 const config = await (await fetch("config.json")).json();
 const session = new Session();
@@ -33,7 +35,8 @@ const state = new DashboardState();
 const table = new ItemTable(state);
 const feed = new AlertFeed(state);
 const approvals = new Approvals(api, session);
-const item = new ItemView(api);
+const item = new ItemView(api, state);
+const locationFilter = new LocationFilter(api, (location) => table.set({ location }));
 const audit = new AuditView(api);
 const overview = new OverviewStrip(api);
 const operations = new OperationsView(api);
@@ -61,6 +64,8 @@ function onSnapshot(channel, rows, truncated) {
     state.replaceItems(rows);
     table.truncated = truncated;
     table.replaced();
+    for (const row of state.rows.values()) locationFilter.see(row.locations.keys());
+    item.changed(item.sku);
   } else if (channel === "prices") {
     for (const sku of state.replacePrices(rows)) table.changed(sku, false);
   } else if (channel === "alerts") {
@@ -74,14 +79,16 @@ function onPub(channel, event) {
   const result = state.apply(channel, event);
   if (APPROVAL_EVENTS.has(event.type)) approvals.refresh();
   item.changed(event.sku);
+  if (has(event.location)) locationFilter.see([event.location]);
   if (!result) return;
   if (result.feed) feed.changed();
-  if (result.missing) fetchRow(event.sku);
-  else if (state.rows.has(result.sku)) table.changed(result.sku);
+  if (result.missing || result.unplaced) fetchRow(event.sku);
+  if (!result.missing && state.rows.has(result.sku)) table.changed(result.sku);
 }
 
 async function fetchRow(sku) {
-  // Only if an event names an item no snapshot had (e.g. while a resubscription was in flight).
+  // Only if an event names an item no snapshot had (e.g. while a resubscription was in flight), or a new
+  // item whose stock per location the event does not give.
   try {
     if (state.upsertItem(await api.get(`/v1/items/${encodeURIComponent(sku)}`))) table.changed(sku);
   } catch (error) {
@@ -130,6 +137,7 @@ function start() {
     },
   });
   live.start();
+  locationFilter.load();
   scheduleRenewal();
   approvals.refresh();
   route();

@@ -1,7 +1,8 @@
 // What the dashboard shows, with no DOM in it: item rows keyed by SKU and the alert feed.
 // Ordering rule from the protocol: a snapshot row may already hold the effect of later publications,
 // so a publication changes a row only if its version is newer (stock by item version, price by price
-// version, alert badge by event time).
+// version, alert badge by event time). Stock per location keeps a version per location: the events of
+// one command share the item's version, and a transfer's two stock_changed each move one location.
 
 const STOCK_ALERTS = new Set([
   "low_stock_detected",
@@ -30,12 +31,56 @@ export function normalizeRow(raw, currency = null) {
     reserved,
     available: raw.available ?? onHand - reserved,
     min_stock_level: raw.min_stock_level ?? null,
+    max_stock_level: raw.max_stock_level ?? null,
     alert_state: raw.alert_state ?? "ok",
     is_active: raw.is_active ?? true,
     version: raw.version ?? 0,
+    locations: normalizeLocations(raw.locations, raw.version ?? 0, time(raw.updated_at)),
     ...(price ? normalizePrice(price) : NO_PRICE),
     alert_at: time(raw.updated_at),
   };
+}
+
+// `locations` of a snapshot row or an item view (LocationStockView), as a Map by code in code order;
+// each entry is as new as the row it came with.
+export function normalizeLocations(list, version, alertAt) {
+  const entries = (Array.isArray(list) ? list : []).map((l) => [
+    l.location,
+    {
+      location: l.location,
+      on_hand: l.on_hand ?? null,
+      reserved: l.reserved ?? null,
+      available: l.available ?? null,
+      alert_state: l.alert_state ?? "ok",
+      min_stock_level: l.min_stock_level ?? null,
+      max_stock_level: l.max_stock_level ?? null,
+      own_levels: Boolean(l.own_levels),
+      version,
+      alert_at: alertAt,
+    },
+  ]);
+  entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return new Map(entries);
+}
+
+function locationEntry(row, code) {
+  let entry = row.locations.get(code);
+  if (!entry) {
+    entry = {
+      location: code,
+      on_hand: null,
+      reserved: null,
+      available: null,
+      alert_state: "ok",
+      min_stock_level: row.min_stock_level,
+      max_stock_level: row.max_stock_level ?? null,
+      own_levels: false,
+      version: 0,
+      alert_at: 0,
+    };
+    row.locations = new Map([...row.locations, [code, entry]].sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
+  return entry;
 }
 
 // A price row of the prices channel (or of an inventory row's `prices`): its `version` is the price's.
@@ -58,6 +103,7 @@ const NO_PRICE = {
 };
 
 function feedEntry(event) {
+  const at = has(event.location) ? ` at ${event.location}` : "";
   let state = event.current ?? null;
   if (event.type === "margin_below_floor") state = "below";
   if (event.type === "margin_recovered") state = "ok";
@@ -69,7 +115,8 @@ function feedEntry(event) {
     sku: event.sku,
     type: event.type,
     state,
-    detail: describe(event),
+    detail: describe(event) + at,
+    location: event.location ?? null,
   };
 }
 
@@ -140,10 +187,15 @@ export class DashboardState {
     this.seen = new Set(this.feed.map((e) => e.id));
   }
 
-  // A row read from the HTTP API for an item no snapshot had; the newer version wins, prices stay.
+  // A row read from the HTTP API for an item no snapshot had; the newer version wins, prices stay. Of the
+  // same version, it gives a registered item its stock per location (item_registered names none).
   upsertItem(raw) {
     const row = normalizeRow(raw);
     const old = this.rows.get(row.sku);
+    if (old && old.version === row.version && old.locations.size === 0 && row.locations.size) {
+      old.locations = row.locations;
+      return true;
+    }
     if (old && old.version >= row.version) return false;
     if (old) Object.assign(row, pickPrice(old));
     this.rows.set(row.sku, row);
@@ -161,29 +213,62 @@ export class DashboardState {
     const row = this.rows.get(event.sku);
     if (event.type === "item_registered") {
       if (row && row.version >= event.version) return null;
+      // The event does not say where the initial quantity lies: the item view tells (`unplaced`).
       this.rows.set(event.sku, {
         ...normalizeRow({ ...event, reserved: 0 }),
         ...(row ? pickPrice(row) : {}),
         alert_state: row ? row.alert_state : "ok",
       });
-      return { sku: event.sku };
+      return { sku: event.sku, unplaced: true };
     }
     if (!has(event.version)) return null; // reservations: the stock_changed beside them carries the numbers
     if (!row) return { sku: event.sku, missing: true };
+    if (event.type === "stock_changed") return this.applyStockChanged(row, event);
     if (event.version <= row.version) return null;
     row.version = event.version;
-    if (event.type === "stock_changed") {
-      row.on_hand = event.on_hand;
-      row.reserved = event.reserved;
-      row.available = event.available;
-    } else if (event.type === "item_details_updated") {
-      for (const key of ["name", "category", "min_stock_level"]) {
+    if (event.type === "item_details_updated") {
+      for (const key of ["name", "category", "min_stock_level", "max_stock_level"]) {
         if (key in event.changes) row[key] = event.changes[key];
+      }
+      for (const entry of row.locations.values()) {
+        if (!entry.own_levels) {
+          entry.min_stock_level = row.min_stock_level;
+          entry.max_stock_level = row.max_stock_level;
+        }
       }
     } else if (event.type === "item_deactivated" || event.type === "item_reactivated") {
       row.is_active = event.type === "item_reactivated";
+    } else if (event.type === "location_levels_set") {
+      const entry = locationEntry(row, event.location);
+      entry.own_levels = has(event.min_stock_level) || has(event.max_stock_level);
+      entry.min_stock_level = event.min_stock_level ?? row.min_stock_level;
+      entry.max_stock_level = event.max_stock_level ?? row.max_stock_level;
     }
     return { sku: event.sku };
+  }
+
+  // The totals follow the item version; the location's levels follow that location's version, so the
+  // second stock_changed of a transfer (same version, other location) still lands.
+  applyStockChanged(row, event) {
+    let changed = false;
+    if (event.version > row.version) {
+      row.version = event.version;
+      row.on_hand = event.on_hand;
+      row.reserved = event.reserved;
+      row.available = event.available;
+      changed = true;
+    }
+    if (has(event.location) && has(event.location_on_hand)) {
+      const entry = locationEntry(row, event.location);
+      if (event.version > entry.version) {
+        entry.version = event.version;
+        entry.on_hand = event.location_on_hand;
+        entry.reserved = event.location_reserved;
+        entry.available = event.location_available;
+        changed = true;
+      }
+    }
+    return changed ? { sku: event.sku } : null;
   }
 
   applyPrice(event) {
@@ -210,7 +295,14 @@ export class DashboardState {
     }
     const row = this.rows.get(event.sku);
     if (!row) return { sku: event.sku, feed: true };
-    if (STOCK_ALERTS.has(event.type) && time(event.occurred_at) >= row.alert_at) {
+    if (STOCK_ALERTS.has(event.type) && has(event.location)) {
+      // A per-location alert: that location's badge, never the item's (the SKU-level one is on totals).
+      const entry = locationEntry(row, event.location);
+      if (time(event.occurred_at) >= entry.alert_at) {
+        entry.alert_state = event.current;
+        entry.alert_at = time(event.occurred_at);
+      }
+    } else if (STOCK_ALERTS.has(event.type) && time(event.occurred_at) >= row.alert_at) {
       row.alert_state = event.current;
       row.alert_at = time(event.occurred_at);
     } else if (event.type === "margin_below_floor" && event.currency === row.currency) {
@@ -221,13 +313,15 @@ export class DashboardState {
     return { sku: event.sku, feed: true };
   }
 
-  // Rows that pass the filter, sorted; `text` matches SKU or name, `alert` a state or "alert" (any but ok).
-  view({ text = "", alert = "", sortKey = "sku", descending = false } = {}) {
+  // Rows that pass the filter, sorted; `text` matches SKU or name, `alert` a state or "alert" (any but ok),
+  // `location` the items with stock at that location.
+  view({ text = "", alert = "", location = "", sortKey = "sku", descending = false } = {}) {
     const needle = text.trim().toLowerCase();
     const rows = [...this.rows.values()].filter(
       (r) =>
         (!needle || r.sku.toLowerCase().includes(needle) || r.name.toLowerCase().includes(needle)) &&
-        (!alert || (alert === "alert" ? r.alert_state !== "ok" : r.alert_state === alert)),
+        (!alert || (alert === "alert" ? r.alert_state !== "ok" : r.alert_state === alert)) &&
+        (!location || r.locations.has(location)),
     );
     const numeric = ["on_hand", "reserved", "available", "effective_price", "margin_pct"].includes(sortKey);
     const key = numeric

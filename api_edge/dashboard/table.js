@@ -1,5 +1,6 @@
 // The live item table: one <tr> per SKU, kept and updated in place; filter and sort re-order the rows.
 import { $, badge, el, formatMoney, formatPct } from "./dom.js";
+import { locationSummary } from "./locations.js";
 
 const COLUMNS = [
   "sku",
@@ -8,6 +9,7 @@ const COLUMNS = [
   "reserved",
   "available",
   "alert_state",
+  "locations",
   "effective_price",
   "margin_pct",
 ];
@@ -19,7 +21,7 @@ export class ItemTable {
     this.body = $("#items tbody");
     this.trs = new Map();
     this.truncated = false;
-    this.options = { text: "", alert: "", sortKey: "sku", descending: false };
+    this.options = { text: "", alert: "", location: "", sortKey: "sku", descending: false };
     this.dirty = new Set();
     this.flashes = new Set();
     this.reorder = true;
@@ -44,6 +46,10 @@ export class ItemTable {
   }
 
   set(options) {
+    // The Locations column shows only the filtered location: every row repaints.
+    if ("location" in options && options.location !== this.options.location) {
+      for (const sku of this.state.rows.keys()) this.dirty.add(sku);
+    }
     Object.assign(this.options, options);
     this.reorder = true;
     this.schedule();
@@ -116,8 +122,9 @@ export class ItemTable {
     cells[3].textContent = String(row.reserved);
     cells[4].textContent = String(row.available);
     cells[5].replaceChildren(badge(row.alert_state));
-    cells[6].textContent = formatMoney(row.effective_price, row.currency);
-    cells[7].replaceChildren(
+    cells[6].textContent = locationSummary(row, this.options.location);
+    cells[7].textContent = formatMoney(row.effective_price, row.currency);
+    cells[8].replaceChildren(
       row.margin_state === "below" ? badge("below") : "",
       row.margin_state === "below" ? " " : "",
       formatPct(row.margin_pct),

@@ -16,7 +16,7 @@ from redis.asyncio.client import PubSub
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api_edge.relay.hub import Hub
-from api_edge.relay.protocol import Cursor, Step, fills_gap
+from api_edge.relay.protocol import Cursor, Step, event_locations, fills_gap
 from contracts.live import CHANNELS
 from db import live_reads
 from infra.live_redis import PUB_PATTERN, LiveMessage, LiveRedis, channel_of, parse_message
@@ -183,7 +183,9 @@ class Feed:
         if self._hub.wants_categories(channel):
             await self.categories.load([message.sku])
             category = self.categories.get(message.sku)
-        self._hub.dispatch(channel, message, category, moved)
+        # After the await above: a subscriber added meanwhile counts in `wants_locations`.
+        places = event_locations(message.payload) if self._hub.wants_locations(channel) else ()
+        self._hub.dispatch(channel, message, category, moved, places)
         RECEIVED.labels(channel).inc()
 
 

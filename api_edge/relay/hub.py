@@ -131,6 +131,11 @@ class Client:
                 await self._closing
 
 
+# What the feed learnt about a publication: the item's category, whether the event moves the item to
+# another one, and the locations it names (api_edge.relay.protocol.event_locations).
+Passing = tuple[LiveMessage, str | None, bool, tuple[str, ...]]
+
+
 @dataclass(eq=False, slots=True)
 class Sub:
     client: Client
@@ -138,25 +143,31 @@ class Sub:
     match: Match
     after: int = 0  # publications up to here were in the subscribe reply
     # While the subscribe reply is being prepared, live publications wait here (then `None`).
-    pending: list[tuple[LiveMessage, str | None, bool]] | None = field(default_factory=list)
+    pending: list[Passing] | None = field(default_factory=list)
     was_reset: bool = False
-    coalesce_s: float | None = None  # hold the newest stock_changed per SKU for up to this long
-    held: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # SKU -> (offset, pub frame)
+    coalesce_s: float | None = None  # hold the newest stock_changed per (SKU, location) for up to this long
+    held: dict[tuple[str, str], tuple[int, bytes]] = field(default_factory=dict)  # -> (offset, pub frame)
     timer: asyncio.TimerHandle | None = None
 
-    def offer(self, message: LiveMessage, frame: bytes) -> None:
-        """Send a publication, or, coalescing, hold it: a hot SKU's `stock_changed` goes out at most once
-        a window, the newest. What is held leaves at the end of the window, or before any publication of
-        another type, in offset order, so offsets never go back."""
+    @property
+    def needs_locations(self) -> bool:
+        return self.match.locations is not None or self.coalesce_s is not None
+
+    def offer(self, message: LiveMessage, frame: bytes, places: tuple[str, ...]) -> None:
+        """Send a publication, or, coalescing, hold it: a hot (SKU, location)'s `stock_changed` goes out at
+        most once a window, the newest (each carries its location's levels, so one location's newest does
+        not stand for another's). What is held leaves at the end of the window, or before any publication
+        of another type, in offset order, so offsets never go back."""
         if self.coalesce_s is None:
             self.client.send(frame)
         elif message.type != COALESCED[1]:
             self.release()
             self.client.send(frame)
         else:
-            if message.sku in self.held:
+            key = (message.sku, places[0] if places else "")
+            if key in self.held:
                 COALESCED_PUBS.inc()
-            self.held[message.sku] = (message.offset, frame)
+            self.held[key] = (message.offset, frame)
             if self.timer is None:
                 self.timer = asyncio.get_running_loop().call_later(self.coalesce_s, self.release)
 
@@ -183,6 +194,7 @@ class Hub:
         self.clients: set[Client] = set()
         self._subs: dict[str, dict[Client, Sub]] = {channel: {} for channel in CHANNELS}
         self._by_category: dict[str, int] = dict.fromkeys(CHANNELS, 0)
+        self._by_location: dict[str, int] = dict.fromkeys(CHANNELS, 0)
 
     def join(self, client: Client) -> None:
         self.clients.add(client)
@@ -202,6 +214,8 @@ class Hub:
         self._subs[sub.channel][sub.client] = sub
         if sub.match.category is not None:
             self._by_category[sub.channel] += 1
+        if sub.needs_locations:
+            self._by_location[sub.channel] += 1
         SUBSCRIPTIONS.labels(sub.channel).set(len(self._subs[sub.channel]))
 
     def remove(self, sub: Sub) -> None:
@@ -212,26 +226,35 @@ class Hub:
         sub.drop()
         if sub.match.category is not None:
             self._by_category[sub.channel] -= 1
+        if sub.needs_locations:
+            self._by_location[sub.channel] -= 1
         SUBSCRIPTIONS.labels(sub.channel).set(len(self._subs[sub.channel]))
 
     def wants_categories(self, channel: str) -> bool:
         return self._by_category[channel] > 0
 
-    def dispatch(self, channel: str, message: LiveMessage, category: str | None, moved: bool) -> None:
+    def wants_locations(self, channel: str) -> bool:
+        """Whether a subscriber filters on locations or coalesces: only then is an event's JSON read."""
+        return self._by_location[channel] > 0
+
+    def dispatch(
+        self, channel: str, message: LiveMessage, category: str | None, moved: bool, places: tuple[str, ...]
+    ) -> None:
+        """`places`: the event's locations, read only while `wants_locations` (else ())."""
         frame: bytes | None = None
         direct: list[Client] = []
         for client, sub in self._subs[channel].items():
             if sub.pending is not None:
-                sub.pending.append((message, category, moved))
+                sub.pending.append((message, category, moved, places))
                 continue
             if message.offset <= sub.after or not (
-                sub.match.everything or sub.match.accepts(message.sku, category, moved)
+                sub.match.everything or sub.match.accepts(message.sku, category, moved, places)
             ):
                 continue
             if frame is None:
                 frame = pub_frame(channel, message)
             if sub.coalesce_s is not None:
-                sub.offer(message, frame)
+                sub.offer(message, frame, places)
             elif client.writable():
                 direct.append(client)
             else:

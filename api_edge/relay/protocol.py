@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
 
@@ -55,27 +56,52 @@ def replayable(after: int, offset: int, offsets: list[int]) -> bool:
     return offsets == list(range(after + 1, after + 1 + len(offsets))) and after + len(offsets) >= offset
 
 
+# The keys that place an event at a location: `location` (stock_changed, reservation_made, a per-location
+# alert, location_levels_set) or both ends of a stock_transferred.
+_LOCATION_KEYS = ("location", "from_location", "to_location")
+
+
+def event_locations(payload: str) -> tuple[str, ...]:
+    """The locations an event JSON names at its top level; () for an event that has none (item details,
+    prices, SKU-level alerts with `location: null`, rejections). Parsed only when the text mentions one."""
+    if 'location"' not in payload:
+        return ()
+    event = json.loads(payload)
+    if not isinstance(event, dict):
+        return ()
+    return tuple(place for key in _LOCATION_KEYS if isinstance(place := event.get(key), str))
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A subscription's filter, prepared for the hot path."""
 
     skus: frozenset[str] | None
     category: str | None
+    locations: frozenset[str] | None = None
 
     @classmethod
     def of(cls, wanted: Filter | None) -> Match:
         if wanted is None:
             return cls(None, None)
-        return cls(frozenset(wanted.skus) if wanted.skus is not None else None, wanted.category)
+        return cls(
+            frozenset(wanted.skus) if wanted.skus is not None else None,
+            wanted.category,
+            frozenset(wanted.locations) if wanted.locations is not None else None,
+        )
 
     @property
     def everything(self) -> bool:
-        return self.skus is None and self.category is None
+        return self.skus is None and self.category is None and self.locations is None
 
-    def accepts(self, sku: str, category: str | None, moved: bool) -> bool:
+    def accepts(self, sku: str, category: str | None, moved: bool, places: tuple[str, ...] = ()) -> bool:
         """`category`: the item's current category; `moved`: the event changes it. A category filter
-        passes a move whatever the categories, so a client learns that an item left its category."""
+        passes a move whatever the categories, so a client learns that an item left its category.
+        `places`: the event's locations (event_locations); an event with none passes a location filter,
+        one with several (a transfer) passes if any of them is wanted."""
         if self.skus is not None and sku not in self.skus:
+            return False
+        if self.locations is not None and places and self.locations.isdisjoint(places):
             return False
         return self.category is None or moved or self.category == category
 

@@ -24,7 +24,7 @@ from api_edge.auth import Principal, decode_access_token
 from api_edge.problems import Problem
 from api_edge.relay.feed import Feed
 from api_edge.relay.hub import Client, Hub, Sub, pub_frame
-from api_edge.relay.protocol import Match, TokenBucket, replay_from, replayable
+from api_edge.relay.protocol import Match, TokenBucket, event_locations, replay_from, replayable
 from api_edge.relay.snapshot import Snapshots
 from contracts.live import (
     CLIENT_FRAME,
@@ -274,16 +274,23 @@ class Session:
         categories = self.relay.feed.categories
         if sub.match.category is not None:
             await categories.load(e.sku for e in entries)
-        return [e for e in entries if sub.match.accepts(e.sku, categories.get(e.sku), _moves(e))]
+        located = sub.match.locations is not None
+        return [
+            e
+            for e in entries
+            if sub.match.accepts(
+                e.sku, categories.get(e.sku), _moves(e), event_locations(e.payload) if located else ()
+            )
+        ]
 
     def _flush(self, sub: Sub, offset: int) -> None:
         """Send what arrived while the reply was prepared, past its offset; then go live."""
         pending, sub.pending, sub.after = sub.pending or [], None, offset
-        for message, category, moved in pending:
+        for message, category, moved, places in pending:
             if message.offset > offset and (
-                sub.match.everything or sub.match.accepts(message.sku, category, moved)
+                sub.match.everything or sub.match.accepts(message.sku, category, moved, places)
             ):
-                sub.offer(message, pub_frame(sub.channel, message))
+                sub.offer(message, pub_frame(sub.channel, message), places)
         if sub.was_reset:
             self.relay.hub.remove(sub)
             self.client.send(f'{{"type":"reset","channel":"{sub.channel}"}}'.encode())

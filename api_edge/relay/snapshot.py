@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import RowMapping
 
 from contracts.live import AlertRow, Channel, Filter, ItemRow, PriceRow
+from contracts.locations import LocationStockView
 from contracts.money import margin_pct
-from db import live_reads
+from db import live_reads, read_repo
 from db.read_engine import ReadEngine
 
 Rows = list[ItemRow] | list[PriceRow] | list[AlertRow]
@@ -31,7 +32,7 @@ def price_row(row: RowMapping) -> PriceRow:
     )
 
 
-def item_row(row: RowMapping, prices: list[PriceRow]) -> ItemRow:
+def item_row(row: RowMapping, prices: list[PriceRow], locations: list[LocationStockView]) -> ItemRow:
     on_hand, reserved = row["stock_quantity"], row["reserved_quantity"]
     return ItemRow(
         sku=row["sku"],
@@ -46,7 +47,17 @@ def item_row(row: RowMapping, prices: list[PriceRow]) -> ItemRow:
         is_active=row["is_active"],
         version=row["version"],
         prices=prices,
+        locations=locations,
     )
+
+
+def located(rows: list[RowMapping], places: list[str] | None) -> list[LocationStockView]:
+    """An item's stock per location, only at `places` when the subscriber filters on locations."""
+    return [
+        LocationStockView.model_validate(dict(row))
+        for row in rows
+        if places is None or row["location"] in places
+    ]
 
 
 async def snapshot(
@@ -57,15 +68,23 @@ async def snapshot(
     so the rows are never older than the live offset the subscriber was given."""
     skus = wanted.skus if wanted else None
     category = wanted.category if wanted else None
+    places = wanted.locations if wanted else None
     async with reads.connect_caught_up() as conn:
         if channel == "inventory":
-            items = await live_reads.items(conn, skus, category, limit + 1)
+            # One snapshot of the database for the items and their stock per location: each location's
+            # numbers are exactly those of the row's `version` (the dashboard orders events by it).
+            # The catch-up check may have begun a transaction: end it, the isolation level is per transaction.
+            await conn.commit()
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            items = await live_reads.items(conn, skus, category, limit + 1, places)
             by_sku: defaultdict[str, list[PriceRow]] = defaultdict(list)
             found = [r["sku"] for r in items[:limit]]
             if found:
                 for row in await live_reads.prices(conn, found, None, len(found) * 50):
                     by_sku[row["sku"]].append(price_row(row))
-            return [item_row(r, by_sku[r["sku"]]) for r in items[:limit]], len(items) > limit
+            at = await read_repo.location_stock(conn, found)
+            made = [item_row(r, by_sku[r["sku"]], located(at[r["sku"]], places)) for r in items[:limit]]
+            return made, len(items) > limit
         if channel == "prices":
             rows = await live_reads.prices(conn, skus, category, limit + 1)
             return [price_row(r) for r in rows[:limit]], len(rows) > limit

@@ -103,3 +103,31 @@ async def test_coalescing_channel_asks_for_it_and_takes_skipped_offsets(module_p
     assert result["subscribe"] == {"type": "subscribe", "channel": "inventory", "coalesce_ms": 250}
     assert result["pubs"] == [3, 9, 15], "coalesced offsets only increase: no resubscribe, no replays"
     assert result["sent"] == 2, "connect and subscribe only"
+
+
+async def test_state_keeps_stock_per_location(module_page: Page) -> None:
+    result = await unit(module_page, "state_locations")
+    assert result["first"] == result["second"] == {"sku": "A"}, "both events of one transfer land"
+    assert result["afterTransfer"] == [["WH", 4, 5], ["default", 6, 5]], "code point order, as the API's"
+    assert result["replayed"] is None
+    assert result["stale"] is None
+    assert result["afterStale"] == result["afterTransfer"]
+    assert result["totals"] == [10, 5]
+    assert result["summary"] == "WH 4 · default 6"
+    assert result["summaryWH"] == "WH 4"
+    assert result["summaryNone"] == "—"
+    assert result["old"] == {"sku": "A"}
+    assert result["afterOld"] == [11, result["afterTransfer"]]
+    assert result["afterLocationAlert"] == ["ok", "low"], "a location's alert is not the item's"
+    assert result["afterItemAlert"] == ["out", "low"]
+    assert result["feed"] == ["available 1 (min 2)", "available 1 (min 2) at WH"]
+    assert result["levels"] == [3, None, True]
+    assert result["followLevels"] == [1, 3], "only locations without levels of their own follow the item"
+    assert result["registeredResult"] == {"sku": "C", "unplaced": True}, "item_registered names no location"
+    assert result["unplaced"] == []
+    assert result["placed"] is True
+    assert result["registered"] == [["STORE", 7, 1]]
+    assert result["placedAgain"] is False
+    assert result["atWH"] == ["A", "B"]
+    assert result["atDefault"] == ["A", "B"]
+    assert result["atStore"] == ["C"]

@@ -97,8 +97,9 @@ async def test_stock_change_appears_live_and_the_alert_badge_follows(
     await expect(page.locator("#items tbody tr")).to_have_count(1)
 
     await page.click('#nav a[href="#/alerts"]')
-    entry = page.locator(f'#alert-feed li[data-sku="{sku}"][data-type="low_stock_detected"]')
-    await expect(entry).to_have_count(1)
+    entry = f'#alert-feed li[data-sku="{sku}"][data-type="low_stock_detected"]'
+    await expect(page.locator(f"{entry}:not([data-location])")).to_have_count(1)  # the item's
+    await expect(page.locator(f'{entry}[data-location="default"]')).to_have_count(1)  # its location's
 
 
 async def test_relay_restart_recovers_the_table_without_missing_an_update(

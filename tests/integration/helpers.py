@@ -244,6 +244,17 @@ def fulfil(sku: str, reservation_id: str, **fields: Any) -> dict[str, Any]:
     return _envelope("fulfil_reservation", sku, reservation_id=reservation_id, **fields)
 
 
+def transfer(sku: str, from_location: str, to_location: str, quantity: int, **fields: Any) -> dict[str, Any]:
+    return _envelope(
+        "transfer_stock",
+        sku,
+        from_location=from_location,
+        to_location=to_location,
+        quantity=quantity,
+        **fields,
+    )
+
+
 def deactivate(sku: str, **fields: Any) -> dict[str, Any]:
     return _envelope("deactivate_item", sku, **fields)
 

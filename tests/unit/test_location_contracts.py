@@ -3,6 +3,7 @@ transfers and levels are checked at the contract."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -40,7 +41,7 @@ V1_RECORDS = [
 def test_v1_records_without_location_validate_at_no_location(record: dict[str, Any]) -> None:
     command = STOCK_COMMAND_ADAPTER.validate_python({**ENVELOPE, **record})
     assert command.schema_version == 1
-    assert command.model_dump()["location"] is None
+    assert getattr(command, "location", "no such field") is None
 
 
 @pytest.mark.parametrize("record", V1_RECORDS, ids=lambda r: r["type"])
@@ -125,3 +126,12 @@ def test_location_admin_bodies() -> None:
     with pytest.raises(ValidationError, match="at least one"):
         UpdateLocation()
     assert UpdateLocation(is_active=False).is_active is False
+
+
+@pytest.mark.parametrize("record", V1_RECORDS, ids=lambda r: r["type"])
+def test_a_command_without_location_goes_on_the_wire_as_v1(record: dict[str, Any]) -> None:
+    """Workers that predate locations forbid unknown fields: an upgraded edge must not send them one."""
+    command = STOCK_COMMAND_ADAPTER.validate_python({**ENVELOPE, **record})
+    wire = json.loads(STOCK_COMMAND_ADAPTER.dump_json(command))
+    assert "location" not in wire
+    assert wire == json.loads(command.model_dump_json())
