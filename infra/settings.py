@@ -354,11 +354,12 @@ class Settings(BaseSettings):
         description="Folder that holds the replicated stack's (`invmon stack up --cluster`) state and logs.",
     )
     cluster_base_port: int = Field(
-        40000,
+        20000,
         ge=1024,
         le=64000,
         description="Base port of the replicated stack: every member listens at an offset from it "
-        "(invmon/stack/cluster_layout.py).",
+        "(invmon/stack/cluster_layout.py). Keep it below the kernel's ephemeral range "
+        "(net.ipv4.ip_local_port_range, 32768-60999 on Linux): an outgoing connection may take a port there.",
     )
     prometheus_port: int = Field(
         9090, description="Port of the local Prometheus that `invmon stack up --with-prometheus` runs."
