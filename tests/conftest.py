@@ -15,15 +15,29 @@ from tests.integration.helpers import database
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run long fault and soak tests")
+    parser.addoption(
+        "--drill",
+        action="store_true",
+        help="also run the fault drills (tests/drills), short load",
+    )
+    parser.addoption("--drill-full", action="store_true", help="run the fault drills with their full load")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "drill: a fault drill under load (tests/drills), run with --drill (short) or --drill-full"
+    )
+    config.addinivalue_line("markers", "cluster: needs the replicated stack (`invmon stack up --cluster`)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    drills = config.getoption("--drill") or config.getoption("--drill-full")
+    slow = config.getoption("--run-slow")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "drill" in item.keywords and not drills:
+            item.add_marker(pytest.mark.skip(reason="fault drill: run with --drill or --drill-full"))
+        elif "slow" in item.keywords and not slow:
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
 
 
 @pytest.fixture(scope="session")
