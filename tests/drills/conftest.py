@@ -31,12 +31,13 @@ def drill_duration(pytestconfig: pytest.Config) -> float:
 
 @pytest.fixture(scope="package")
 def single_node(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Process]]:
-    """The single-node pipeline the harness is proven against: edge, stock worker, outbox relay."""
+    """The single-node pipeline the harness is proven against: edge, stock worker, outbox and live relay."""
     log_dir: Path = tmp_path_factory.mktemp("drill-single-node")
     ports = {
         "edge": stack.edge_port,
         "stock_worker": stack.stock_worker_port,
         "outbox_relay": stack.outbox_relay_port,
+        "live_relay": stack.live_port,
     }
     with running(ports, log_dir, HIGH_LIMITS) as processes:
         yield processes

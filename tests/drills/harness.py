@@ -26,6 +26,7 @@ from infra.credentials import hash_password
 from infra.settings import Settings
 from tests.drills import load
 from tests.drills.tally import Outcome, table, tally
+from tests.live_client import LiveClient
 from tests.processes import ROOT
 from workers.pipeline.batch import apply_batch
 from workers.rules.alerts import AlertPolicy
@@ -160,10 +161,12 @@ async def run_drill(
     duration_s: float = 20.0,
     skus: int = 50,
     http_connections: int = 8,
+    live_url: str | None = None,
 ) -> Outcome:
     """`rate` commands/s for `duration_s`, half over HTTP to target.http_port and half to Kafka, while
-    `script(drill)` runs (it waits, calls drill.fault(), breaks something, heals it). Returns the figures,
-    printed as a table row and written to test-artifacts/drills/<name>.json."""
+    `script(drill)` runs (it waits, calls drill.fault(), breaks something, heals it). With `live_url`, a
+    WebSocket client follows `inventory` throughout and must end with the database's stock (notes
+    `live_*`). Returns the figures, printed as a table row, written to test-artifacts/drills/<name>.json."""
     prefix = f"DRILL-{uuid.uuid4().hex[:6].upper()}"
     registrations = set(await register(target.database_url, prefix, skus))
     token = await login(target.http_port)
@@ -186,10 +189,22 @@ async def run_drill(
             target.settings, prefix=prefix, skus=skus, rate=rate / 2, deadline=deadline, recorder=recorder
         ),
     )
-    await asyncio.gather(senders, script(drill))
-    sku_names = sorted({load.sku_of(prefix, i, skus) for i in range(skus)})
-    acked = {s.command_id for s in recorder.samples if s.acked and s.command_id}
-    applied, ledger, delta = await settle(target, sku_names, registrations, acked)
+    stop_live = asyncio.Event()
+    client = LiveClient(live_url, token) if live_url else None
+    following = asyncio.create_task(client.run(stop_live)) if client else None
+    try:
+        if client is not None:
+            await asyncio.wait_for(client.subscribed.wait(), 30)
+        await asyncio.gather(senders, script(drill))
+        sku_names = sorted({load.sku_of(prefix, i, skus) for i in range(skus)})
+        acked = {s.command_id for s in recorder.samples if s.acked and s.command_id}
+        applied, ledger, delta = await settle(target, sku_names, registrations, acked)
+        if client is not None:
+            drill.notes.update(await converged(client, target.database_url, sku_names))
+    finally:
+        stop_live.set()
+        if following is not None:
+            await asyncio.wait_for(following, 30)
     outcome = tally(
         name,
         recorder.samples,
@@ -205,6 +220,35 @@ async def run_drill(
     write(outcome)
     print("\n" + table([outcome]))
     return outcome
+
+
+async def converged(
+    client: LiveClient, database_url: str, skus: list[str], limit_s: float = 30.0
+) -> dict[str, Any]:
+    """Wait until the live client's view of the drill's SKUs equals the database's; what it went through."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=10)
+    try:
+        rows = await conn.fetch("SELECT sku, stock_quantity FROM items WHERE sku = ANY($1::text[])", skus)
+    finally:
+        await conn.close()
+    truth = {r["sku"]: int(r["stock_quantity"]) for r in rows}
+    deadline = time.monotonic() + limit_s
+    differ = list(truth)
+    while time.monotonic() < deadline:
+        differ = [s for s, n in truth.items() if s not in client.items or client.items[s].on_hand != n]
+        if not differ:
+            break
+        await asyncio.sleep(0.2)  # poll interval while the last frames arrive
+    return {
+        "live_converged": not differ,
+        "live_differ": differ[:5],
+        "live_gaps": list(client.gaps),
+        "live_foreign_epochs": client.foreign_epochs,
+        "live_connections": client.connections,
+        "live_recovered": client.recovered,
+        "live_snapshots": client.snapshots,
+        "live_resets": client.resets,
+    }
 
 
 def write(outcome: Outcome, directory: Path = ARTIFACTS) -> Path:
