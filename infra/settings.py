@@ -38,7 +38,17 @@ class Settings(BaseSettings):
 
     # Topics.
     kafka_partitions: int = Field(6, ge=1, description="Partition count for command and event topics.")
-    kafka_replication: int = Field(1, ge=1, description="Replication factor for topics the project creates.")
+    kafka_replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replication factor of the topics `invmon topics create` and `invmon stack up` create.",
+    )
+    kafka_min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        description="`min.insync.replicas` of those topics: an acks=all write needs this many replicas in "
+        "sync (unclean leader election is always off).",
+    )
     stock_consumer_group: str = Field(
         "invmon-stock-worker", description="Consumer group of the stock worker."
     )
@@ -303,6 +313,17 @@ class Settings(BaseSettings):
         19093, description="Port of the local Kafka KRaft controller listener."
     )
     kafka_heap: str = Field("512m", description="Max heap of the local Kafka broker.")
+    cluster_stack_dir: Path = Field(
+        Path(".stack-cluster"),
+        description="Folder that holds the replicated stack's (`invmon stack up --cluster`) state and logs.",
+    )
+    cluster_base_port: int = Field(
+        40000,
+        ge=1024,
+        le=64000,
+        description="Base port of the replicated stack: every member listens at an offset from it "
+        "(invmon/stack/cluster_layout.py).",
+    )
     prometheus_port: int = Field(
         9090, description="Port of the local Prometheus that `invmon stack up --with-prometheus` runs."
     )
@@ -325,6 +346,11 @@ class Settings(BaseSettings):
         if self.environment == "local":
             return LOCAL_JWT_SECRET
         raise RuntimeError(MISSING_SECRET)
+
+    @property
+    def kafka_replication(self) -> int:
+        """The old name of `kafka_replication_factor`, for callers not yet renamed (the benchmarks)."""
+        return self.kafka_replication_factor
 
     @property
     def kafka_port(self) -> int:

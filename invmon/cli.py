@@ -111,7 +111,8 @@ def db_restore(
 
 @topics_app.command("create")
 def topics_create() -> None:
-    """Create every project topic that is missing, with INVMON_KAFKA_PARTITIONS partitions."""
+    """Create every project topic that is missing, with INVMON_KAFKA_PARTITIONS partitions, replication
+    factor INVMON_KAFKA_REPLICATION_FACTOR and min.insync.replicas INVMON_KAFKA_MIN_INSYNC_REPLICAS."""
     from invmon.stack import kafka_admin
 
     settings = get_settings()
@@ -120,8 +121,9 @@ def topics_create() -> None:
             settings.kafka_bootstrap,
             list(ALL_TOPICS),
             settings.kafka_partitions,
-            settings.kafka_replication,
+            settings.kafka_replication_factor,
             command_retention_s=settings.command_topic_retention_s,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
         )
     )
     console.print(f"topics ready: {', '.join(t.name for t in ALL_TOPICS)}")

@@ -11,16 +11,25 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from infra.settings import get_settings
+from infra.settings import Settings, get_settings
 from invmon.stack import manager
+from invmon.stack.cluster import cluster_paths, rss_bytes
 from invmon.stack.manager import StackError
 
 stack_app = typer.Typer(
     name="stack",
     help="Run the local stack (Kafka, PostgreSQL, Redis; Prometheus on request) on 127.0.0.1, all state "
-    "under INVMON_STACK_DIR.",
+    "under INVMON_STACK_DIR; with --cluster the replicated stack (3 Kafka nodes, PostgreSQL primary and "
+    "standby, Redis) on the ports of INVMON_CLUSTER_BASE_PORT, all state under INVMON_CLUSTER_STACK_DIR.",
     no_args_is_help=True,
 )
+ClusterOption = Annotated[
+    bool,
+    typer.Option(
+        "--cluster",
+        help="The replicated stack (state in INVMON_CLUSTER_STACK_DIR, ports from INVMON_CLUSTER_BASE_PORT).",
+    ),
+]
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -40,10 +49,20 @@ def up(
             help="Also run Prometheus on 127.0.0.1:INVMON_PROMETHEUS_PORT with deploy/prometheus's rules.",
         ),
     ] = False,
+    cluster: ClusterOption = False,
 ) -> None:
-    """Install what is missing, start every service, wait until ready, create topics/role/db. Idempotent."""
+    """Install what is missing, start every service, wait until ready, create topics/role/db. Idempotent.
+    With --cluster also migrate the primary, write <cluster dir>/cluster.env and print every member."""
+    if with_prometheus and cluster:
+        raise _fail(StackError("--with-prometheus runs with the single-node stack only"))
+    settings = get_settings()
     try:
-        manager.up(get_settings(), console, with_prometheus=with_prometheus)
+        manager.up(settings, console, with_prometheus=with_prometheus, cluster=cluster)
+        if cluster:
+            _print_status(settings, manager.status(settings, cluster=True), memory=True)
+            console.print(
+                f"environment for `invmon run --cluster`: {cluster_paths(settings).root / 'cluster.env'}"
+            )
     except StackError as exc:
         raise _fail(exc) from exc
 
@@ -56,45 +75,69 @@ def down(
     purge: Annotated[
         bool, typer.Option("--purge", help="Also delete the stack dir (all data and logs).")
     ] = False,
+    cluster: ClusterOption = False,
 ) -> None:
     """Stop exactly the processes this stack started (data is kept unless --purge)."""
     try:
-        manager.down(get_settings(), purge=purge, console=console, only=service)
+        manager.down(get_settings(), purge=purge, console=console, only=service, cluster=cluster)
     except StackError as exc:
         raise _fail(exc) from exc
 
 
 @stack_app.command()
 def restart(
-    service: Annotated[str, typer.Argument(help="kafka, postgres or redis.")],
+    service: Annotated[
+        str, typer.Argument(help="kafka, postgres or redis (--cluster: a member's name, e.g. kafka-2).")
+    ],
+    cluster: ClusterOption = False,
 ) -> None:
     """Stop one service and start it again (fault drills; the test profile's Redis comes back empty)."""
     try:
-        manager.restart(get_settings(), service, console)
+        manager.restart(get_settings(), service, console, cluster=cluster)
     except StackError as exc:
         raise _fail(exc) from exc
 
 
 @stack_app.command()
-def status() -> None:
-    """One line per service. Exit code 0 when every service is running and ready, 1 otherwise."""
+def status(cluster: ClusterOption = False) -> None:
+    """One line per service (--cluster: with its role and memory). Exit code 0 when every service is
+    running and ready, 1 otherwise."""
+    settings = get_settings()
     try:
-        rows = manager.status(get_settings())
+        rows = manager.status(settings, cluster=cluster)
     except StackError as exc:
         raise _fail(exc) from exc
+    _print_status(settings, rows, memory=cluster)
+    raise typer.Exit(code=0 if all(r.running and r.ready for r in rows) else 1)
+
+
+def _print_status(settings: Settings, rows: list[manager.ServiceStatus], *, memory: bool) -> None:
+    roles = any(row.role is not None for row in rows)
     table = Table(box=None, pad_edge=False)
-    for column in ("service", "port", "state", "pid", "ready"):
+    columns = ["service", "port", "state", "pid", "ready"]
+    columns += ["role"] if roles else []
+    columns += ["rss"] if memory else []
+    for column in columns:
         table.add_column(column)
+    total = 0
     for row in rows:
-        table.add_row(
+        cells = [
             row.name,
             str(row.port),
             "running" if row.running else "stopped",
             str(row.pid) if row.pid is not None else "-",
             "yes" if row.ready else "no",
-        )
+        ]
+        if roles:
+            cells.append(escape(row.role or "-"))
+        if memory:
+            rss = rss_bytes(row.pid) if row.pid is not None else 0
+            total += rss
+            cells.append(f"{rss / 2**20:.0f} MiB" if rss else "-")
+        table.add_row(*cells)
     console.print(table)
-    raise typer.Exit(code=0 if all(r.running and r.ready for r in rows) else 1)
+    if memory:
+        console.print(f"resident memory of all members: {total / 2**20:.0f} MiB")
 
 
 @stack_app.command()
@@ -106,11 +149,12 @@ def logs(
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Keep printing new lines (Ctrl-C stops).")
     ] = False,
+    cluster: ClusterOption = False,
 ) -> None:
     """Show the end of a service's log file (or of all of them)."""
     settings = get_settings()
     try:
-        files = manager.log_files(settings, service)
+        files = manager.log_files(settings, service, cluster=cluster)
     except StackError as exc:
         raise _fail(exc) from exc
     if follow:
@@ -118,7 +162,7 @@ def logs(
         sys.stdout.flush()
         os.execvp("tail", ["tail", "-n", str(lines), "-F", *map(str, files)])
     # Logs are raw text: printed as is, never parsed as rich markup.
-    sys.stdout.write(manager.tail(settings, service, lines) + "\n")
+    sys.stdout.write(manager.tail(settings, service, lines, cluster=cluster) + "\n")
 
 
 if __name__ == "__main__":

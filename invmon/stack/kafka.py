@@ -1,8 +1,14 @@
-"""Kafka: one broker in KRaft combined mode (broker + controller in one JVM), started from Maven jars."""
+"""Kafka: a node in KRaft combined mode (broker + controller in one JVM), started from Maven jars.
+
+The single-node stack runs one; the replicated stack (invmon.stack.cluster) runs three of the same.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
@@ -36,18 +42,71 @@ MAIN_CLASS = "kafka.Kafka"
 BROKERS = 1
 
 
-class KafkaService:
-    name = "kafka"
+@dataclass(frozen=True, slots=True)
+class KafkaNode:
+    """One node: its service name, ids, ports, the quorum it votes in and the folder it keeps config and
+    data in. `standalone`: the only node, which also creates the topics (a cluster does that once, after
+    every node is up)."""
 
-    def __init__(self, settings: Settings, paths: StackPaths, state: StackState) -> None:
+    name: str
+    node_id: int
+    port: int
+    controller_port: int
+    quorum: str
+    home: Path
+    template: str
+    heap: str
+    standalone: bool
+
+    @classmethod
+    def single(cls, settings: Settings, paths: StackPaths) -> KafkaNode:
+        controller = settings.kafka_controller_port
+        return cls(
+            name="kafka",
+            node_id=1,
+            port=settings.kafka_port,
+            controller_port=controller,
+            quorum=f"1@127.0.0.1:{controller}",
+            home=paths.kafka_config.parent,
+            template="server.properties",
+            heap=settings.kafka_heap,
+            standalone=True,
+        )
+
+    @property
+    def config_dir(self) -> Path:
+        return self.home / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+
+class KafkaService:
+    def __init__(
+        self,
+        settings: Settings,
+        paths: StackPaths,
+        state: StackState,
+        node: KafkaNode | None = None,
+        prepare_lock: asyncio.Lock | None = None,
+    ) -> None:
         self._settings = settings
         self._paths = paths
         self._state = state
+        self._node = node or KafkaNode.single(settings, paths)
+        self.name = self._node.name
         self._dist = KafkaDist(settings.kafka_version, paths.kafka_libs(settings.kafka_version))
+        # Nodes of one cluster share the jars and the cluster id: the first to start fetches/makes them.
+        self._prepare_lock = prepare_lock or asyncio.Lock()
 
     @property
     def port(self) -> int:
-        return self._settings.kafka_port
+        return self._node.port
+
+    @property
+    def node(self) -> KafkaNode:
+        return self._node
 
     @property
     def bootstrap(self) -> str:
@@ -55,7 +114,7 @@ class KafkaService:
 
     @property
     def _server_properties(self) -> str:
-        return str(self._paths.kafka_config / "server.properties")
+        return str(self._node.config_dir / "server.properties")
 
     def running_pid(self) -> int | None:
         pid = read_pidfile(self._paths.pidfile(self.name))
@@ -70,10 +129,12 @@ class KafkaService:
             await self._start(reporter)
         with reporter.step(self.name, "ready (metadata)"):
             await wait_until(
-                self.ready, what="kafka", timeout_s=START_TIMEOUT_S, interval_s=0.2, abort=self._died
+                self.ready, what=self.name, timeout_s=START_TIMEOUT_S, interval_s=0.2, abort=self._died
             )
+        if not self._node.standalone:
+            return
         with reporter.step(self.name, f"topics ({len(ALL_TOPICS)})") as step:
-            step.outcome = await self._ensure_topics()
+            step.outcome = await ensure_topics(self.bootstrap, self._settings, BROKERS)
         with reporter.step(self.name, "group/txn coordinators"):
             await wait_until(
                 lambda: kafka_admin.coordinators_ready(self.bootstrap),
@@ -97,19 +158,20 @@ class KafkaService:
 
     async def _start(self, reporter: Reporter) -> None:
         ensure_port_free(self.name, self.port)
-        ensure_port_free(f"{self.name} controller", self._settings.kafka_controller_port)
+        ensure_port_free(f"{self.name} controller", self._node.controller_port)
         java = java_bin()
         if java is None:
             raise StackError("java not found (set JAVA_HOME or install a JRE 17)")
-        with reporter.step(self.name, f"jars {self._dist.version}") as step:
-            if self._dist.complete:
-                step.outcome = "cached"
-            else:
-                step.outcome = await fetch(self._dist, self._paths.maven_project / self._dist.version)
+        async with self._prepare_lock:
+            with reporter.step(self.name, f"jars {self._dist.version}") as step:
+                if self._dist.complete:
+                    step.outcome = "cached"
+                else:
+                    step.outcome = await fetch(self._dist, self._paths.maven_project / self._dist.version)
+            cluster_id = await self._cluster_id(java)
         self._write_config()
-        if not (self._paths.kafka_data / "meta.properties").exists():
+        if not (self._node.data_dir / "meta.properties").exists():
             with reporter.step(self.name, "format storage (KRaft)") as step:
-                cluster_id = await self._cluster_id(java)
                 await run(
                     [
                         java, "-cp", self._dist.classpath, "kafka.tools.StorageTool", "format",
@@ -124,7 +186,7 @@ class KafkaService:
             write_pidfile(self._paths.pidfile(self.name), pid)
             record = record_of(pid)
             if record is None:
-                raise StackError(f"kafka exited right after start:\n{tail_text(log, 30)}")
+                raise StackError(f"{self.name} exited right after start:\n{tail_text(log, 30)}")
             self._state.set_proc(self.name, record)
 
     async def _cluster_id(self, java: str) -> str:
@@ -141,24 +203,27 @@ class KafkaService:
         return match.group(0)
 
     def _write_config(self) -> None:
-        self._paths.kafka_data.mkdir(parents=True, exist_ok=True)
+        node = self._node
+        node.data_dir.mkdir(parents=True, exist_ok=True)
         properties = render(
-            "server.properties",
-            broker_port=str(self.port),
-            controller_port=str(self._settings.kafka_controller_port),
-            log_dirs=str(self._paths.kafka_data),
+            node.template,
+            node_id=str(node.node_id),
+            quorum=node.quorum,
+            broker_port=str(node.port),
+            controller_port=str(node.controller_port),
+            log_dirs=str(node.data_dir),
             partitions=str(self._settings.kafka_partitions),
         )
-        write_if_changed(self._paths.kafka_config / "server.properties", properties)
+        write_if_changed(node.config_dir / "server.properties", properties)
         logging_file = "log4j2.properties" if self._dist.uses_log4j2 else "log4j.properties"
-        write_if_changed(self._paths.kafka_config / logging_file, render(logging_file))
+        write_if_changed(node.config_dir / logging_file, render(logging_file))
 
     def _java_command(self, java: str) -> list[str]:
         if self._dist.uses_log4j2:
-            logging_flag = f"-Dlog4j2.configurationFile={self._paths.kafka_config / 'log4j2.properties'}"
+            logging_flag = f"-Dlog4j2.configurationFile={self._node.config_dir / 'log4j2.properties'}"
         else:
-            logging_flag = f"-Dlog4j.configuration=file:{self._paths.kafka_config / 'log4j.properties'}"
-        heap = self._settings.kafka_heap
+            logging_flag = f"-Dlog4j.configuration=file:{self._node.config_dir / 'log4j.properties'}"
+        heap = self._node.heap
         return [
             java,
             f"-Xms{_initial_heap(heap)}",
@@ -174,44 +239,50 @@ class KafkaService:
             self._server_properties,
         ]
 
-    async def _ensure_topics(self) -> str:
-        names = [topic.name for topic in ALL_TOPICS]
-        partitions = self._settings.kafka_partitions
-        replication = min(self._settings.kafka_replication, BROKERS)
-        existing = await kafka_admin.describe(self.bootstrap, names)
-        missing = [topic for topic in ALL_TOPICS if topic.name not in existing]
-        try:
-            # Every topic: those that exist get the project's configs (re)applied.
-            await kafka_admin.create(
-                self.bootstrap,
-                list(ALL_TOPICS),
-                partitions,
-                replication,
-                command_retention_s=self._settings.command_topic_retention_s,
-            )
-        except KafkaError as exc:
-            raise StackError(f"kafka: {exc}") from exc
-
-        async def all_led() -> bool:
-            found = await kafka_admin.describe(self.bootstrap, names)
-            return len(found) == len(names) and all(t.all_have_leaders for t in found.values())
-
-        # Creation returns before every partition has a leader; callers expect usable topics.
-        await wait_until(all_led, what="kafka topics", timeout_s=60)
-        odd = [f"{n} has {t.partitions}" for n, t in existing.items() if t.partitions != partitions]
-        outcome = (
-            f"created {len(missing)}, existed {len(existing)}, {partitions} partitions, rf {replication}"
-        )
-        if replication != self._settings.kafka_replication:
-            outcome += f" (rf {self._settings.kafka_replication} > {BROKERS} broker)"
-        if odd:
-            outcome += f"; left as is: {', '.join(odd)}"
-        return outcome
-
     def _died(self) -> str | None:
         if self.running_pid() is not None:
             return None
         return f"broker exited:\n{tail_text(self._paths.log(self.name), 30)}"
+
+
+async def ensure_topics(bootstrap: str, settings: Settings, brokers: int) -> str:
+    """Create the project's topics (and re-apply their configs) with the settings' replication, capped at
+    `brokers`; return once every partition has a leader, with a short outcome text."""
+    names = [topic.name for topic in ALL_TOPICS]
+    partitions = settings.kafka_partitions
+    replication = min(settings.kafka_replication_factor, brokers)
+    min_insync = min(settings.kafka_min_insync_replicas, replication)
+    existing = await kafka_admin.describe(bootstrap, names)
+    missing = [topic for topic in ALL_TOPICS if topic.name not in existing]
+    try:
+        # Every topic: those that exist get the project's configs (re)applied.
+        await kafka_admin.create(
+            bootstrap,
+            list(ALL_TOPICS),
+            partitions,
+            replication,
+            command_retention_s=settings.command_topic_retention_s,
+            min_insync_replicas=min_insync,
+        )
+    except KafkaError as exc:
+        raise StackError(f"kafka: {exc}") from exc
+
+    async def all_led() -> bool:
+        found = await kafka_admin.describe(bootstrap, names)
+        return len(found) == len(names) and all(t.all_have_leaders for t in found.values())
+
+    # Creation returns before every partition has a leader; callers expect usable topics.
+    await wait_until(all_led, what="kafka topics", timeout_s=60)
+    odd = [f"{n} has {t.partitions}" for n, t in existing.items() if t.partitions != partitions]
+    outcome = (
+        f"created {len(missing)}, existed {len(existing)}, {partitions} partitions, rf {replication}, "
+        f"min isr {min_insync}"
+    )
+    if replication != settings.kafka_replication_factor:
+        outcome += f" (rf {settings.kafka_replication_factor} > {brokers} broker)"
+    if odd:
+        outcome += f"; left as is: {', '.join(odd)}"
+    return outcome
 
 
 def _initial_heap(max_heap: str) -> str:

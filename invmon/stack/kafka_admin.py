@@ -102,11 +102,32 @@ async def describe(bootstrap: str, names: list[str]) -> dict[str, TopicInfo]:
     return found
 
 
-def configs_of(topic: Topic, command_retention_s: int | None = None) -> dict[str, str]:
+async def leader_counts(bootstrap: str) -> dict[int, int]:
+    """How many partitions (internal topics included) each broker leads, by node id."""
+    async with admin_client(bootstrap, 5000) as client:
+        names = await client.list_topics()
+        raw = await client.describe_topics(list(names))
+    counts: dict[int, int] = {}
+    for entry in raw:
+        for partition in entry["partitions"] if int(entry["error_code"]) == 0 else []:
+            leader = int(partition["leader"])
+            counts[leader] = counts.get(leader, 0) + 1
+    return counts
+
+
+def configs_of(
+    topic: Topic, command_retention_s: int | None = None, min_insync_replicas: int | None = None
+) -> dict[str, str]:
+    """`min_insync_replicas` None: the broker's default (1 on the single node, 2 in the cluster)."""
     retention = command_retention_s if topic in COMMAND_TOPICS else None
-    return topic_configs(
+    configs = topic_configs(
         compacted=topic.compacted, dead_letters=topic.name.endswith(".dlq"), retention_s=retention
     )
+    # Kafka's default too, stated per topic: a replica that missed acknowledged writes never leads.
+    configs["unclean.leader.election.enable"] = "false"
+    if min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(min_insync_replicas)
+    return configs
 
 
 async def create(
@@ -115,16 +136,18 @@ async def create(
     partitions: int,
     replication: int,
     command_retention_s: int | None = None,
+    min_insync_replicas: int | None = None,
 ) -> None:
     """Create the missing topics, and (re)apply the project's configs to those that exist, so an older
     stack's DLQ gets the size it needs (a worker refuses to start otherwise), and the command topics the
-    retention `command_retention_s` (None: the broker's default) that processed ids must outlive."""
+    retention `command_retention_s` (None: the broker's default) that processed ids must outlive, and
+    every topic `min_insync_replicas` (None: the broker's default)."""
     requests = [
         NewTopic(
             name=topic.name,
             num_partitions=partitions,
             replication_factor=replication,
-            topic_configs=configs_of(topic, command_retention_s),
+            topic_configs=configs_of(topic, command_retention_s, min_insync_replicas),
         )
         for topic in topics
     ]
@@ -141,7 +164,11 @@ async def create(
             if int(e["error_code"]) == TOPIC_ALREADY_EXISTS
         }
         resources = [
-            ConfigResource(ConfigResourceType.TOPIC, t.name, configs=configs_of(t, command_retention_s))
+            ConfigResource(
+                ConfigResourceType.TOPIC,
+                t.name,
+                configs=configs_of(t, command_retention_s, min_insync_replicas),
+            )
             for t in topics
             if t.name in existed
         ]

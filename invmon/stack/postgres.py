@@ -56,13 +56,32 @@ class Target:
 
 
 class PostgresService:
-    name = "postgres"
+    """The single stack's server; the replicated stack's primary and standby extend it (`name` and `root`
+    tell them apart: the port comes from the settings' database_url)."""
 
-    def __init__(self, settings: Settings, paths: StackPaths, state: StackState) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        paths: StackPaths,
+        state: StackState,
+        *,
+        name: str = "postgres",
+        root: Path | None = None,
+    ) -> None:
         self._settings = settings
         self._paths = paths
         self._state = state
+        self.name = name
+        self._root = root or paths.pg_root
         self._target = Target.from_url(settings.database_url)
+
+    @property
+    def _data(self) -> Path:
+        return self._root / "data"
+
+    @property
+    def _socket_dir(self) -> Path:
+        return self._root / "run"
 
     @property
     def port(self) -> int:
@@ -70,8 +89,8 @@ class PostgresService:
 
     def running_pid(self) -> int | None:
         # postmaster.pid is written and removed by the server itself; its cmdline carries our data dir.
-        pid = read_pidfile(self._paths.pg_data / "postmaster.pid")
-        proc = find_ours(pid, ("postgres", str(self._paths.pg_data)), self._state.proc(self.name))
+        pid = read_pidfile(self._data / "postmaster.pid")
+        proc = find_ours(pid, ("postgres", str(self._data)), self._state.proc(self.name))
         return proc.pid if proc else None
 
     async def ready(self) -> bool:
@@ -104,9 +123,8 @@ class PostgresService:
             ensure_port_free(self.name, self.port)
             self._check_socket_path()
             self._prepare_dirs()
-            if not (self._paths.pg_data / "PG_VERSION").exists():
-                with reporter.step(self.name, f"initdb ({bindir.parent.name})"):
-                    await self._initdb(bindir)
+            if not (self._data / "PG_VERSION").exists():
+                await self._create_data(bindir, reporter)
             self._write_config()
             with reporter.step(self.name, f"start on :{self.port}"):
                 await self._clear_stale_lock()
@@ -139,7 +157,7 @@ class PostgresService:
         self._state.set_proc(self.name, None)
 
     async def _pg_ctl_stop(self, bindir: Path, mode: str) -> None:
-        cmd = [str(bindir / "pg_ctl"), "-D", str(self._paths.pg_data), "-m", mode, "-w", "-t", "60", "stop"]
+        cmd = [str(bindir / "pg_ctl"), "-D", str(self._data), "-m", mode, "-w", "-t", "60", "stop"]
         await run(self._as_postgres(cmd), cwd=Path("/"), what=f"pg_ctl stop -m {mode}")
 
     # --- steps -------------------------------------------------------------------------------------------
@@ -149,7 +167,7 @@ class PostgresService:
         return ["runuser", "-u", SUPERUSER, "--", *cmd] if os.geteuid() == 0 else cmd
 
     def _check_socket_path(self) -> None:
-        socket_path = self._paths.pg_socket_dir / f".s.PGSQL.{self.port}"
+        socket_path = self._socket_dir / f".s.PGSQL.{self.port}"
         if len(str(socket_path).encode()) > MAX_SOCKET_PATH:
             raise StackError(
                 f"postgres socket path too long for Linux ({socket_path}); use a shorter stack_dir"
@@ -157,25 +175,29 @@ class PostgresService:
 
     def _prepare_dirs(self) -> None:
         if os.geteuid() != 0:
-            for path in (self._paths.pg_root, self._paths.pg_socket_dir):
+            for path in (self._root, self._socket_dir):
                 path.mkdir(parents=True, exist_ok=True)
             return
         pg = pwd.getpwnam(SUPERUSER)
         _grant_traverse(self._paths.root, pg)
-        for path in (self._paths.pg_root, self._paths.pg_socket_dir):
+        for path in (self._root, self._socket_dir):
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, pg.pw_uid, pg.pw_gid)
         # The socket dir is the only door to trust auth: nobody but postgres (and root) may enter it.
-        self._paths.pg_socket_dir.chmod(0o700)
+        self._socket_dir.chmod(0o700)
         # pg_ctl opens the log as postgres; the logs dir itself stays root's.
         log = self._paths.log(self.name)
         log.touch(exist_ok=True)
         os.chown(log, pg.pw_uid, pg.pw_gid)
 
+    async def _create_data(self, bindir: Path, reporter: Reporter) -> None:
+        with reporter.step(self.name, f"initdb ({bindir.parent.name})"):
+            await self._initdb(bindir)
+
     async def _initdb(self, bindir: Path) -> None:
         cmd = [
             str(bindir / "initdb"),
-            "-D", str(self._paths.pg_data),
+            "-D", str(self._data),
             "-U", SUPERUSER,
             "-E", "UTF8",
             "--locale=C.UTF-8",
@@ -187,11 +209,11 @@ class PostgresService:
             cmd.append("--no-sync")
         await run(self._as_postgres(cmd), cwd=Path("/"), what="initdb")
         # Our own settings live in a separate file rewritten on every start, so port/profile changes apply.
-        with (self._paths.pg_data / "postgresql.conf").open("a") as conf:
+        with (self._data / "postgresql.conf").open("a") as conf:
             conf.write("\ninclude_if_exists = 'invmon.conf'\n")
 
     def _write_config(self) -> None:
-        socket_dir = str(self._paths.pg_socket_dir).replace("'", "''")
+        socket_dir = str(self._socket_dir).replace("'", "''")
         lines = [
             f"port = {self.port}",
             "listen_addresses = '127.0.0.1'",
@@ -203,11 +225,19 @@ class PostgresService:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         else:
             lines += ["fsync = on", "synchronous_commit = on", "full_page_writes = on"]
-        self._write_owned(self._paths.pg_data / "invmon.conf", "\n".join(lines) + "\n")
+        lines += self._extra_config()
+        self._write_owned(self._data / "invmon.conf", "\n".join(lines) + "\n")
         # Trust only through the socket (its dir is 0700); over TCP everyone, the pipeline included,
         # needs a password, which proves the URL's credentials work.
         hba = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
-        self._write_owned(self._paths.pg_data / "pg_hba.conf", hba)
+        self._write_owned(self._data / "pg_hba.conf", hba + self._extra_hba())
+
+    def _extra_config(self) -> list[str]:
+        """More invmon.conf lines (a replicated member's)."""
+        return []
+
+    def _extra_hba(self) -> str:
+        return ""
 
     def _write_owned(self, path: Path, text: str) -> None:
         path.write_text(text)
@@ -221,7 +251,7 @@ class PostgresService:
         cmd = [
             str(bindir / "pg_ctl"),
             "-D",
-            str(self._paths.pg_data),
+            str(self._data),
             "-l",
             str(log),
             "-w",
@@ -231,7 +261,7 @@ class PostgresService:
         ]
         # pg_ctl -w returns once the server accepts connections; the postmaster is detached from us.
         await run(self._as_postgres(cmd), cwd=Path("/"), what="pg_ctl start")
-        pid = read_pidfile(self._paths.pg_data / "postmaster.pid")
+        pid = read_pidfile(self._data / "postmaster.pid")
         record = record_of(pid) if pid is not None else None
         if record is None:
             raise StackError(f"postgres exited right after start; see {log}")
@@ -245,14 +275,14 @@ class PostgresService:
         file itself; if the pid was reused by an unrelated process we remove it: we already know no
         server of ours runs on this data dir (running_pid found none and our port is free).
         """
-        lock = self._paths.pg_data / "postmaster.pid"
+        lock = self._data / "postmaster.pid"
         pid = read_pidfile(lock)
         if pid is not None and await wait_reaped(pid, timeout_s=15):
             lock.unlink(missing_ok=True)
 
     async def _superuser_connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(
-            host=str(self._paths.pg_socket_dir),
+            host=str(self._socket_dir),
             port=self.port,
             user=SUPERUSER,
             database="postgres",
@@ -291,7 +321,7 @@ class PostgresService:
         finally:
             await conn.close()
         conn = await asyncpg.connect(
-            host=str(self._paths.pg_socket_dir),
+            host=str(self._socket_dir),
             port=self.port,
             user=SUPERUSER,
             database=target.database,

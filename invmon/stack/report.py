@@ -27,10 +27,10 @@ class Reporter:
         self._line(service, what, escape(result.outcome), time.monotonic() - start)
 
     def note(self, service: str, text: str) -> None:
-        self.console.print(f"  {service:<10} {escape(text)}")
+        self.console.print(f"  {service:<16} {escape(text)}")
 
     def _line(self, service: str, what: str, outcome: str, seconds: float) -> None:
-        self.console.print(f"  {service:<10} {escape(what):<28} {seconds:6.2f}s  {outcome}")
+        self.console.print(f"  {service:<16} {escape(what):<28} {seconds:6.2f}s  {outcome}")
 
 
 class StepResult:

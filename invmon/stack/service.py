@@ -20,6 +20,9 @@ class ServiceStatus:
     running: bool
     pid: int | None
     ready: bool
+    # A member's part in its replicated group ("controller leader", "standby (lag 0 bytes)", ...): a
+    # service may define `async def role(self) -> str | None`; only the cluster's status asks for it.
+    role: str | None = None
 
 
 class Service(Protocol):
