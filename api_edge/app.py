@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -43,6 +42,7 @@ from api_edge.ratelimit import RateLimits
 from api_edge.state import Clients
 from db.engine import make_engine
 from infra.kafka import make_broker, raw_producer
+from infra.redis_client import redis_client
 from infra.service import freeze_startup_objects, metrics_server
 from infra.settings import Settings, get_settings
 
@@ -65,18 +65,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Bounded and blocking: under a burst, requests wait briefly for a connection rather than erroring.
         # A pooled connection Redis dropped (a restart, CLIENT KILL, an idle timeout) fails its next command
         # once; that command is sent again on a new connection instead of failing the request.
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url,
+        redis = redis_client(
+            settings,
+            blocking=True,
             max_connections=256,
             timeout=5,
             retry=Retry(NoBackoff(), 1),
             retry_on_error=[RedisConnectionError],
         )
-        redis = Redis(connection_pool=pool)
         hub = LiveHub(redis, settings.edge_wait_idle_s)
         producer = raw_producer(settings, client_id="edge")
         app.state.clients = Clients(
-            settings, broker, engine, redis, hub, RateLimits(settings, pool), producer
+            settings, broker, engine, redis, hub, RateLimits(settings, redis.connection_pool), producer
         )
         await broker.connect()
         await producer.start()
@@ -97,8 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await hub.stop()
             await producer.stop()
             await broker.stop()
-            await redis.aclose()
-            await pool.aclose()
+            await redis.aclose()  # and its pool
             await engine.dispose()
 
     app = FastAPI(

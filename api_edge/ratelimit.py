@@ -28,7 +28,7 @@ from typing import cast
 import structlog
 from limits import RateLimitItem, parse
 from prometheus_client import Counter
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -221,7 +221,7 @@ class _Coalescer:
 
 
 class RateLimits:
-    def __init__(self, settings: Settings, pool: BlockingConnectionPool) -> None:
+    def __init__(self, settings: Settings, pool: ConnectionPool) -> None:
         # The script calls keep one of the pool's connections; SCRIPT LOAD borrows another when needed.
         self._script = _Coalescer(pool, _HIT_ALL)
         self._principal = parse(settings.rate_limit_principal)

@@ -41,10 +41,10 @@ from typing import Any
 import jwt
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 import uvloop
-from redis.asyncio import Redis
 
 from bench.live_ws import LiveClient, RssSampler, Tally, mb, merge, percentile_ms
 from infra.live_redis import LiveRedis
+from infra.redis_client import redis_client
 from infra.settings import Settings, get_settings
 from tests import processes
 
@@ -152,7 +152,7 @@ async def spawn(
 
 async def publish(settings: Settings, rate: float, count: int) -> tuple[int, float]:
     """Publish `count` events at `rate`/s; returns (monotonic ns of the first publish, most seconds late)."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     live = LiveRedis(redis)
     first_ns, late = 0, 0.0
     try:

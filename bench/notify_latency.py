@@ -38,12 +38,12 @@ import asyncpg
 import httpx
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
 from bench import load
 from contracts.stock_commands import ReceiveStock
 from contracts.topics import EVENTS, STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra import live_redis
+from infra.redis_client import redis_client
 from infra.settings import Settings, get_settings
 from tests import processes
 from tests.e2e.notify_support import free_port, serving
@@ -142,7 +142,7 @@ async def relay_phase(
         records=outbox_rows(events, skus),
         columns=("event_id", "event_type", "channel", "sku", "payload", "created_at"),
     )
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     pubsub = redis.pubsub()
     await pubsub.psubscribe(live_redis.PUB_PATTERN)
     received = 0

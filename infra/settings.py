@@ -35,6 +35,19 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the PostgreSQL database (asyncpg driver).",
     )
     redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL for pub/sub and rate limits.")
+    redis_sentinels: str | None = Field(
+        None,
+        description="Redis Sentinels (host:port[,...]): when set, every Redis client asks them for the "
+        "current master instead of connecting to INVMON_REDIS_URL's host; that URL still gives the db "
+        "number, user and password.",
+        examples=["127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381"],
+    )
+    redis_sentinel_master: str = Field(
+        "invmon", description="Name the Sentinels monitor the Redis master under (`sentinel monitor NAME`)."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the Sentinels themselves (their `requirepass`); unset: none."
+    )
 
     # Topics.
     kafka_partitions: int = Field(6, ge=1, description="Partition count for command and event topics.")

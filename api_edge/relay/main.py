@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 import structlog
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from sqlalchemy import text
@@ -32,6 +31,7 @@ from db.engine import make_engine
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
 from infra.proxies import TrustedProxies
+from infra.redis_client import redis_client
 from infra.service import ReadyCheck, freeze_startup_objects, metrics_server, run_checks
 from infra.settings import Settings, get_settings, refuse_unsafe_settings
 
@@ -97,8 +97,8 @@ async def ping_loop(relay: Relay) -> None:
 async def run(settings: Settings) -> None:
     # Quick retries: after a Redis restart a pooled connection fails fast and the client's retry (the
     # protocol's `unavailable`) takes over, instead of redis-py's default back-off of seconds.
-    redis = Redis.from_url(
-        settings.redis_url,
+    redis = redis_client(
+        settings,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
         socket_connect_timeout=2,
     )

@@ -14,7 +14,6 @@ import uvicorn
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from contracts.topics import EVENTS
@@ -22,6 +21,7 @@ from db.outbox_repo import asyncpg_dsn
 from infra.kafka import make_broker
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
+from infra.redis_client import redis_client
 from infra.service import freeze_startup_objects, service_routes
 from infra.settings import Settings, get_settings, refuse_unsafe_settings
 from workers.outbox_relay.ops_metrics import OpsMetrics
@@ -84,7 +84,7 @@ class EventProducer:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     producer = EventProducer(settings)
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     dsn = asyncpg_dsn(settings.database_url)
 
     async def database_ready() -> None:
