@@ -23,7 +23,7 @@ from invmon.stack.paths import StackPaths
 from invmon.stack.pg_cluster import pg_services
 from invmon.stack.postgres import Target
 from invmon.stack.procs import wait_until
-from invmon.stack.redis import RedisService
+from invmon.stack.redis_cluster import redis_cluster_services
 from invmon.stack.report import Reporter
 from invmon.stack.service import Service
 from invmon.stack.state import StackState
@@ -114,9 +114,7 @@ def cluster_services(
         ClusterKafkaService(members, paths, state, node, prepare) for node in kafka_nodes(paths, layout)
     ]
     primary, standby = pg_services(settings, paths, state, layout, synchronous=synchronous_standby)
-    # One plain Redis until the Sentinel-managed pair (invmon.stack.redis_cluster) is wired in.
-    redis = RedisService(members, paths, state)
-    return [*kafka, primary, standby, redis]
+    return [*kafka, primary, standby, *redis_cluster_services(members, paths, state, layout)]
 
 
 async def provision(settings: Settings, paths: StackPaths, layout: ClusterLayout, reporter: Reporter) -> None:
