@@ -117,7 +117,8 @@ def make_broker(
 ) -> KafkaBroker:
     """A broker whose producer is safe for commands and events. Connects only when started."""
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        # FastStream takes a str as ONE server: a bootstrap list must arrive as a list.
+        [server.strip() for server in settings.kafka_bootstrap.split(",")],
         client_id=client_id,
         acks=PRODUCER_ACKS,
         enable_idempotence=PRODUCER_IDEMPOTENT,
