@@ -90,8 +90,7 @@ def cluster_down_members(lay: ClusterLayout) -> list[str]:
         **{f"kafka-{n + 1}": lay.kafka_port(n) for n in range(KAFKA_NODES)},
         "postgres-primary": lay.postgres_primary_port,
         "postgres-standby": lay.postgres_standby_port,
-        "redis": lay.redis_primary_port,
-        "nginx": lay.nginx_port,
+        **{f"sentinel-{n + 1}": lay.sentinel_port(n) for n in range(SENTINELS)},
     }
     listening = {
         c.laddr.port for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings
+from tests.drills import cluster
 from tests.drills.harness import Target
 from tests.processes import Process, running
 
@@ -27,6 +28,49 @@ HIGH_LIMITS = {
 def drill_duration(pytestconfig: pytest.Config) -> float:
     """Seconds of load per drill."""
     return FULL_S if pytestconfig.getoption("--drill-full") else SHORT_S
+
+
+@pytest.fixture(scope="session")
+def cluster_settings(settings: Settings) -> Settings:
+    """The settings of the replicated stack (`invmon stack up --cluster`); fails when a member is down."""
+    lay = cluster.layout()
+    down = cluster.cluster_down_members(lay)
+    if down:
+        pytest.fail(f"replicated stack members not listening: {down}; run `invmon stack up --cluster`")
+    env = lay.env(cluster.password(settings))
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap": env["INVMON_KAFKA_BOOTSTRAP"],
+            "database_url": env["INVMON_DATABASE_URL"],
+            "redis_url": env["INVMON_REDIS_URL"],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def drill_pipeline(
+    cluster_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[cluster.Pipeline]:
+    """2 copies of the edge, stock worker, outbox relay and live relay on the layout's ports."""
+    log_dir: Path = tmp_path_factory.mktemp("drill-cluster-logs")
+    with cluster.pipeline(cluster_settings, cluster.layout(), log_dir, HIGH_LIMITS) as running:
+        yield running
+
+
+@pytest.fixture
+def drill_target(drill_pipeline: cluster.Pipeline, cluster_settings: Settings) -> Target:
+    """The load's target: nginx in front of the edges (without nginx yet, edge copy 0 directly)."""
+    lay = drill_pipeline.lay
+    front = lay.nginx_port if cluster.listening_pid(lay.nginx_port) else lay.process_port("edge", 0)
+    return Target(http_port=front, settings=cluster_settings)
+
+
+@pytest.fixture
+def live_url(drill_pipeline: cluster.Pipeline) -> str:
+    lay = drill_pipeline.lay
+    if cluster.listening_pid(lay.nginx_port):
+        return f"ws://127.0.0.1:{lay.nginx_port}/v1/live"
+    return f"ws://127.0.0.1:{lay.process_port('live_relay', 0)}/v1/live"
 
 
 @pytest.fixture(scope="package")

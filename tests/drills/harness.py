@@ -60,6 +60,7 @@ class Drill:
     name: str
     target: Target
     token: str  # the load's operator, also good for a WebSocket client
+    prefix: str  # of the drill's SKUs: `<prefix>-0000` ...
     fault_ns: int | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -170,7 +171,7 @@ async def run_drill(
     prefix = f"DRILL-{uuid.uuid4().hex[:6].upper()}"
     registrations = set(await register(target.database_url, prefix, skus))
     token = await login(target.http_port)
-    drill = Drill(name, target, token)
+    drill = Drill(name, target, token, prefix)
     recorder = load.Recorder()
     start_ns = time.time_ns()
     deadline = time.monotonic() + duration_s
