@@ -24,7 +24,6 @@ import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil i
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contracts.topics import STOCK_COMMANDS
 from infra.settings import Settings
 from invmon.stack.cluster_layout import HOST, KAFKA_NODES, SENTINEL_MASTER, SENTINELS, ClusterLayout
 from invmon.stack.kafka_admin import admin_client
@@ -98,10 +97,10 @@ def cluster_down_members(lay: ClusterLayout) -> list[str]:
     return [name for name, port in ports.items() if port not in listening]
 
 
-async def partition_leaders(bootstrap: str, topics: list[str]) -> dict[int, int]:
-    """Node id -> how many partitions of `topics` it leads."""
+async def partition_leaders(bootstrap: str, topics: list[str] | None) -> dict[int, int]:
+    """Node id -> how many partitions of `topics` (None: every topic) it leads."""
     async with admin_client(bootstrap, 10_000) as client:
-        raw = await client.describe_topics(topics)
+        raw = await client.describe_topics(topics if topics is not None else await client.list_topics())
     counts: dict[int, int] = {}
     for entry in raw:
         for partition in entry["partitions"]:
@@ -110,9 +109,9 @@ async def partition_leaders(bootstrap: str, topics: list[str]) -> dict[int, int]
     return counts
 
 
-async def busiest_broker(lay: ClusterLayout, topics: list[str] | None = None) -> int:
-    """The node (0, 1, 2) leading the most partitions of the command topic (the drill's load's path)."""
-    counts = await partition_leaders(lay.kafka_bootstrap, topics or [STOCK_COMMANDS.name])
+async def busiest_broker(lay: ClusterLayout) -> int:
+    """The node (0, 1, 2) leading the most partitions, of every topic (internal ones included)."""
+    counts = await partition_leaders(lay.kafka_bootstrap, None)
     node_id = max(counts, key=lambda n: counts[n])
     return node_id - 1  # the layout's node n has node id n + 1
 

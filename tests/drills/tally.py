@@ -9,7 +9,10 @@ from typing import Any
 
 from tests.drills.load import Sample
 
-SLOW_MS = 1000.0  # an acknowledgement slower than this counts as "not yet recovered"
+# An acknowledgement slower than this, or than SLOW_FACTOR x the p99 before the fault (a busy shared box
+# is slow without any fault), counts as "not yet recovered".
+SLOW_MS = 1000.0
+SLOW_FACTOR = 2.0
 MIN_FAULT_WINDOW_S = 5.0  # p99 during the fault is taken over at least this long after it
 
 
@@ -89,7 +92,8 @@ def tally(
     ]
     if fault_ns is not None:
         fault_at = (fault_ns - start_ns) / 1e9
-        recover = recovery(samples, fault_ns)
+        baseline = _p99([_latency_ms(s) for s in acked if s.sent_ns < fault_ns]) or 0.0
+        recover = recovery(samples, fault_ns, max(SLOW_MS, SLOW_FACTOR * baseline))
         window_end = fault_ns + int(max(recover, MIN_FAULT_WINDOW_S) * 1e9)
         in_window = [s for s in acked if fault_ns <= s.sent_ns <= window_end]
         http_fault = _p99([_latency_ms(s) for s in in_window if s.path == "http"])

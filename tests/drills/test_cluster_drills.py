@@ -79,7 +79,7 @@ async def test_sigkill_the_broker_leading_most_partitions(
 
 
 async def _led(lay: ClusterLayout, node: int) -> int:
-    counts = await cluster.partition_leaders(lay.kafka_bootstrap, [STOCK_COMMANDS.name, EVENTS.name])
+    counts = await cluster.partition_leaders(lay.kafka_bootstrap, None)
     return counts.get(node + 1, 0)
 
 
