@@ -4,6 +4,12 @@ nothing new; the same key with another request is refused. Answers live in Redis
 The command id itself derives from (principal, key) under a server key (`api_edge.command_ids`), so even
 if Redis forgot the answer, a retry publishes the same command id and the pipeline still applies it once;
 and nobody can predict, let alone take, the id another principal's key will get.
+
+Redis unreachable (a failover, an outage): a request with a key fails closed, before anything is published,
+with 503 and Retry-After: without the stored fingerprint a reused key with another body could not be
+refused, and its command (same derived id) would be dropped downstream as a duplicate. Once the command is
+published, a failure to store the answer is only logged: the answer is still given, and a retry after
+the claim's short pending TTL publishes the same command id again (applied once).
 """
 
 from __future__ import annotations
@@ -15,13 +21,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from fastapi import Request
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from api_edge import command_ids
 from api_edge.problems import Problem
 
+log = structlog.get_logger("invmon.edge.idempotency")
+
 MAX_KEY_LENGTH = 200
+# A claim not completed within this long is abandoned (the edge died mid-request, or Redis failed before the
+# answer was stored): a retry may then run. Longer than any request: publish timeout + the longest ?wait=.
+PENDING_TTL_S = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +77,20 @@ async def claim(
     stored_at = redis_key(principal, key)
     command_id = command_ids.from_idempotency_key(id_key, principal, key)
     pending = json.dumps({"fingerprint": print_, "state": "pending"})
-    if await redis.set(stored_at, pending, nx=True, ex=ttl_s):
-        return Claim(stored_at, print_, command_id), None
-    raw = await redis.get(stored_at)
+    try:
+        if await redis.set(stored_at, pending, nx=True, ex=min(ttl_s, PENDING_TTL_S)):
+            return Claim(stored_at, print_, command_id), None
+        raw = await redis.get(stored_at)
+    except (RedisError, OSError) as error:
+        log.warning("idempotency_unavailable", error=repr(error))
+        raise Problem(
+            503,
+            "Idempotency store unavailable",
+            "the store of Idempotency-Key answers is unreachable; nothing was published: retry with the "
+            "same key",
+            type_="/problems/idempotency-unavailable",
+            headers={"Retry-After": "2"},
+        ) from error
     record = json.loads(raw) if raw else {}
     if record.get("fingerprint") != print_:
         raise Problem(
@@ -89,9 +113,15 @@ async def complete(redis: Redis, done: Claim, stored: Stored, ttl_s: int) -> Non
         "body": stored.body,
         "location": stored.location,
     }
-    await redis.set(done.redis_key, json.dumps(record), ex=ttl_s)
+    try:
+        await redis.set(done.redis_key, json.dumps(record), ex=ttl_s)
+    except (RedisError, OSError) as error:  # published already: answer anyway (see the module doc)
+        log.warning("idempotency_answer_not_stored", error=repr(error))
 
 
 async def release(redis: Redis, failed: Claim) -> None:
     """The request failed before the broker accepted it: let a retry with the same key run again."""
-    await redis.delete(failed.redis_key)
+    try:
+        await redis.delete(failed.redis_key)
+    except (RedisError, OSError) as error:  # the claim expires after PENDING_TTL_S instead
+        log.warning("idempotency_claim_not_released", error=repr(error))

@@ -138,5 +138,5 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _problem("Invalid request; nothing was published."),
     429: _problem("Rate limit exceeded; see Retry-After."),
     500: _problem("Unexpected error (no internals are shown)."),
-    503: _problem("A dependency (the broker) is unavailable; see Retry-After."),
+    503: _problem("A dependency (the broker; Redis for an Idempotency-Key) is unavailable; see Retry-After."),
 }

@@ -2,7 +2,8 @@
 (reader). One message format everywhere: `<offset> <epoch> <sku> <event type> <event JSON>`, the same text
 in the pub/sub message and in the stream entry (field `m`), so a reader parses both alike.
 
-Keys: `invmon:live:epoch` (random, created once per Redis data lifetime), per channel
+Keys: `invmon:live:epoch` (random, created once per Redis data lifetime and master replication id),
+`invmon:live:replid` (that replication id), per channel
 `invmon:live:offset:<channel>` (INCR), `invmon:live:stream:<channel>` (bounded history, entry id
 `<offset>-0`) and the pub/sub channel `invmon:live:pub:<channel>`.
 """
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 
 PREFIX = "invmon:live:"
 EPOCH_KEY = PREFIX + "epoch"
+REPLID_KEY = PREFIX + "replid"  # the master replication id the epoch was created under
 PUB_PATTERN = PREFIX + "pub:*"
 STREAM_FIELD = b"m"
 
@@ -37,13 +39,20 @@ def channel_of(pub: str) -> str:
     return pub.removeprefix(PREFIX + "pub:")
 
 
-# A new epoch means Redis lost (or never had) the history: the channel's counter and stream start again
-# with it, so an offset always names the same publication within one epoch.
-# KEYS: epoch, channel offset, channel stream; ARGV[1]: a fresh epoch, used only when there is none.
+# A new epoch means Redis lost (or may have lost) history: the epoch is tied to the master's replication
+# id (INFO replication's master_replid), which changes when a replica is promoted (Sentinel failover: the
+# new master may lack the last writes the old one acknowledged, so its counters may hand out offsets that
+# readers already saw with other publications) and when a Redis without replication history restarts. The
+# channel's counter and stream start again with a new epoch, so an offset always names the same
+# publication within one epoch.
+# KEYS: epoch, channel offset, channel stream, replication id; ARGV[1]: a fresh epoch, used only when the
+# epoch is missing or was created under another replication id.
 _EPOCH = """
+local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
 local epoch = redis.call('GET', KEYS[1])
-if not epoch then
+if not epoch or redis.call('GET', KEYS[4]) ~= replid then
   redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[4], replid)
   redis.call('DEL', KEYS[2], KEYS[3])
   epoch = ARGV[1]
 end
@@ -103,12 +112,12 @@ class LiveRedis:
         args: list[str | int] = [new_epoch(), history, pub_channel(channel)]
         for sku, type_, payload in events:
             args += [f"{sku} {type_}", payload]
-        keys = [EPOCH_KEY, offset_key(channel), stream_key(channel)]
+        keys = [EPOCH_KEY, offset_key(channel), stream_key(channel), REPLID_KEY]
         return int(await self._publish(keys=keys, args=args))
 
     async def position(self, channel: str) -> tuple[str, int]:
         """The current epoch (created if Redis has none) and the channel's last offset."""
-        keys = [EPOCH_KEY, offset_key(channel), stream_key(channel)]
+        keys = [EPOCH_KEY, offset_key(channel), stream_key(channel), REPLID_KEY]
         epoch, offset = await self._position(keys=keys, args=[new_epoch()])
         return (epoch.decode() if isinstance(epoch, bytes) else str(epoch)), int(offset)
 

@@ -50,14 +50,30 @@ def up(
         ),
     ] = False,
     cluster: ClusterOption = False,
+    synchronous_standby: Annotated[
+        bool,
+        typer.Option(
+            "--synchronous-standby",
+            help="With --cluster: the primary's commits wait until the standby has them (a dead standby "
+            "then blocks writes); without it they do not. Applied to a running primary too.",
+        ),
+    ] = False,
 ) -> None:
     """Install what is missing, start every service, wait until ready, create topics/role/db. Idempotent.
     With --cluster also migrate the primary, write <cluster dir>/cluster.env and print every member."""
     if with_prometheus and cluster:
         raise _fail(StackError("--with-prometheus runs with the single-node stack only"))
+    if synchronous_standby and not cluster:
+        raise _fail(StackError("--synchronous-standby needs --cluster"))
     settings = get_settings()
     try:
-        manager.up(settings, console, with_prometheus=with_prometheus, cluster=cluster)
+        manager.up(
+            settings,
+            console,
+            with_prometheus=with_prometheus,
+            cluster=cluster,
+            synchronous_standby=synchronous_standby,
+        )
         if cluster:
             _print_status(settings, manager.status(settings, cluster=True), memory=True)
             console.print(
@@ -135,7 +151,9 @@ def _print_status(settings: Settings, rows: list[manager.ServiceStatus], *, memo
             total += rss
             cells.append(f"{rss / 2**20:.0f} MiB" if rss else "-")
         table.add_row(*cells)
-    console.print(table)
+    # A member's role stays on one line however narrow the terminal (or CI's 80 columns).
+    out = Console(highlight=False, soft_wrap=True, width=max(console.width, 140)) if roles else console
+    out.print(table)
     if memory:
         console.print(f"resident memory of all members: {total / 2**20:.0f} MiB")
 

@@ -1,5 +1,6 @@
 """The replicated stack (`invmon stack up --cluster`): 3 KRaft nodes, a PostgreSQL primary and hot standby,
-and Redis, on the ports of ClusterLayout(INVMON_CLUSTER_BASE_PORT), all state under INVMON_CLUSTER_STACK_DIR.
+and Redis (master, replica, 3 Sentinels), on the ports of ClusterLayout(INVMON_CLUSTER_BASE_PORT), all
+state under INVMON_CLUSTER_STACK_DIR.
 
 The members are the single stack's services with other ports and folders; what only a cluster needs (one
 topic set at replication factor 3 once every node is up, the migrations on the primary, cluster.env for
@@ -9,7 +10,6 @@ topic set at replication factor 3 once every node is up, the migrations on the p
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
@@ -19,8 +19,9 @@ from infra.settings import Settings
 from invmon.stack import kafka_admin
 from invmon.stack.cluster_layout import KAFKA_NODES, MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, ClusterLayout
 from invmon.stack.kafka import KafkaNode, KafkaService, ensure_topics
+from invmon.stack.kafka_quorum import QuorumError, describe_quorum
 from invmon.stack.paths import StackPaths
-from invmon.stack.pg_cluster import pg_services
+from invmon.stack.pg_cluster import PrimaryService, pg_services
 from invmon.stack.postgres import Target
 from invmon.stack.procs import wait_until
 from invmon.stack.redis_cluster import redis_cluster_services
@@ -58,28 +59,15 @@ def member_settings(settings: Settings, layout: ClusterLayout) -> Settings:
 
 class ClusterKafkaService(KafkaService):
     async def role(self) -> str | None:
-        """From this node's view of the metadata quorum, plus how many partition leaders it holds (the
+        """From the metadata quorum (DescribeQuorum), plus how many partition leaders this node holds (the
         drills kill the one that leads the most)."""
-        quorum = _quorum_state(self.node.data_dir)
-        if quorum is None:
-            return None
-        leader = quorum.get("leaderId")
-        kind = "controller leader" if leader == self.node.node_id else "broker"
         try:
+            quorum = await describe_quorum(self.bootstrap)
             led = await kafka_admin.leader_counts(self.bootstrap)
-        except (KafkaError, OSError, TimeoutError):
-            return kind
+        except (KafkaError, OSError, TimeoutError, QuorumError):
+            return None
+        kind = "controller leader" if quorum.leader_id == self.node.node_id else "broker"
         return f"{kind} (leads {led.get(self.node.node_id, 0)} partitions)"
-
-
-def _quorum_state(data_dir: Path) -> dict[str, object] | None:
-    """KRaft's own record of the election this node last saw (rewritten at every election)."""
-    path = data_dir / "__cluster_metadata-0" / "quorum-state"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def kafka_nodes(paths: StackPaths, layout: ClusterLayout) -> list[KafkaNode]:
@@ -114,12 +102,20 @@ def cluster_services(
         ClusterKafkaService(members, paths, state, node, prepare) for node in kafka_nodes(paths, layout)
     ]
     primary, standby = pg_services(settings, paths, state, layout, synchronous=synchronous_standby)
-    return [*kafka, primary, standby, *redis_cluster_services(members, paths, state, layout)]
+    redis = redis_cluster_services(members, paths, state, layout)
+    return [*kafka, primary, standby, *redis]
 
 
-async def provision(settings: Settings, paths: StackPaths, layout: ClusterLayout, reporter: Reporter) -> None:
-    """Once every member is up: topics at rf 3, coordinators, the schema on the primary, cluster.env."""
+async def provision(
+    settings: Settings, paths: StackPaths, layout: ClusterLayout, services: list[Service], reporter: Reporter
+) -> None:
+    """Once every member is up: topics at rf 3, coordinators, the schema on the primary, cluster.env,
+    and the primary's synchronous_standby_names as asked."""
     members = member_settings(settings, layout)
+    for primary in (s for s in services if isinstance(s, PrimaryService)):
+        sync = "on" if primary.synchronous_standby else "off"
+        with reporter.step(primary.name, f"synchronous standby {sync}") as step:
+            step.outcome = "reloaded" if await primary.apply_synchronous_standby() else "unchanged"
     bootstrap = layout.kafka_bootstrap
     with reporter.step("kafka", "topics (rf 3, min isr 2)") as step:
         step.outcome = await ensure_topics(bootstrap, members, KAFKA_NODES)

@@ -59,9 +59,11 @@ def _services(
     *,
     with_prometheus: bool = False,
     cluster: bool = False,
+    synchronous_standby: bool = False,
 ) -> list[Service]:
     if cluster:
-        return cluster_services(settings, paths, state, layout_of(settings))
+        layout = layout_of(settings)
+        return cluster_services(settings, paths, state, layout, synchronous_standby=synchronous_standby)
     services: list[Service] = [
         KafkaService(settings, paths, state),
         PostgresService(settings, paths, state),
@@ -128,18 +130,31 @@ async def _gather_all(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def up_async(
-    settings: Settings, reporter: Reporter, *, with_prometheus: bool = False, cluster: bool = False
+    settings: Settings,
+    reporter: Reporter,
+    *,
+    with_prometheus: bool = False,
+    cluster: bool = False,
+    synchronous_standby: bool = False,
 ) -> bool:
     """Bring the stack up (with Prometheus if asked, or if it already runs); return False if it was already
     fully up (nothing done). `cluster`: the replicated stack, whose topics, schema and cluster.env are
-    checked on every call (cheap, and a cluster whose provisioning was interrupted gets it finished)."""
+    checked on every call (cheap, and a cluster whose provisioning was interrupted gets it finished), and
+    whose primary's commits wait for the standby when `synchronous_standby`, else not."""
     if settings.stack_profile not in PROFILES:
         raise StackError(f"stack_profile must be one of {PROFILES}, not {settings.stack_profile!r}")
     paths = _paths(settings, cluster)
     start = time.monotonic()
     with _locked(paths):
         state = StackState(paths.state_file)
-        services = _services(settings, paths, state, with_prometheus=with_prometheus, cluster=cluster)
+        services = _services(
+            settings,
+            paths,
+            state,
+            with_prometheus=with_prometheus,
+            cluster=cluster,
+            synchronous_standby=synchronous_standby,
+        )
         current = await _status(services)
         already = all(s.running and s.ready for s in current) and all(
             svc.config_current() for svc in services if isinstance(svc, PrometheusService)
@@ -156,7 +171,7 @@ async def up_async(
             await ensure_packages(reporter)
             await _gather_all([asyncio.create_task(svc.up(reporter)) for svc in services])
         if cluster:
-            await provision(settings, paths, layout_of(settings), reporter)
+            await provision(settings, paths, layout_of(settings), services, reporter)
     reporter.console.print(f"stack up: done in {time.monotonic() - start:.2f}s")
     return not already
 
@@ -237,11 +252,18 @@ def up(
     *,
     with_prometheus: bool = False,
     cluster: bool = False,
+    synchronous_standby: bool = False,
 ) -> bool:
     """Start whatever is missing and wait until everything is ready. False: it was already up."""
     reporter = Reporter(console)
     return asyncio.run(
-        up_async(settings or get_settings(), reporter, with_prometheus=with_prometheus, cluster=cluster)
+        up_async(
+            settings or get_settings(),
+            reporter,
+            with_prometheus=with_prometheus,
+            cluster=cluster,
+            synchronous_standby=synchronous_standby,
+        )
     )
 
 

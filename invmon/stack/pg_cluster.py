@@ -45,14 +45,32 @@ class PrimaryService(PostgresService):
         self.synchronous_standby = synchronous_standby
 
     def _extra_config(self) -> list[str]:
-        sync = f"'{STANDBY_NAME}'" if self.synchronous_standby else "''"
-        return [
+        lines = [
             "wal_level = replica",
             "max_wal_senders = 5",
             "max_replication_slots = 5",
             "hot_standby = on",
-            f"synchronous_standby_names = {sync}",
         ]
+        if self.synchronous_standby:
+            # The last setting in the file wins: the test profile's synchronous_commit = off would make
+            # the standby's acknowledgement moot.
+            return [*lines, f"synchronous_standby_names = '{STANDBY_NAME}'", "synchronous_commit = on"]
+        return [*lines, "synchronous_standby_names = ''"]
+
+    async def apply_synchronous_standby(self) -> bool:
+        """Bring a running primary's config to `synchronous_standby` (rewrite, reload: no restart). True
+        if it changed."""
+        conf = self._data / "invmon.conf"
+        before = conf.read_text() if conf.exists() else None
+        self._write_config()
+        if conf.read_text() == before:
+            return False
+        conn = await self._superuser_connect()
+        try:
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+        return True
 
     def _extra_hba(self) -> str:
         return f"host replication {REPLICATION_USER} 127.0.0.1/32 scram-sha-256\n"

@@ -10,6 +10,7 @@ before anyone could rewrite it) is started as a replica of the master the Sentin
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ DOWN_AFTER_MS = 3000
 FAILOVER_TIMEOUT_MS = 10000
 SENTINEL_PACKAGE = "redis-sentinel"
 
+# The three Sentinels start concurrently: one apt-get at a time (dpkg's lock would refuse the others).
+_INSTALL = asyncio.Lock()
 _MONITOR = re.compile(r"^sentinel monitor (\S+) (\S+) (\d+) \d+\s*$", re.MULTILINE)
 
 
@@ -308,7 +311,8 @@ class SentinelService:
                 step.outcome = "already running"
             return
         ensure_port_free(self.name, self.port)
-        await apt_install(_missing_sentinel(), _missing_sentinel, reporter)
+        async with _INSTALL:
+            await apt_install(_missing_sentinel(), _missing_sentinel, reporter)
         binary = sentinel_bin()
         if binary is None:
             raise StackError(f"{SENTINEL_PACKAGE} not found")
