@@ -41,6 +41,7 @@ from api_edge.live import LiveHub
 from api_edge.ratelimit import RateLimits
 from api_edge.state import Clients
 from db.engine import make_engine
+from db.read_engine import ReadEngine
 from infra.kafka import make_broker, raw_producer
 from infra.redis_client import redis_client
 from infra.service import freeze_startup_objects, metrics_server
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker = make_broker(settings, client_id="edge-ping", description="inventory-monitor HTTP edge")
         engine = make_engine(settings.database_url)
+        reads = ReadEngine.build(engine, settings.database_read_url)
         # Bounded and blocking: under a burst, requests wait briefly for a connection rather than erroring.
         # A pooled connection Redis dropped (a restart, CLIENT KILL, an idle timeout) fails its next command
         # once; that command is sent again on a new connection instead of failing the request.
@@ -76,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hub = LiveHub(redis, settings.edge_wait_idle_s)
         producer = raw_producer(settings, client_id="edge")
         app.state.clients = Clients(
-            settings, broker, engine, redis, hub, RateLimits(settings, redis.connection_pool), producer
+            settings, broker, engine, redis, hub, RateLimits(settings, redis.connection_pool), producer, reads
         )
         await broker.connect()
         await producer.start()
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await producer.stop()
             await broker.stop()
             await redis.aclose()  # and its pool
+            await reads.dispose()
             await engine.dispose()
 
     app = FastAPI(

@@ -121,15 +121,15 @@ async def _stream(
     c: Clients, shape: exports.Shape, f: exports.ExportFilter, fmt: ExportFormat
 ) -> AsyncIterator[bytes]:
     yield export_format.header(fmt, shape.names)
-    async with c.engine.connect() as conn:
+    async with c.reads.connect() as conn:
         pg = await driver(conn)
         async with pg.transaction(isolation="repeatable_read", readonly=True):
             async for rows in exports.batches(pg, shape, f):
                 yield export_format.encode(fmt, shape.names, rows)
 
 
-# Per edge process, below the engine's pool (5 + 5 overflow): however many exports are asked for, the reads
-# and the command status checks keep connections.
+# Per edge process, below the read engine's pool (5 + 5 overflow): however many exports are asked for, the
+# reads keep connections.
 MAX_RUNNING_EXPORTS = 2
 RETRY_AFTER_S = 10
 

@@ -15,9 +15,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api_edge.ratelimit import ratelimit_headers
 from api_edge.state import clients
 from infra.logging import hot_path_line, redact_url
-from infra.service import metrics_response, run_checks
+from infra.service import ReadyCheck, metrics_response, readiness, run_checks
 
 router = APIRouter(tags=["operations"])
+OPTIONAL_CHECKS = frozenset({"postgres_read"})
 
 REQUESTS = Counter("invmon_edge_requests_total", "HTTP requests by route and status.", ["route", "status"])
 LATENCY = Histogram(
@@ -36,7 +37,8 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready", responses={503: {"description": "A dependency is not usable."}})
 async def ready(request: Request) -> JSONResponse:
-    """PostgreSQL, Redis and Kafka each answer within their timeout."""
+    """PostgreSQL, Redis and Kafka each answer within their timeout. With a read replica configured, it is
+    checked too: down, the edge is `degraded` but ready (its reads fall back to the primary)."""
     c = clients(request)
 
     async def postgres() -> None:
@@ -49,9 +51,12 @@ async def ready(request: Request) -> JSONResponse:
     async def kafka() -> bool:
         return await c.broker.ping(timeout=2.0)
 
-    results = await run_checks({"postgres": postgres, "redis": redis, "kafka": kafka}, timeout_s=2.0)
-    ok = all(v == "ok" for v in results.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": results}, 200 if ok else 503)
+    checks: dict[str, ReadyCheck] = {"postgres": postgres, "redis": redis, "kafka": kafka}
+    if c.reads.replica is not None:
+        checks["postgres_read"] = c.reads.check_replica
+    results = await run_checks(checks, timeout_s=2.0)
+    status, code = readiness(results, optional=OPTIONAL_CHECKS)
+    return JSONResponse({"status": status, "checks": results}, code)
 
 
 @router.get("/metrics", include_in_schema=False)

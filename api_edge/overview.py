@@ -8,7 +8,7 @@ from api_edge.auth import require
 from api_edge.state import clients
 from contracts.operations import CommandRateBucket, Overview
 from db import ops_reads, overview_reads
-from db.command_log import transaction
+from db.command_log import driver
 from db.overview_reads import BUCKET_S, WINDOW_S, RateBucket
 
 router = APIRouter(prefix="/v1", tags=["reads"], dependencies=[Depends(require("viewer"))])
@@ -32,7 +32,9 @@ def overview(by_state: dict[str, int], rate: list[RateBucket]) -> Overview:
 async def get_overview(request: Request) -> Overview:
     """Active items per alert state and the commands the workers finished per 10 s over the last 10 minutes:
     what the dashboard's overview strip shows."""
-    async with transaction(clients(request).engine) as conn:
-        by_state = await ops_reads.items_by_alert_state(conn)
-        rate = await overview_reads.command_rate(conn)
+    async with clients(request).reads.connect() as conn:
+        pg = await driver(conn)
+        async with pg.transaction(readonly=True):
+            by_state = await ops_reads.items_by_alert_state(pg)
+            rate = await overview_reads.command_rate(pg)
     return overview(by_state, rate)

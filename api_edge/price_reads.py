@@ -32,7 +32,7 @@ CurrencyPath = Annotated[Currency, Path()]
 @router.get("/items/{sku}/prices")
 async def get_prices(sku: SkuPath, c: ClientsDep) -> PricesView:
     """Every currency's price in force, base terms, margin and markup, and the open windows."""
-    async with c.engine.connect() as conn:
+    async with c.reads.connect() as conn:
         rows = await price_reads.prices(conn, sku)
         window_rows = await price_reads.open_windows(conn, sku)
     by_currency: dict[str, list[WindowView]] = {}
@@ -66,7 +66,7 @@ async def get_price_history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> HistoryPage:
     """Every change of the price in force, oldest first, keyset-paged by id."""
-    async with c.engine.connect() as conn:
+    async with c.reads.connect() as conn:
         rows = await price_reads.history(conn, sku, currency, after=after, limit=limit)
     entries = [HistoryEntryView(**{k: r[k] for k in HistoryEntryView.model_fields}) for r in rows]
     return HistoryPage(
@@ -94,7 +94,7 @@ async def get_lowest_prior_price(
 ) -> LowestPriceView:
     """The lowest price in force during the 30 days before `at` (EU prior-price rule)."""
     moment = at or datetime.now(UTC)
-    async with c.engine.connect() as conn:
+    async with c.reads.connect() as conn:
         lowest = await price_reads.lowest_prior_price(conn, sku, currency, moment)
     return LowestPriceView(
         sku=sku, currency=currency, at=moment, days=price_reads.PRIOR_PRICE_DAYS, lowest_price=lowest

@@ -47,7 +47,7 @@ async def list_items(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ItemPage:
     """Items in SKU order with filters; cursor-paged."""
-    async with c.engine.connect() as conn:
+    async with c.reads.connect() as conn:
         rows = await read_repo.list_items(
             conn, category=category, alert_state=alert_state, active=active, text=q, after=after, limit=limit
         )
@@ -58,7 +58,7 @@ async def list_items(
 @router.get("/alerts")
 async def active_alerts(c: ClientsDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[AlertView]:
     """Items whose stock is low, out or over, and prices whose margin is under the floor; newest first."""
-    async with c.engine.connect() as conn:
+    async with c.reads.connect() as conn:
         stock = await read_repo.stock_alerts(conn, limit)
         margins = await price_reads.margin_alerts(conn, limit)
     alerts = [
@@ -92,7 +92,7 @@ async def active_alerts(c: ClientsDep, limit: Annotated[int, Query(ge=1, le=1000
 @router.get("/items/{sku}", responses={404: {"description": "No such item."}})
 async def get_item(sku: Annotated[Sku, Path()], c: ClientsDep) -> ItemView:
     """An item with its on-hand, reserved and available stock."""
-    async with c.engine.connect() as conn:
+    async with c.reads.connect() as conn:
         row = await read_repo.get_item(conn, sku)
     if row is None:
         raise Problem(404, "Item not found", f"no item with sku {sku}", type_="/problems/not-found")
@@ -107,7 +107,7 @@ async def get_ledger(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LedgerPage:
     """Every stock movement of an item, oldest first."""
-    async with c.engine.connect() as conn:
+    async with c.reads.connect() as conn:
         rows = await read_repo.get_ledger(conn, sku, after=after, limit=limit)
     entries = [LedgerEntryView(**{k: r[k] for k in LedgerEntryView.model_fields}) for r in rows]
     next_after = entries[-1].id if len(entries) == limit else None

@@ -71,6 +71,18 @@ async def run_checks(checks: Mapping[str, ReadyCheck], *, timeout_s: float) -> d
     return dict(zip(names, outcomes, strict=True))
 
 
+def readiness(results: Mapping[str, str], optional: frozenset[str] = frozenset()) -> tuple[str, int]:
+    """The status and HTTP code of a readiness answer. A failed `optional` check (one the process works
+    around, e.g. the read replica: reads fall back to the primary) makes it `degraded` but still ready, so
+    a load balancer keeps the process while an operator sees what is missing."""
+    failed = {name for name, outcome in results.items() if outcome != "ok"}
+    if not failed:
+        return "ok", 200
+    if failed <= optional:
+        return "degraded", 200
+    return "unavailable", 503
+
+
 def freeze_startup_objects() -> None:
     """Call once a process has started: move everything allocated so far (the app, models, routes,
     schemas, ~180k objects in the edge) out of the cycle collector's reach. A full collection over them

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         "postgresql+asyncpg://invmon:invmon@127.0.0.1:15432/invmon",
         description="SQLAlchemy URL of the PostgreSQL database (asyncpg driver).",
     )
+    database_read_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of a read replica (a hot standby) for reads that tolerate lag: item "
+        "lists and views, ledger, price history, exports, the overview, relay snapshots. Unset: the primary. "
+        "An unreachable replica falls back to the primary.",
+    )
     redis_url: str = Field("redis://127.0.0.1:16379/0", description="Redis URL for pub/sub and rate limits.")
     redis_sentinels: str | None = Field(
         None,
@@ -48,6 +54,23 @@ class Settings(BaseSettings):
     redis_sentinel_password: SecretStr | None = Field(
         None, description="Password of the Sentinels themselves (their `requirepass`); unset: none."
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client talks to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (required with SASL_PLAINTEXT / SASL_SSL)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name (required with SASL_*).")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (required with SASL_*).")
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="CA bundle (PEM) that signs the brokers' certificates (SSL / SASL_SSL; unset: the "
+        "system's trust store).",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="Client certificate (PEM) for TLS client authentication (with the key file)."
+    )
+    kafka_ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
 
     # Topics.
     kafka_partitions: int = Field(6, ge=1, description="Partition count for command and event topics.")
@@ -352,6 +375,13 @@ class Settings(BaseSettings):
             ipaddress.ip_network(entry, strict=False)  # a typo fails at start, never trusts nothing silently
         return value
 
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        problem = kafka_security_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
     def jwt_key(self) -> str:
         """The token signing key; in local mode without one, a fixed local-only key."""
         if self.jwt_secret is not None:
@@ -419,6 +449,33 @@ def refuse_unsafe_settings(settings: Settings) -> None:
     if problem is not None:
         print(f"refusing to start (INVMON_ENVIRONMENT=production): {problem}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def kafka_security_problem(settings: Settings) -> str | None:
+    """Why the Kafka security settings cannot make a client (None: they can). Checked when settings load,
+    so a typo stops the process at start instead of as a broker that never answers."""
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL_"):
+        missing = [
+            f"INVMON_KAFKA_SASL_{name.upper()}"
+            for name, value in (
+                ("mechanism", settings.kafka_sasl_mechanism),
+                ("username", settings.kafka_sasl_username),
+                ("password", settings.kafka_sasl_password),
+            )
+            if not value
+        ]
+        if missing:
+            return f"INVMON_KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)}"
+    tls = (settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+    if not protocol.endswith("SSL") and any(tls):
+        return f"INVMON_KAFKA_SSL_* files are set but INVMON_KAFKA_SECURITY_PROTOCOL={protocol} uses no TLS"
+    if (settings.kafka_ssl_certfile is None) != (settings.kafka_ssl_keyfile is None):
+        return "INVMON_KAFKA_SSL_CERTFILE and INVMON_KAFKA_SSL_KEYFILE go together"
+    for name, path in zip(("CAFILE", "CERTFILE", "KEYFILE"), tls, strict=True):
+        if path is not None and not path.is_file():
+            return f"INVMON_KAFKA_SSL_{name}={path}: no such file"
+    return None
 
 
 def _port(hostport: str, default: int) -> int:

@@ -28,16 +28,19 @@ from api_edge.relay.hub import Hub, close_all
 from api_edge.relay.session import Relay, Session, close_deactivated
 from api_edge.relay.snapshot import Snapshots
 from db.engine import make_engine
+from db.read_engine import ReadEngine
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
 from infra.proxies import TrustedProxies
 from infra.redis_client import redis_client
-from infra.service import ReadyCheck, freeze_startup_objects, metrics_server, run_checks
+from infra.service import ReadyCheck, freeze_startup_objects, metrics_server, readiness, run_checks
 from infra.settings import Settings, get_settings, refuse_unsafe_settings
 
 log = structlog.get_logger("invmon.relay")
 
 PATH = "/v1/live"
+# Down, the read replica leaves the relay degraded but ready: snapshots fall back to the primary.
+OPTIONAL_CHECKS = frozenset({"postgres_read"})
 PING = b'{"type":"ping"}'
 
 
@@ -60,9 +63,9 @@ def http_routes(relay: Relay, *, metrics: bool) -> object:
             return _respond(ws, 200, '{"status":"ok"}', "application/json")
         if path == "/health/ready":
             results = await run_checks(_checks(relay), timeout_s=2.0)
-            ok = all(v == "ok" for v in results.values())
-            body = json.dumps({"status": "ok" if ok else "unavailable", "checks": results})
-            return _respond(ws, 200 if ok else 503, body, "application/json")
+            status, code = readiness(results, optional=OPTIONAL_CHECKS)
+            body = json.dumps({"status": status, "checks": results})
+            return _respond(ws, code, body, "application/json")
         return _respond(ws, 404, '{"detail":"not found"}', "application/json")
 
     return process_request
@@ -79,7 +82,10 @@ def _checks(relay: Relay) -> dict[str, ReadyCheck]:
     async def feed() -> bool:
         return relay.feed.ready.is_set()
 
-    return {"postgres": postgres, "redis": redis, "feed": feed}
+    checks: dict[str, ReadyCheck] = {"postgres": postgres, "redis": redis, "feed": feed}
+    if relay.reads.replica is not None:
+        checks["postgres_read"] = relay.reads.check_replica
+    return checks
 
 
 async def ping_loop(relay: Relay) -> None:
@@ -103,9 +109,10 @@ async def run(settings: Settings) -> None:
         socket_connect_timeout=2,
     )
     engine = make_engine(settings.database_url)
+    reads = ReadEngine.build(engine, settings.database_read_url)
     live = LiveRedis(redis)
     hub = Hub()
-    snapshots = Snapshots(engine, settings.live_snapshot_limit)
+    snapshots = Snapshots(reads, settings.live_snapshot_limit)
     relay = Relay(
         settings,
         hub,
@@ -113,6 +120,7 @@ async def run(settings: Settings) -> None:
         live,
         engine,
         snapshots,
+        reads,
         TrustedProxies(settings.trusted_proxies),
     )
 
@@ -140,6 +148,7 @@ async def run(settings: Settings) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await redis.aclose()
+        await reads.dispose()
         await engine.dispose()
 
 

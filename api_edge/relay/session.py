@@ -39,6 +39,7 @@ from contracts.live import (
     Subscribe,
     Unsubscribe,
 )
+from db.read_engine import ReadEngine
 from infra.live_redis import LiveMessage, LiveRedis
 from infra.proxies import TrustedProxies
 from infra.settings import Settings
@@ -56,8 +57,9 @@ class Relay:
     hub: Hub
     feed: Feed
     live: LiveRedis
-    engine: AsyncEngine
+    engine: AsyncEngine  # the primary
     snapshots: Snapshots
+    reads: ReadEngine
     proxies: TrustedProxies
 
 

@@ -7,11 +7,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.live import AlertRow, Channel, Filter, ItemRow, PriceRow
 from contracts.money import margin_pct
 from db import live_reads
+from db.read_engine import ReadEngine
 
 Rows = list[ItemRow] | list[PriceRow] | list[AlertRow]
 
@@ -50,12 +50,14 @@ def item_row(row: RowMapping, prices: list[PriceRow]) -> ItemRow:
 
 
 async def snapshot(
-    engine: AsyncEngine, channel: Channel, wanted: Filter | None, limit: int
+    reads: ReadEngine, channel: Channel, wanted: Filter | None, limit: int
 ) -> tuple[Rows, bool]:
-    """The channel's rows (after the filter) and whether the row limit cut them short."""
+    """The channel's rows (after the filter) and whether the row limit cut them short. From the read
+    replica once it has replayed what the primary had committed when this began (`connect_caught_up`),
+    so the rows are never older than the live offset the subscriber was given."""
     skus = wanted.skus if wanted else None
     category = wanted.category if wanted else None
-    async with engine.connect() as conn:
+    async with reads.connect_caught_up() as conn:
         if channel == "inventory":
             items = await live_reads.items(conn, skus, category, limit + 1)
             by_sku: defaultdict[str, list[PriceRow]] = defaultdict(list)
@@ -97,8 +99,8 @@ class Snapshots:
     channel position, so one that arrives while a read runs waits for the next one, which starts when the
     running one ends: a burst of any size costs two reads, and the rows are encoded once per read."""
 
-    def __init__(self, engine: AsyncEngine, limit: int) -> None:
-        self._engine = engine
+    def __init__(self, reads: ReadEngine, limit: int) -> None:
+        self._reads = reads
         self._limit = limit
         self._rounds: dict[tuple[str, str], _Round] = {}
 
@@ -130,7 +132,7 @@ class Snapshots:
         state.running.add_done_callback(lambda done: _settle(waiting, done))
 
     async def _read(self, channel: Channel, wanted: Filter | None) -> tuple[bytes, bool]:
-        rows, truncated = await snapshot(self._engine, channel, wanted, self._limit)
+        rows, truncated = await snapshot(self._reads, channel, wanted, self._limit)
         return b"[" + b",".join(row.model_dump_json().encode() for row in rows) + b"]", truncated
 
 
