@@ -28,8 +28,9 @@ RUN pip install --no-deps . \
 
 USER invmon
 
-# Edge (API, WebSocket, /metrics), stock worker and outbox relay (/metrics, /health).
-EXPOSE 8000 9101 9102 9103
+# Edge (API, /metrics), WebSocket relay (/v1/live, /metrics), stock worker, outbox relay, price worker and
+# notifier (/metrics, /health): the default port of each Procfile process.
+EXPOSE 8000 8001 9101 9102 9103 9104
 
 # Inside a container every process must listen on all interfaces.
 ENV INVMON_EDGE_HOST=0.0.0.0

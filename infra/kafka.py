@@ -112,13 +112,19 @@ class ConsumerSafety:
 CONSUMER_SAFETY = ConsumerSafety()
 
 
+def bootstrap_servers(settings: Settings) -> list[str]:
+    """INVMON_KAFKA_BOOTSTRAP as a list of host:port. FastStream wraps a string in a list, so a
+    comma-separated string would reach aiokafka as one unresolvable host name (aiokafka's own clients split
+    it themselves)."""
+    return [host.strip() for host in settings.kafka_bootstrap.split(",") if host.strip()]
+
+
 def make_broker(
     settings: Settings, *, client_id: str, description: str | None = None, linger_ms: int = 2
 ) -> KafkaBroker:
     """A broker whose producer is safe for commands and events. Connects only when started."""
     return KafkaBroker(
-        # FastStream takes a str as ONE server: a bootstrap list must arrive as a list.
-        [server.strip() for server in settings.kafka_bootstrap.split(",")],
+        bootstrap_servers(settings),
         client_id=client_id,
         acks=PRODUCER_ACKS,
         enable_idempotence=PRODUCER_IDEMPOTENT,

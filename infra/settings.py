@@ -368,6 +368,13 @@ class Settings(BaseSettings):
         description="Alert rule files (*.yml) the local Prometheus loads (unset: deploy/prometheus/rules).",
     )
 
+    @field_validator("smtp_ca_file", "smtp_username", "smtp_password", "notify_admin_email", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # compose passes an unset `${INVMON_SMTP_USERNAME:-}` on as an empty value: that means none (no AUTH,
+        # no CA file), never an empty user name or the current directory as a CA file.
+        return None if value == "" else value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

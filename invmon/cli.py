@@ -200,6 +200,14 @@ def run(
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds the processes get to stop after SIGTERM/SIGINT.")
     ] = 20.0,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Two copies of every process (edge.1, edge.2, ...) against `invmon stack up --cluster`, "
+            "with <cluster dir>/cluster.env and the cluster layout's ports.",
+        ),
+    ] = False,
 ) -> None:
     """Start every process of the Procfile (edge, workers, relay) against the configured stack.
     SIGTERM or SIGINT stops them all; their logs also go to <stack dir>/logs/processes/."""
@@ -208,7 +216,18 @@ def run(
     if not procfile.is_file():
         console.print(f"[red]no Procfile at {procfile}[/red]")
         raise typer.Exit(2)
-    raise typer.Exit(runner.run(get_settings(), procfile, grace))
+    settings = get_settings()
+    if not cluster:
+        raise typer.Exit(runner.run(settings, procfile, grace))
+    from invmon.cluster_run import ClusterRunError, run_cluster
+    from invmon.stack.cluster_layout import ClusterLayout
+
+    layout = ClusterLayout(settings.cluster_base_port)
+    try:
+        raise typer.Exit(run_cluster(settings, procfile, grace, settings.cluster_stack_dir, layout))
+    except ClusterRunError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
 
 
 if __name__ == "__main__":

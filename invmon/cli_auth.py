@@ -70,15 +70,19 @@ async def _transaction() -> AsyncIterator[AsyncConnection]:
         await engine.dispose()
 
 
-async def _add_user(username: str, password_hash: str, roles: list[str]) -> None:
+async def _add_user(username: str, password_hash: str, roles: list[str], *, if_absent: bool = False) -> bool:
+    """False when `if_absent` and the user exists: nothing is changed then."""
     async with _transaction() as conn:
         existed = await auth_repo.find_user(conn, username) is not None
+        if existed and if_absent:
+            return False
         await auth_repo.upsert_user(conn, username, password_hash, roles)
         if existed:  # `user add` on a known name resets its password and roles, and reactivates it
             audit = _audit("user.update", f"user:{username}", roles=roles, password_changed=True, active=True)
         else:
             audit = _audit("user.create", f"user:{username}", roles=roles)
         await audit_repo.record(conn, audit)
+        return True
 
 
 async def add_key(key_id: str, digest: str, name: str, roles: list[str]) -> None:
@@ -110,6 +114,14 @@ def user_add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from stdin.")
     ] = False,
+    if_absent: Annotated[
+        bool,
+        typer.Option(
+            "--if-absent",
+            help="Only create: a user of that name (active or not) is left as it is. For a deployment's "
+            "init job, which runs at every start and must not reset a password changed since.",
+        ),
+    ] = False,
 ) -> None:
     """Create a user, or reset an existing user's password and roles (and reactivate it)."""
     _issuing()
@@ -123,7 +135,9 @@ def user_add(
         raise typer.BadParameter(f"use a password of at least {MIN_PASSWORD_CHARS} characters")
     if password in DEMO_PASSWORDS and get_settings().environment != "local":
         raise typer.BadParameter("that password is published in the README: choose another")
-    asyncio.run(_add_user(username, hash_password(password), roles))
+    if not asyncio.run(_add_user(username, hash_password(password), roles, if_absent=if_absent)):
+        console.print(f"user {username} exists: left as it is")
+        return
     console.print(f"user {username} has roles {', '.join(roles)}")
 
 

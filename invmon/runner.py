@@ -6,6 +6,13 @@ every group; after `grace` seconds whatever is left gets SIGKILL; then the super
 ending on its own stops the others too (as honcho, which ran them before, did): half a pipeline is worse
 than none.
 
+`invmon run --cluster` runs every process twice (edge.1, edge.2, ...) against the replicated stack: each
+copy gets <cluster dir>/cluster.env (written by `invmon stack up --cluster`) and its own port from the
+cluster layout, under the same supervisor. Every process is safe in two copies: workers and the notifier
+split partitions in their consumer groups (the notifier's deliveries are claimed with SKIP LOCKED), the
+outbox relay's second copy is a standby waiting on the leader's advisory lock, schedules take an advisory
+lock per round, and edges and relays are stateless behind nginx.
+
 Children always log JSON. Each line goes, as written, to <stack dir>/logs/processes/<name>.log (size
 bounded, one rotated file kept), which `invmon logs` reads; the terminal shows it through structlog's
 console renderer, or the JSON itself when stdout is not a terminal.
@@ -21,7 +28,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 import structlog
@@ -31,6 +38,8 @@ from invmon.stack.paths import StackPaths
 
 # One file per process stays under this size; the previous one is kept as <name>.log.1.
 LOG_MAX_BYTES = 20 * 1024 * 1024
+# Wide enough for the longest copy's name ("outbox_relay.1").
+NAME_WIDTH = 14
 # SIGHUP: the terminal closed. The children, in sessions of their own, would not hear of it and stay behind.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -81,11 +90,11 @@ def console_renderer(colors: bool) -> Callable[[str, bytes], str]:
         try:
             event = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return f"{name:<13}| {raw.decode('utf-8', 'replace').rstrip()}"
+            return f"{name:<{NAME_WIDTH}}| {raw.decode('utf-8', 'replace').rstrip()}"
         if not isinstance(event, dict):
-            return f"{name:<13}| {raw.decode('utf-8', 'replace').rstrip()}"
+            return f"{name:<{NAME_WIDTH}}| {raw.decode('utf-8', 'replace').rstrip()}"
         event.pop("process", None)
-        return f"{name:<13}| {render(None, str(event.get('level', 'info')), event)}"
+        return f"{name:<{NAME_WIDTH}}| {render(None, str(event.get('level', 'info')), event)}"
 
     return line
 
@@ -118,8 +127,14 @@ class Supervisor:
         show: Callable[[str, bytes], str] | None,
         grace: float,
         out: IO[str] = sys.stdout,
+        envs: Mapping[str, Mapping[str, str]] | None = None,
+        groups: Mapping[str, str] | None = None,
     ) -> None:
+        """`envs`: per process name, variables on top of `env` (a copy's port and cluster settings).
+        `groups`: copies of one process by name; a copy that ends leaves the others running while another
+        copy of its group runs (that is what the copies are for), the last one ends them all."""
         self._procfile, self._env, self._log_dir = procfile, env, log_dir
+        self._envs, self._groups = envs or {}, groups or {}
         self._show, self._grace, self._out = show, grace, out
         self._children: list[Child] = []
         self._stop = asyncio.Event()
@@ -128,7 +143,7 @@ class Supervisor:
 
     def _say(self, text: str) -> None:
         with contextlib.suppress(OSError):
-            self._out.write(f"{'run':<13}| {text}\n")
+            self._out.write(f"{'run':<{NAME_WIDTH}}| {text}\n")
             self._out.flush()
 
     def _on_signal(self, sig: int) -> None:
@@ -168,7 +183,7 @@ class Supervisor:
         for name, command in self._procfile.items():
             process = await asyncio.create_subprocess_shell(
                 f"exec {command}",
-                env=dict(self._env),
+                env={**self._env, **self._envs.get(name, {})},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -181,15 +196,15 @@ class Supervisor:
             self._say(f"{name} started (pid {process.pid})")
         exits = {asyncio.create_task(c.process.wait()): c for c in self._children}
         stop = asyncio.create_task(self._stop.wait())
-        done, _ = await asyncio.wait([stop, *exits], return_when=asyncio.FIRST_COMPLETED)
+        first = await self._first_unreplaced_exit(stop, exits)
         returncode = 0
-        if stop in done and self._signal is not None:
+        if first is None and self._signal is not None:
             # The processes stop gracefully on SIGTERM and SIGINT; a hang-up means SIGTERM to them.
             forward = signal.SIGTERM if self._signal == signal.SIGHUP else self._signal
             self._say(f"{signal.Signals(forward).name} received: stopping every process")
         else:
+            assert first is not None
             stop.cancel()
-            first = next(exits[t] for t in done if t in exits)
             code = first.process.returncode or 1
             returncode = 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + n
             forward = signal.SIGTERM
@@ -212,6 +227,29 @@ class Supervisor:
             self._say(f"{child.name} stopped (rc={child.process.returncode})")
         return returncode
 
+    async def _first_unreplaced_exit(
+        self, stop: asyncio.Task[bool], exits: dict[asyncio.Task[int], Child]
+    ) -> Child | None:
+        """The first child to end with no other copy of its group running; None when a signal came first."""
+        waiting: set[asyncio.Task[Any]] = {stop, *exits}
+        while True:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                return None
+            for task in done:
+                child = exits[task]
+                group = self._groups.get(child.name)
+                others = [
+                    c.name
+                    for c in self._children
+                    if c is not child and group is not None and self._groups.get(c.name) == group
+                    if c.process.returncode is None
+                ]
+                if not others:
+                    return child
+                rc = child.process.returncode
+                self._say(f"{child.name} exited (rc={rc}): {', '.join(others)} carries on")
+
     async def _all_gone(self, within: float) -> bool:
         """Every leader reaped and every group empty (grandchildren included) within `within` seconds."""
         loop = asyncio.get_running_loop()
@@ -228,15 +266,29 @@ def log_dir(settings: Settings) -> Path:
     return StackPaths.from_settings(settings).logs / "processes"
 
 
-def run(settings: Settings, procfile: Path, grace: float) -> int:
-    # Children find this interpreter's scripts first, and always write JSON: the files need it, and the
-    # terminal rendering is this process's job.
-    env = {
+def child_env() -> dict[str, str]:
+    """This process's environment for the children: they find this interpreter's scripts first, and always
+    write JSON (the files need it; the terminal rendering is this process's job)."""
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "INVMON_LOG_JSON": "true",
     }
+
+
+def supervise(
+    settings: Settings,
+    procfile: Mapping[str, str],
+    env: Mapping[str, str],
+    logs: Path,
+    grace: float,
+    envs: Mapping[str, Mapping[str, str]] | None = None,
+    groups: Mapping[str, str] | None = None,
+) -> int:
     as_json = settings.log_json if settings.log_json is not None else not sys.stdout.isatty()
     show = None if as_json else console_renderer(colors=True)
-    supervisor = Supervisor(parse_procfile(procfile.read_text()), env, log_dir(settings), show, grace)
-    return asyncio.run(supervisor.run())
+    return asyncio.run(Supervisor(procfile, env, logs, show, grace, envs=envs, groups=groups).run())
+
+
+def run(settings: Settings, procfile: Path, grace: float) -> int:
+    return supervise(settings, parse_procfile(procfile.read_text()), child_env(), log_dir(settings), grace)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_PATH = ROOT / "compose.yaml"
+CLUSTER_COMPOSE_PATH = ROOT / "compose.cluster.yaml"
 DOCKERFILE_PATH = ROOT / "Dockerfile"
 INFRA_SERVICES = ("kafka", "postgres", "redis")
 INVMON_VAR = re.compile(r"\bINVMON_[A-Z0-9_]+")
@@ -32,7 +36,8 @@ def _procfile() -> dict[str, str]:
 PROCESSES = _procfile()
 # Processes whose port setting is not named after the process.
 PORT_FIELDS = {"live_relay": "live_port"}
-PUBLISHED = {"edge", "live_relay"}  # the HTTP edge and the WebSocket relay face clients
+# nginx faces clients; the edges and relays behind it publish nothing, so `--scale` never clashes on a port.
+PUBLISHED = {"nginx"}
 # Opt-in (`--profile monitoring`), published on loopback for the operator's browser.
 MONITORING = {"prometheus", "grafana"}
 
@@ -94,6 +99,52 @@ def test_every_invmon_variable_is_a_settings_field(path: Path) -> None:
     assert not unknown, f"{path.name} names INVMON_ variables that Settings does not have: {unknown}"
 
 
+_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[-?])(?P<arg>[^}]*))?\}")
+
+
+def _interpolate(value: str, given: dict[str, str]) -> str:
+    """compose's ${NAME}, ${NAME:-default} and ${NAME:?error} against `given` (the shell or .env)."""
+
+    def one(match: re.Match[str]) -> str:
+        if given.get(match["name"]):
+            return given[match["name"]]
+        if match["op"] == "?":
+            raise AssertionError(f"{match['name']} is required: {match['arg']}")
+        return match["arg"] or ""
+
+    return _INTERPOLATION.sub(one, value)
+
+
+def test_every_smtp_setting_reaches_the_notifier(services: dict[str, dict[str, Any]]) -> None:
+    env = _environment(services["notifier"])
+    wanted = {f"INVMON_{name.upper()}" for name in Settings.model_fields if name.startswith("smtp_")}
+    missing = sorted((wanted | {"INVMON_NOTIFY_ADMIN_EMAIL"}) - set(env))
+    assert not missing, f"the notifier does not get {missing} from the environment or .env"
+    for name in wanted:
+        assert f"${{{name}" in env[name], f"{name} is not taken from the environment or .env: {env[name]!r}"
+
+
+def test_the_notifier_reads_unset_optional_smtp_settings_as_none(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in _environment(services["notifier"]).items():
+        if name.startswith("INVMON_SMTP_") or name == "INVMON_NOTIFY_ADMIN_EMAIL":
+            monkeypatch.setenv(name, _interpolate(value, {}))
+    settings = Settings(_env_file=None)
+    assert (settings.smtp_username, settings.smtp_password, settings.smtp_ca_file) == (None, None, None)
+    assert settings.notify_admin_email is None
+    defaults = Settings.model_construct()
+    assert (settings.smtp_host, settings.smtp_port, settings.smtp_from) == (
+        defaults.smtp_host,
+        defaults.smtp_port,
+        defaults.smtp_from,
+    )
+    monkeypatch.setenv(
+        "INVMON_SMTP_USERNAME", _interpolate("${INVMON_SMTP_USERNAME:-}", {"INVMON_SMTP_USERNAME": "u"})
+    )
+    assert Settings(_env_file=None).smtp_username == "u"
+
+
 @pytest.mark.parametrize("process", sorted(PROCESSES))
 def test_app_service_waits_for_init_and_has_a_readiness_healthcheck(
     services: dict[str, dict[str, Any]], process: str
@@ -143,7 +194,7 @@ def test_init_runs_existing_cli_commands(services: dict[str, dict[str, Any]]) ->
 
     command = " ".join(_argv(services["init"].get("command")))
     used = re.findall(r"\binvmon\s+([a-z][\w-]*)\s+([a-z][\w-]*)", command)
-    for needed in (("topics", "create"), ("db", "upgrade")):
+    for needed in (("topics", "create"), ("db", "upgrade"), ("user", "add")):
         assert needed in used, f"init command {command!r} does not run `invmon {' '.join(needed)}`"
     runner = CliRunner()
     for group, subcommand in used:
@@ -151,6 +202,76 @@ def test_init_runs_existing_cli_commands(services: dict[str, dict[str, Any]]) ->
         assert result.exit_code == 0, (
             f"`invmon {group} {subcommand} --help` exited {result.exit_code}: {result.output}"
         )
+
+
+def test_init_creates_the_first_admin_from_required_variables_once(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    command = " ".join(_argv(services["init"].get("command")))
+    add = command[command.index("invmon user add") :]
+    assert "--if-absent" in add, "init runs at every start: it must not reset the admin's password"
+    assert "--password-stdin" in add, "the password must not be on a command line"
+    assert "--role admin" in add
+    env = _environment(services["init"])
+    for name in ("ADMIN_USERNAME", "ADMIN_PASSWORD"):
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", env.get(name, "")), (
+            f"{name} must be required (no usable default), is {env.get(name)!r}"
+        )
+
+
+def test_the_scaled_processes_sit_behind_nginx(services: dict[str, dict[str, Any]]) -> None:
+    nginx = services["nginx"]
+    assert "./deploy/nginx/invmon.conf:/etc/nginx/conf.d/default.conf:ro" in nginx.get("volumes", [])
+    conf = (ROOT / "deploy" / "nginx" / "invmon.conf").read_text()
+    for process, port_field in (("edge", "edge_port"), ("live_relay", "live_port")):
+        port = _environment(services[process])[f"INVMON_{port_field.upper()}"]
+        assert re.search(rf"^\s*server {process}:{port}\b", conf, re.M), (
+            f"nginx does not front {process}:{port}"
+        )
+        assert not services[process].get("ports"), f"{process} publishes a port: `--scale` would clash"
+        condition = (nginx.get("depends_on") or {}).get(process, {}).get("condition")
+        assert condition == "service_healthy", f"nginx must wait for a healthy {process}"
+    assert "/health/proxy" in " ".join(_healthcheck_argv(nginx))
+
+
+def test_dockerfile_exposes_every_process_port() -> None:
+    exposed = {
+        int(port)
+        for line in DOCKERFILE_PATH.read_text().splitlines()
+        if line.startswith("EXPOSE")
+        for port in line.split()[1:]
+    }
+    defaults = Settings.model_construct()
+    wanted = {getattr(defaults, PORT_FIELDS.get(p, f"{p}_port")) for p in PROCESSES}
+    assert wanted <= exposed, f"Dockerfile does not EXPOSE {sorted(wanted - exposed)}"
+
+
+def _docker_compose() -> list[str] | None:
+    for candidate in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(candidate[0]) is None:
+            continue
+        probe = subprocess.run([*candidate, "version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("path", [COMPOSE_PATH, CLUSTER_COMPOSE_PATH], ids=lambda p: p.name)
+def test_docker_compose_accepts_the_file(path: Path) -> None:
+    compose = _docker_compose()
+    if compose is None:
+        pytest.skip("docker compose is not installed here (the static checks above still run)")
+    env = {
+        **os.environ,
+        "INVMON_JWT_SECRET": "x" * 48,
+        "POSTGRES_PASSWORD": "0" * 48,
+        "ADMIN_USERNAME": "admin",
+        "ADMIN_PASSWORD": "a-password-of-some-length",
+    }
+    result = subprocess.run(
+        [*compose, "-f", str(path), "config", "--quiet"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_only_the_client_facing_processes_are_published_on_loopback(

@@ -20,6 +20,7 @@ from invmon.stack import kafka_admin
 from invmon.stack.cluster_layout import KAFKA_NODES, MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, ClusterLayout
 from invmon.stack.kafka import KafkaNode, KafkaService, ensure_topics
 from invmon.stack.kafka_quorum import QuorumError, describe_quorum
+from invmon.stack.nginx import NginxService
 from invmon.stack.paths import StackPaths
 from invmon.stack.pg_cluster import PrimaryService, pg_services
 from invmon.stack.postgres import Target
@@ -103,7 +104,9 @@ def cluster_services(
     ]
     primary, standby = pg_services(settings, paths, state, layout, synchronous=synchronous_standby)
     redis = redis_cluster_services(members, paths, state, layout)
-    return [*kafka, primary, standby, *redis]
+    # The front door of `invmon run --cluster`'s edges and relays; up before them, it answers 502 meanwhile.
+    nginx = NginxService(members, paths, state, layout)
+    return [*kafka, primary, standby, *redis, nginx]
 
 
 async def provision(
