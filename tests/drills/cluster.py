@@ -40,6 +40,12 @@ def invmon() -> str:
     return str(Path(sys.executable).with_name("invmon"))
 
 
+def cluster_dir() -> Path:
+    """The replicated stack's state dir (INVMON_CLUSTER_STACK_DIR, relative to the project)."""
+    path = Path(os.environ.get("INVMON_CLUSTER_STACK_DIR", ".stack-cluster"))
+    return path if path.is_absolute() else processes.ROOT / path
+
+
 def layout() -> ClusterLayout:
     return ClusterLayout(int(os.environ.get("INVMON_CLUSTER_BASE_PORT", "40000")))
 

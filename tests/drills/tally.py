@@ -38,6 +38,7 @@ class Outcome:
     http_p99_ms_fault: float | None  # 202 latency p99 in the fault window
     kafka_p99_ms_fault: float | None  # broker ack latency p99 in the fault window
     http_p99_ms_steady: float | None  # 202 latency p99 before the fault
+    http_p50_ms_steady: float | None  # and its median
     failures: dict[str, int]  # failure detail -> count
     notes: dict[str, Any]
 
@@ -45,11 +46,11 @@ class Outcome:
         return asdict(self)
 
 
-def _p99(values: Sequence[float]) -> float | None:
+def _p99(values: Sequence[float], q: float = 0.99) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def _latency_ms(s: Sample) -> float:
@@ -117,6 +118,7 @@ def tally(
         http_p99_ms_fault=http_fault,
         kafka_p99_ms_fault=kafka_fault,
         http_p99_ms_steady=_p99(before),
+        http_p50_ms_steady=_p99(before, 0.5),
         failures=failures,
         notes=dict(notes or {}),
     )
