@@ -34,6 +34,7 @@ from tests import processes
 DRILL_PROCESSES = ("edge", "stock_worker", "outbox_relay", "live_relay")
 COPIES = 2
 STACK_UP_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 5.0
 
 
 def invmon() -> str:
@@ -195,12 +196,16 @@ class Pipeline:
         processes.wait_ready(self.start(name, copy), timeout=120)
 
     def repoint(self, **env: str) -> None:
-        """Restart every copy with `env` on top (the last step of the PostgreSQL failover)."""
+        """Restart every process with `env` on top (the last step of the PostgreSQL failover), copy 0 of
+        each first, then copy 1: one edge and one relay stay up behind nginx throughout."""
         self.env = {**self.env, **env}
-        for name, copy in list(self.procs):
-            self.procs[(name, copy)].stop()
-            self.start(name, copy)
-        self.wait_ready()
+        for copy in range(COPIES):
+            for name in DRILL_PROCESSES:
+                # A process whose database died may hang in its shutdown: do not wait long for it.
+                self.procs[(name, copy)].stop(timeout=STOP_TIMEOUT_S)
+                self.start(name, copy)
+            for name in DRILL_PROCESSES:
+                processes.wait_ready(self.procs[(name, copy)], timeout=120)
 
     def stop_all(self) -> None:
         for process in self.procs.values():
