@@ -56,6 +56,19 @@ def password(settings: Settings) -> str:
     return Target.from_url(settings.database_url).password
 
 
+def settings_of(settings: Settings, lay: ClusterLayout) -> Settings:
+    """`settings` pointed at the replicated stack: its brokers, primary and Redis (rf 3 topics)."""
+    env = lay.env(password(settings))
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap": env["INVMON_KAFKA_BOOTSTRAP"],
+            "kafka_replication_factor": int(env["INVMON_KAFKA_REPLICATION_FACTOR"]),
+            "database_url": env["INVMON_DATABASE_URL"],
+            "redis_url": env["INVMON_REDIS_URL"],
+        }
+    )
+
+
 def listening_pid(port: int) -> int | None:
     """The pid of the process listening on 127.0.0.1:`port`, if any."""
     for conn in psutil.net_connections(kind="tcp"):

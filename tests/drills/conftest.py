@@ -37,14 +37,7 @@ def cluster_settings(settings: Settings) -> Settings:
     down = cluster.cluster_down_members(lay)
     if down:
         pytest.fail(f"replicated stack members not listening: {down}; run `invmon stack up --cluster`")
-    env = lay.env(cluster.password(settings))
-    return settings.model_copy(
-        update={
-            "kafka_bootstrap": env["INVMON_KAFKA_BOOTSTRAP"],
-            "database_url": env["INVMON_DATABASE_URL"],
-            "redis_url": env["INVMON_REDIS_URL"],
-        }
-    )
+    return cluster.settings_of(settings, lay)
 
 
 @pytest.fixture(scope="module")
