@@ -163,6 +163,7 @@ async def run_drill(
     skus: int = 50,
     http_connections: int = 8,
     live_url: str | None = None,
+    live_clients: int = 1,
 ) -> Outcome:
     """`rate` commands/s for `duration_s`, half over HTTP to target.http_port and half to Kafka, while
     `script(drill)` runs (it waits, calls drill.fault(), breaks something, heals it). With `live_url`, a
@@ -191,21 +192,21 @@ async def run_drill(
         ),
     )
     stop_live = asyncio.Event()
-    client = LiveClient(live_url, token) if live_url else None
-    following = asyncio.create_task(client.run(stop_live)) if client else None
+    clients = [LiveClient(live_url, token) for _ in range(live_clients)] if live_url else []
+    following = [asyncio.create_task(c.run(stop_live)) for c in clients]
     try:
-        if client is not None:
+        for client in clients:
             await asyncio.wait_for(client.subscribed.wait(), 30)
         await asyncio.gather(senders, script(drill))
         sku_names = sorted({load.sku_of(prefix, i, skus) for i in range(skus)})
         acked = {s.command_id for s in recorder.samples if s.acked and s.command_id}
         applied, ledger, delta = await settle(target, sku_names, registrations, acked)
-        if client is not None:
-            drill.notes.update(await converged(client, target.database_url, sku_names))
+        if clients:
+            drill.notes.update(await converged(clients, target.database_url, sku_names))
     finally:
         stop_live.set()
-        if following is not None:
-            await asyncio.wait_for(following, 30)
+        if following:
+            await asyncio.wait_for(asyncio.gather(*following), 30)
     outcome = tally(
         name,
         recorder.samples,
@@ -224,9 +225,10 @@ async def run_drill(
 
 
 async def converged(
-    client: LiveClient, database_url: str, skus: list[str], limit_s: float = 30.0
+    clients: list[LiveClient], database_url: str, skus: list[str], limit_s: float = 30.0
 ) -> dict[str, Any]:
-    """Wait until the live client's view of the drill's SKUs equals the database's; what it went through."""
+    """Wait until every live client's view of the drill's SKUs equals the database's; what they went
+    through (summed over the clients)."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=10)
     try:
         rows = await conn.fetch("SELECT sku, stock_quantity FROM items WHERE sku = ANY($1::text[])", skus)
@@ -236,19 +238,20 @@ async def converged(
     deadline = time.monotonic() + limit_s
     differ = list(truth)
     while time.monotonic() < deadline:
-        differ = [s for s, n in truth.items() if s not in client.items or client.items[s].on_hand != n]
+        differ = [s for c in clients for s, n in truth.items() if s not in c.items or c.items[s].on_hand != n]
         if not differ:
             break
         await asyncio.sleep(0.2)  # poll interval while the last frames arrive
     return {
         "live_converged": not differ,
         "live_differ": differ[:5],
-        "live_gaps": list(client.gaps),
-        "live_foreign_epochs": client.foreign_epochs,
-        "live_connections": client.connections,
-        "live_recovered": client.recovered,
-        "live_snapshots": client.snapshots,
-        "live_resets": client.resets,
+        "live_clients": len(clients),
+        "live_gaps": [gap for c in clients for gap in c.gaps],
+        "live_foreign_epochs": sum(c.foreign_epochs for c in clients),
+        "live_connections": sum(c.connections for c in clients),
+        "live_recovered": sum(c.recovered for c in clients),
+        "live_snapshots": sum(c.snapshots for c in clients),
+        "live_resets": sum(c.resets for c in clients),
     }
 
 

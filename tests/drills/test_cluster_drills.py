@@ -178,10 +178,16 @@ async def test_sigkill_one_edge_and_one_relay(
         await asyncio.to_thread(drill_pipeline.restart, "live_relay", 0)
 
     outcome = await run_drill(
-        "edge_and_relay_sigkill", drill_target, script, duration_s=drill_duration, live_url=live_url
+        "edge_and_relay_sigkill",
+        drill_target,
+        script,
+        duration_s=drill_duration,
+        live_url=live_url,
+        live_clients=2,  # nginx (least_conn) gives each relay one: one of them loses its relay
     )
     assert_clean(outcome)
     assert_live_recovered(outcome)
+    assert outcome.notes["live_connections"] > outcome.notes["live_clients"], "no client reconnected"
 
 
 async def test_sigkill_a_stock_worker(
