@@ -13,6 +13,9 @@ from tests.drills import cluster
 from tests.drills.harness import Target
 from tests.processes import Process, running
 
+# The drills' shared assertions live outside test modules: pytest still shows what they compared.
+pytest.register_assert_rewrite("tests.drills.checks")
+
 SHORT_S = 20.0
 FULL_S = 120.0
 # The load comes from one user and one address: the edges' limits must not be what the drill measures.

@@ -22,10 +22,10 @@ from infra.settings import Settings
 from invmon.stack.cluster_layout import ClusterLayout
 from invmon.stack.pg_cluster import STANDBY_NAME
 from tests.drills import cluster
+from tests.drills.checks import assert_clean, at
 from tests.drills.conftest import HIGH_LIMITS
 from tests.drills.harness import ARTIFACTS, Drill, Target, run_drill
 from tests.drills.tally import Outcome
-from tests.drills.test_cluster_drills import assert_clean, at
 
 pytestmark = [pytest.mark.drill, pytest.mark.cluster]
 
