@@ -54,6 +54,7 @@ from db.outbox_repo import asyncpg_dsn
 from infra.live_redis import PUB_PATTERN
 from infra.settings import get_settings
 from tests import processes
+from tests.drills import cluster
 
 PIPELINE = ("edge", "stock_worker", "outbox_relay", "live_relay")
 PORT_ENV = {
@@ -66,6 +67,13 @@ PORT_ENV = {
 }
 
 
+HIGH_LIMIT_ENV = {
+    "INVMON_RATE_LIMIT_PRINCIPAL": HIGH_LIMIT,
+    "INVMON_RATE_LIMIT_IP": HIGH_LIMIT,
+    "INVMON_LOG_LEVEL": "WARNING",
+}
+
+
 def start_pipeline(
     log_dir: Path, names: tuple[str, ...] = PIPELINE, extra_env: dict[str, str] | None = None
 ) -> dict[str, processes.Process]:
@@ -73,9 +81,7 @@ def start_pipeline(
     ports = {name: free_port() for name in names}
     env = {
         **{PORT_ENV[name]: str(port) for name, port in ports.items()},
-        "INVMON_RATE_LIMIT_PRINCIPAL": HIGH_LIMIT,
-        "INVMON_RATE_LIMIT_IP": HIGH_LIMIT,
-        "INVMON_LOG_LEVEL": "WARNING",
+        **HIGH_LIMIT_ENV,
         **(extra_env or {}),
     }
     started = {name: processes.start(name, port, log_dir, env=env) for name, port in ports.items()}
@@ -134,19 +140,34 @@ def stack_procs(stack_dir: Path) -> dict[str, psutil.Process]:
 
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
-    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test") and not args.force:
+    lay = cluster.layout() if args.cluster else None
+    if lay is not None:
+        settings = cluster.settings_of(settings, lay)
+    elif str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test") and not args.force:
         print(f"refusing to wipe topics/tables of stack {str(settings.stack_dir)!r}: set INVMON_STACK_DIR")
         return 2
     print(f"preparing: recreate stock command topics, truncate stock tables, register {args.skus} SKUs ...")
     await prepare(settings, args.skus)
     events_start = await load.end_offsets(settings.kafka_bootstrap, EVENTS.name)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-live-e2e-"))
-    pipeline = await asyncio.to_thread(start_pipeline, log_dir)
+    copies: cluster.Pipeline | None = None
+    if lay is None:
+        pipeline = await asyncio.to_thread(start_pipeline, log_dir)
+        front = {name: p.port for name, p in pipeline.items()}
+    else:
+        # 2 copies of each on the layout's ports; the load and the WebSocket go through nginx.
+        copies = cluster.Pipeline(lay, cluster.password(settings), {**HIGH_LIMIT_ENV}, log_dir)
+        await asyncio.to_thread(copies.start_all)
+        pipeline = {(name if copy == 0 else f"{name}#2"): p for (name, copy), p in copies.procs.items()}
+        front = {name: p.port for name, p in pipeline.items()} | {
+            "edge": lay.nginx_port,
+            "live_relay": lay.nginx_port,
+        }
     samplers = {name: RssSampler(p.popen.pid).start() for name, p in pipeline.items()}
     cpu = hops.CpuWindow(
         {
             **{name: psutil.Process(p.popen.pid) for name, p in pipeline.items()},
-            **stack_procs(settings.stack_dir),
+            **stack_procs(settings.stack_dir if lay is None else cluster.cluster_dir()),
             DRIVER: psutil.Process(),
         },
         alone=frozenset({DRIVER}),
@@ -157,7 +178,7 @@ async def run(args: argparse.Namespace) -> int:
     count = int(args.rate * args.duration)
     relay_metrics = worker_metrics = ""
     try:
-        token = await login(f"http://127.0.0.1:{pipeline['edge'].port}")
+        token = await login(f"http://127.0.0.1:{front['edge']}")
         subscribed = asyncio.Event()
         tapped = asyncio.Event()
 
@@ -167,7 +188,7 @@ async def run(args: argparse.Namespace) -> int:
                 seen.setdefault(found, time.time_ns())
             return None
 
-        relay_port = pipeline["live_relay"].port
+        relay_port = front["live_relay"]
         await loop.create_connection(
             lambda: LiveClient("127.0.0.1", relay_port, token, Tally(), subscribed.set, stamp),
             "127.0.0.1",
@@ -184,7 +205,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"sending {count} receipts at {args.rate:g}/s over {args.connections} connections ...")
         cpu.start()
         accepted, http_ms, behind, statuses = await send_paced(
-            pipeline["edge"].port, token, args.skus, args.rate, count, args.connections
+            front["edge"], token, args.skus, args.rate, count, args.connections
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(c not in seen for c in accepted):  # noqa: ASYNC110
@@ -313,6 +334,12 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--stamps", help="also write every command's stamps (wall-clock ns) to this file")
     parser.add_argument("--force", action="store_true", help="allow the default .stack/.stack-test dirs")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="against `invmon stack up --cluster` (INVMON_CLUSTER_BASE_PORT): 2 copies of each process on "
+        "the layout's ports, HTTP and WebSocket through nginx",
+    )
     stacks.add_profile_arguments(parser)
     args = parser.parse_args()
     stacks.run_profiles_if_asked("bench.live_e2e", args, PROFILE_FIGURES)

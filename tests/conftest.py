@@ -21,6 +21,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also run the tests that bring up the replicated stack (INVMON_CLUSTER_STACK_DIR)",
     )
+    parser.addoption(
+        "--drill",
+        action="store_true",
+        help="also run the fault drills (tests/drills), short load",
+    )
+    parser.addoption("--drill-full", action="store_true", help="run the fault drills with their full load")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,21 +34,26 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "cluster: brings up the replicated stack (3 Kafka nodes, PG primary + standby); --run-cluster",
     )
+    config.addinivalue_line(
+        "markers", "drill: a fault drill under load (tests/drills), run with --drill (short) or --drill-full"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A cluster takes ~1.2 GiB and half a minute to start: not part of a default (or --run-slow) run;
-    # --run-cluster alone runs its tests, slow as they all are.
+    # --run-cluster runs its tests, --drill / --drill-full the drills, slow as they all are.
+    drills = bool(config.getoption("--drill") or config.getoption("--drill-full"))
     run_cluster = bool(config.getoption("--run-cluster"))
     run_slow = bool(config.getoption("--run-slow"))
-    skip_cluster = pytest.mark.skip(reason="cluster: run with --run-cluster")
-    skip_slow = pytest.mark.skip(reason="slow: run with --run-slow")
     for item in items:
-        if "cluster" in item.keywords:
+        if "drill" in item.keywords:
+            if not drills:
+                item.add_marker(pytest.mark.skip(reason="fault drill: run with --drill or --drill-full"))
+        elif "cluster" in item.keywords:
             if not run_cluster:
-                item.add_marker(skip_cluster)
+                item.add_marker(pytest.mark.skip(reason="cluster: run with --run-cluster"))
         elif "slow" in item.keywords and not run_slow:
-            item.add_marker(skip_slow)
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
 
 
 @pytest.fixture(scope="session")
