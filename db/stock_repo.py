@@ -119,7 +119,8 @@ async def lock_reservations(pg: asyncpg.Connection, keys: Iterable[tuple[str, st
 _LOCK_STOCK = f"""
 WITH s AS (
     SELECT {", ".join(StockRow._fields)} FROM item_stock
-    WHERE (sku, location) IN (SELECT * FROM unnest($1::text[], $2::text[])) OR sku = ANY($3::text[])
+    WHERE sku = ANY($5::text[])  -- the primary key's prefix: an index scan whatever the OR below
+      AND ((sku, location) IN (SELECT * FROM unnest($1::text[], $2::text[])) OR sku = ANY($3::text[]))
     ORDER BY sku, location FOR UPDATE
 )
 SELECT * FROM s
@@ -139,12 +140,15 @@ async def lock_stock(
     like the items before them (no lock-order deadlocks); and whether each of `codes` is active (a code
     missing from the answer does not exist)."""
     ordered = sorted(set(pairs))
+    skus = [p[0] for p in ordered]
+    everywhere = sorted(set(whole))
     rows = await pg.fetch(
         _LOCK_STOCK,
-        [p[0] for p in ordered],
+        skus,
         [p[1] for p in ordered],
-        sorted(set(whole)),
+        everywhere,
         list(set(codes)),
+        list({*skus, *everywhere}),
     )
     stock: list[StockRow] = []
     active: dict[str, bool] = {}
