@@ -164,8 +164,24 @@ _STOCK_TYPES = ("text", "text", "int8", "int8", "int8", "int8", "text")
 
 
 def upsert_stock(rows: Sequence[StockRow]) -> Write | None:
-    """Stock at (sku, location): a row appears the first time stock moves there."""
+    """Stock at (sku, location) the transaction found no row for: a row appears the first time stock moves
+    there."""
     return bulk.upsert("item_stock", StockRow._fields, _STOCK_TYPES, ("sku", "location"), rows)
+
+
+def update_stock(rows: Sequence[StockRow]) -> Write | None:
+    """Rows this transaction has locked (`lock_stock`): an UPDATE costs PostgreSQL less than an upsert, as
+    for items (`update_stock_levels`); every row must be there."""
+    if not rows:
+        return None
+    sql = (
+        "UPDATE item_stock SET on_hand = t.on_hand, reserved = t.reserved, min_stock_level ="
+        " t.min_stock_level, max_stock_level = t.max_stock_level, alert_state = t.alert_state,"
+        f" updated_at = now() FROM ({bulk.unnest(StockRow._fields, _STOCK_TYPES)}) AS t"
+        " WHERE item_stock.sku = t.sku AND item_stock.location = t.location RETURNING 1"
+    )
+    args = tuple(bulk.columns(rows, len(StockRow._fields)))
+    return Write("update item_stock", sql, args, expected=len(rows))
 
 
 def upsert_items(rows: Sequence[ItemRow]) -> Write | None:

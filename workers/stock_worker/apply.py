@@ -216,6 +216,7 @@ class StockSession:
         writes, so no row is touched twice in that statement."""
         rows: list[ItemRow] = []
         levels: list[StockLevels] = []
+        new_stock: list[StockRow] = []
         stock: list[StockRow] = []
         for sku, state in self.dirty_items.items():
             before = self.loaded.get(sku)
@@ -224,16 +225,16 @@ class StockSession:
             else:
                 rows.append(row_from_state(state))
             was = before.stock if before is not None else {}
-            stock.extend(
-                row_from_location(sku, code, here)
-                for code, here in state.stock.items()
-                if here is not was.get(code)
-            )
+            for code, here in state.stock.items():
+                found = was.get(code)
+                if here is not found:
+                    (new_stock if found is None else stock).append(row_from_location(sku, code, here))
         reservations = [row_from_reservation(r) for r in self.dirty_reservations.values()]
         return present(
             stock_repo.upsert_items(rows),
             stock_repo.update_stock_levels(levels),
-            stock_repo.upsert_stock(stock),
+            stock_repo.update_stock(stock),
+            stock_repo.upsert_stock(new_stock),
             stock_repo.upsert_reservations(reservations),
             stock_repo.insert_ledger(self.ledger),
         )
