@@ -172,8 +172,8 @@ class StockSession:
     locations: dict[str, bool] = field(default_factory=dict)  # the non-default codes named, active or not
 
     async def load(self, pg: asyncpg.Connection, commands: Sequence[StockCommand]) -> None:
-        """Lock the items, then the reservations, then the stock rows at the locations the commands touch
-        (a closing command's is its reservation's), in that order in every batch."""
+        """Lock the items, then the reservations; then read the stock rows at the locations the commands
+        touch (a closing command's is its reservation's), which the items' locks guard (read_stock)."""
         items = await stock_repo.lock_items(pg, (c.sku for c in commands))
         keys = (key for c in commands if (key := _reservation_key(c)) is not None)
         rows = await stock_repo.lock_reservations(pg, keys)
@@ -193,7 +193,7 @@ class StockSession:
         codes.discard(DEFAULT_LOCATION)
         stock: dict[str, dict[str, LocationStock]] = {sku: {} for sku in known}
         if pairs or whole or codes:
-            found, self.locations = await stock_repo.lock_stock(pg, pairs, whole, codes)
+            found, self.locations = await stock_repo.read_stock(pg, pairs, whole, codes)
             for r in found:
                 stock[r.sku][r.location] = location_from_row(r)
         self.items = {r.sku: state_from_row(r, stock[r.sku]) for r in items}
