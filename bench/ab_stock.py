@@ -118,6 +118,8 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-ab-stock-"))
     out.mkdir(parents=True, exist_ok=True)
     base = stacks.stack_env(args.profile)
+    # Absolute: each tree's run has its own working directory, and finds the stack's processes by it.
+    base["INVMON_STACK_DIR"] = str(Path(base["INVMON_STACK_DIR"]).resolve())
     stacks.ensure_stack(base)
     os.environ.update(base)
     settings = Settings()

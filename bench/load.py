@@ -252,14 +252,14 @@ async def _wait(client: AIOKafkaAdminClient, done: object, what: str, limit_s: f
     raise TimeoutError(what)
 
 
-async def fresh_stock(skus: int) -> tuple[Settings, AlertPolicy]:
+async def fresh_stock(skus: int, locations: int = 0) -> tuple[Settings, AlertPolicy]:
     """The settings of the stack this benchmark may wipe (never .stack or .stack-test), its stock tables
     emptied and `skus` items registered straight through the worker's apply_batch."""
     settings = get_settings()
     if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test"):
         raise SystemExit("set INVMON_STACK_DIR to your own stack")
     await reset_tables(settings.database_url)
-    await register_directly(settings.database_url, skus, settings.alert_clear_margin_pct)
+    await register_directly(settings.database_url, skus, settings.alert_clear_margin_pct, locations)
     return settings, AlertPolicy(settings.alert_clear_margin_pct)
 
 

@@ -114,6 +114,7 @@ async def staged_batch(engine, policy: AlertPolicy, records: list[FakeRecord], t
                         verdict.rejection,
                         now,
                         command.actor,
+                        command.issued_at,
                     )
                 )
         with timer("save + outbox rows (row building, event.model_dump_json)"):
@@ -175,9 +176,9 @@ async def kafka_drain(settings, count: int, skus: int) -> None:  # type: ignore[
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    settings, policy = await load.fresh_stock(args.skus)
+    settings, policy = await load.fresh_stock(args.skus, args.locations)
     total = args.batch * (args.batches + args.warmup + args.cprofile)
-    generated = load.generate(total, args.skus, seed=3, bad_per_mille=1.0)
+    generated = load.generate(total, args.skus, seed=3, bad_per_mille=1.0, locations=args.locations)
     records = records_for(generated)
     chunks = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
     engine = make_engine(settings.database_url, pre_ping=False)  # as the workers' engine
@@ -244,6 +245,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--cprofile", type=int, default=0, help="batches to run under cProfile")
+    parser.add_argument("--locations", type=int, default=0, help="spread the commands over N locations")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument(
         "--kafka", type=int, default=0, help="also time a raw aiokafka drain of this many records"

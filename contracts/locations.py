@@ -36,7 +36,10 @@ class Location(BaseModel):
     code: LocationCode
     name: str = Field(description="Display name.")
     kind: LocationKind = _KIND
-    is_active: bool = Field(description="Inactive locations accept no stock commands; their stock stays.")
+    is_active: bool = Field(
+        description="An inactive location receives no stock (receipts, adjustments, counts, reservations,"
+        " transfers to it, levels); its stock stays, can be transferred out, and its reservations closed."
+    )
     created_at: datetime
 
 
@@ -63,7 +66,7 @@ class UpdateLocation(BaseModel):
 
     name: PlainText | None = Field(None, min_length=1, max_length=200, description="Display name, no markup.")
     kind: LocationKind | None = None
-    is_active: bool | None = Field(None, description="False stops stock commands at the location.")
+    is_active: bool | None = Field(None, description="False: the location receives no more stock.")
 
     @model_validator(mode="after")
     def _something_changes(self) -> UpdateLocation:

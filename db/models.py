@@ -107,7 +107,9 @@ class ItemStock(Base):
         Index("ix_item_stock_location_sku", "location", "sku"),
     )
 
-    sku: Mapped[str] = mapped_column(String(64), ForeignKey("items.sku"), primary_key=True)
+    sku: Mapped[str] = mapped_column(
+        String(64), ForeignKey("items.sku", ondelete="CASCADE"), primary_key=True
+    )
     location: Mapped[str] = mapped_column(Text, ForeignKey("locations.code"), primary_key=True)
     on_hand: Mapped[int] = mapped_column(BigInteger)
     reserved: Mapped[int] = mapped_column(BigInteger)

@@ -115,7 +115,11 @@ async def register(edge: httpx.AsyncClient, sku: str, quantity: int, min_level: 
 
 async def event_ids(db: asyncpg.Connection, sku: str, types: list[str]) -> set[str]:
     rows = await db.fetch(
-        "SELECT event_id::text FROM outbox WHERE sku = $1 AND event_type = ANY($2::text[])", sku, types
+        "SELECT event_id::text FROM outbox WHERE sku = $1 AND event_type = ANY($2::text[])"
+        # A location's own alert goes only to subscriptions that list the location: none here.
+        " AND NOT (channel = 'alerts' AND payload->>'location' IS NOT NULL)",
+        sku,
+        types,
     )
     return {r[0] for r in rows}
 

@@ -81,6 +81,7 @@ async def test_an_item_registered_and_moved_in_one_statement(
     assert sent[-1] == [
         "upsert items",
         "update stock levels",
+        "update item_stock",
         "upsert item_stock",
         "upsert reservations",
         "insert stock_ledger",

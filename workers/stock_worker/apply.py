@@ -21,7 +21,6 @@ from contracts.stock_commands import (
     SetLocationLevels,
     StockCommand,
     TransferStock,
-    UpdateItemDetails,
 )
 from contracts.stock_events import AlertState, ItemRegistered, StockChanged, StockEvent
 from db import stock_repo
@@ -38,7 +37,12 @@ from workers.rules.stock import (
     decide,
 )
 
-_AT_ONE_LOCATION = (RegisterItem, ReceiveStock, AdjustStock, CountStock, ReserveStock)
+# By `type`, not isinstance: a check against a pydantic model class goes through ABCMeta (~0.3 us each),
+# and this runs for every command of a batch.
+_AT_ONE_LOCATION = frozenset(
+    {"register_item", "receive_stock", "adjust_stock", "count_stock", "reserve_stock"}
+)
+_OneLocation = RegisterItem | ReceiveStock | AdjustStock | CountStock | ReserveStock
 
 
 def state_from_row(row: ItemRow, stock: dict[str, LocationStock] | None = None) -> ItemState:
@@ -143,12 +147,14 @@ def _reservation_key(command: StockCommand) -> tuple[str, str] | None:
 
 def _named_locations(command: StockCommand) -> tuple[str, ...]:
     """The locations a command names itself (not a reservation's): None stands for the default."""
-    if isinstance(command, _AT_ONE_LOCATION):
-        return (command.location or DEFAULT_LOCATION,)
-    if isinstance(command, TransferStock):
-        return (command.from_location, command.to_location)
-    if isinstance(command, SetLocationLevels):
-        return (command.location,)
+    kind = command.type
+    if kind in _AT_ONE_LOCATION:
+        return (cast(_OneLocation, command).location or DEFAULT_LOCATION,)
+    if kind == "transfer_stock":
+        transfer = cast(TransferStock, command)
+        return (transfer.from_location, transfer.to_location)
+    if kind == "set_location_levels":
+        return (cast(SetLocationLevels, command).location,)
     return ()
 
 
@@ -163,12 +169,11 @@ class StockSession:
     dirty_items: dict[str, ItemState] = field(default_factory=dict)
     dirty_reservations: dict[tuple[str, str], Reservation] = field(default_factory=dict)
     ledger: list[LedgerRow] = field(default_factory=list)
-
     locations: dict[str, bool] = field(default_factory=dict)  # the non-default codes named, active or not
 
     async def load(self, pg: asyncpg.Connection, commands: Sequence[StockCommand]) -> None:
-        """Lock the items, then the reservations, then the stock rows at the locations the commands touch
-        (a closing command's is its reservation's), in that order in every batch."""
+        """Lock the items, then the reservations; then read the stock rows at the locations the commands
+        touch (a closing command's is its reservation's), which the items' locks guard (read_stock)."""
         items = await stock_repo.lock_items(pg, (c.sku for c in commands))
         keys = (key for c in commands if (key := _reservation_key(c)) is not None)
         rows = await stock_repo.lock_reservations(pg, keys)
@@ -183,12 +188,12 @@ class StockSession:
             if c.sku not in known:
                 continue
             pairs.update((c.sku, code) for code in named)
-            if isinstance(c, UpdateItemDetails):  # levels and trackability apply at every location
+            if c.type == "update_item_details":  # its levels and trackability apply at every location
                 whole.add(c.sku)
         codes.discard(DEFAULT_LOCATION)
         stock: dict[str, dict[str, LocationStock]] = {sku: {} for sku in known}
         if pairs or whole or codes:
-            found, self.locations = await stock_repo.lock_stock(pg, pairs, whole, codes)
+            found, self.locations = await stock_repo.read_stock(pg, pairs, whole, codes)
             for r in found:
                 stock[r.sku][r.location] = location_from_row(r)
         self.items = {r.sku: state_from_row(r, stock[r.sku]) for r in items}
@@ -211,6 +216,7 @@ class StockSession:
         writes, so no row is touched twice in that statement."""
         rows: list[ItemRow] = []
         levels: list[StockLevels] = []
+        new_stock: list[StockRow] = []
         stock: list[StockRow] = []
         for sku, state in self.dirty_items.items():
             before = self.loaded.get(sku)
@@ -219,16 +225,16 @@ class StockSession:
             else:
                 rows.append(row_from_state(state))
             was = before.stock if before is not None else {}
-            stock.extend(
-                row_from_location(sku, code, here)
-                for code, here in state.stock.items()
-                if here is not was.get(code)
-            )
+            for code, here in state.stock.items():
+                found = was.get(code)
+                if here is not found:
+                    (new_stock if found is None else stock).append(row_from_location(sku, code, here))
         reservations = [row_from_reservation(r) for r in self.dirty_reservations.values()]
         return present(
             stock_repo.upsert_items(rows),
             stock_repo.update_stock_levels(levels),
-            stock_repo.upsert_stock(stock),
+            stock_repo.update_stock(stock),
+            stock_repo.upsert_stock(new_stock),
             stock_repo.upsert_reservations(reservations),
             stock_repo.insert_ledger(self.ledger),
         )

@@ -52,7 +52,7 @@ UPGRADE = (
         alert_state varchar(8) NOT NULL DEFAULT 'ok',
         updated_at timestamptz NOT NULL DEFAULT now(),
         CONSTRAINT pk_item_stock PRIMARY KEY (sku, location),
-        CONSTRAINT fk_item_stock_sku_items FOREIGN KEY (sku) REFERENCES items (sku),
+        CONSTRAINT fk_item_stock_sku_items FOREIGN KEY (sku) REFERENCES items (sku) ON DELETE CASCADE,
         CONSTRAINT fk_item_stock_location_locations FOREIGN KEY (location) REFERENCES locations (code),
         CONSTRAINT ck_item_stock_available_not_negative CHECK (reserved >= 0 AND on_hand >= reserved),
         CONSTRAINT ck_item_stock_levels_not_negative
