@@ -8,6 +8,11 @@ row reads as 'default'.
 The downgrade refuses while any stock (on hand or reserved) sits outside 'default': dropping the rows would
 lose where those units are. Otherwise the totals on items already hold everything and the tables go.
 
+item_stock is created with room on its pages (fillfactor 70): nearly every stock command updates one of its
+rows, and an UPDATE that finds no room on the row's page cannot be HOT, so it writes a new entry into both
+indexes. Packed full (as rows are inserted), a row's update cost PostgreSQL about 11 us against 3.6 us with
+the room (bench: 450-row batch UPDATE, backend CPU per row).
+
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-07 22:00:00.000000+00:00
@@ -59,7 +64,7 @@ UPGRADE = (
             CHECK ((min_stock_level IS NULL OR min_stock_level >= 0)
                    AND (max_stock_level IS NULL OR max_stock_level >= 0)),
         CONSTRAINT ck_item_stock_alert_state_known CHECK (alert_state IN ('ok', 'low', 'out', 'over'))
-    )
+    ) WITH (fillfactor = 70)
     """,
     """
     INSERT INTO item_stock (sku, location, on_hand, reserved, alert_state)
