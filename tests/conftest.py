@@ -46,13 +46,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run_cluster = bool(config.getoption("--run-cluster"))
     run_slow = bool(config.getoption("--run-slow"))
     for item in items:
-        if "drill" in item.keywords:
+        # Markers, not keywords: a test's keywords also hold its folders' names (tests/cluster/...).
+        if item.get_closest_marker("drill"):
             if not drills:
                 item.add_marker(pytest.mark.skip(reason="fault drill: run with --drill or --drill-full"))
-        elif "cluster" in item.keywords:
+        elif item.get_closest_marker("cluster"):
             if not run_cluster:
                 item.add_marker(pytest.mark.skip(reason="cluster: run with --run-cluster"))
-        elif "slow" in item.keywords and not run_slow:
+        elif item.get_closest_marker("slow") and not run_slow:
             item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
 
 

@@ -28,7 +28,10 @@ from tests.integration.helpers import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-MEMBERS = {"kafka-1", "kafka-2", "kafka-3", "postgres-primary", "postgres-standby", "redis", "nginx"}
+MEMBERS = {
+    "kafka-1", "kafka-2", "kafka-3", "postgres-primary", "postgres-standby", "redis-1", "redis-2",
+    "sentinel-1", "sentinel-2", "sentinel-3", "nginx",
+}  # fmt: skip
 # A new topic per run: one left by an interrupted run (or created with other settings) proves nothing.
 PROBE_TOPIC = Topic(f"invmon.test.cluster-probe-{uuid.uuid4().hex[:8]}", "Never read by the pipeline.")
 
@@ -66,6 +69,10 @@ def test_status_shows_each_members_role(settings: Settings, cluster: Settings) -
     assert str(rows["postgres-primary"].role).startswith("primary (1 standby streaming)")
     assert str(rows["postgres-standby"].role).startswith("standby (lag ")
     assert str(rows["nginx"].role).startswith("front door -> ")
+    assert str(rows["redis-1"].role) == "master"
+    assert str(rows["redis-2"].role) == f"replica of 127.0.0.1:{rows['redis-1'].port}"
+    for n in (1, 2, 3):
+        assert str(rows[f"sentinel-{n}"].role) == f"sentinel (master at 127.0.0.1:{rows['redis-1'].port})"
 
 
 async def test_project_topics_are_replicated_three_times_with_two_in_sync(cluster: Settings) -> None:
@@ -73,7 +80,7 @@ async def test_project_topics_are_replicated_three_times_with_two_in_sync(cluste
     async with kafka_admin.admin_client(cluster.kafka_bootstrap, 10_000) as client:
         described = await client.describe_topics(names)
     replicas = {(t["topic"], p["partition"]): len(p["replicas"]) for t in described for p in t["partitions"]}
-    configs = await read_topic_configs(cluster.kafka_bootstrap, names)
+    configs = await read_topic_configs(cluster, names)
 
     assert set(replicas.values()) == {3}, replicas
     for name in names:

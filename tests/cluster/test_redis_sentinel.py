@@ -74,7 +74,9 @@ class RecordingHub(Hub):
         self.passed: list[tuple[str, LiveMessage]] = []
         self.resets: list[str] = []
 
-    def dispatch(self, channel: str, message: LiveMessage, category: str | None, moved: bool) -> None:
+    def dispatch(
+        self, channel: str, message: LiveMessage, category: str | None, moved: bool, places: tuple[str, ...]
+    ) -> None:
         self.passed.append((channel, message))
 
     def reset(self, channel: str) -> None:

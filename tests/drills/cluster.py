@@ -10,7 +10,6 @@ them themselves so they can kill one copy and know which.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -43,12 +42,12 @@ def invmon() -> str:
 
 def cluster_dir() -> Path:
     """The replicated stack's state dir (INVMON_CLUSTER_STACK_DIR, relative to the project)."""
-    path = Path(os.environ.get("INVMON_CLUSTER_STACK_DIR", ".stack-cluster"))
+    path = Settings().cluster_stack_dir
     return path if path.is_absolute() else processes.ROOT / path
 
 
 def layout() -> ClusterLayout:
-    return ClusterLayout(int(os.environ.get("INVMON_CLUSTER_BASE_PORT", "40000")))
+    return ClusterLayout(Settings().cluster_base_port)
 
 
 def password(settings: Settings) -> str:

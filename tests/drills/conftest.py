@@ -3,12 +3,15 @@ the load is sent to (a single node here; the replicated stack in tests/drills/cl
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from infra.settings import Settings
+from invmon.stack import manager
 from tests.drills import cluster
 from tests.drills.harness import Target
 from tests.processes import Process, running
@@ -34,13 +37,17 @@ def drill_duration(pytestconfig: pytest.Config) -> float:
 
 
 @pytest.fixture(scope="session")
-def cluster_settings(settings: Settings) -> Settings:
-    """The settings of the replicated stack (`invmon stack up --cluster`); fails when a member is down."""
+def cluster_settings(settings: Settings) -> Iterator[Settings]:
+    """The settings of the replicated stack, brought up (`invmon stack up --cluster` starts only what is
+    missing) and, if this fixture started any of it, stopped at the end."""
     lay = cluster.layout()
+    started = manager.up(settings, Console(file=io.StringIO()), cluster=True)
     down = cluster.cluster_down_members(lay)
     if down:
-        pytest.fail(f"replicated stack members not listening: {down}; run `invmon stack up --cluster`")
-    return cluster.settings_of(settings, lay)
+        pytest.fail(f"replicated stack members not listening after `stack up --cluster`: {down}")
+    yield cluster.settings_of(settings, lay)
+    if started:
+        manager.down(settings, console=Console(file=io.StringIO()), cluster=True)
 
 
 @pytest.fixture(scope="module")

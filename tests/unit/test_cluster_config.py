@@ -51,7 +51,11 @@ def test_members_listen_where_the_layout_says(tmp_path: Path) -> None:
         "kafka-3": LAYOUT.kafka_port(2),
         "postgres-primary": LAYOUT.postgres_primary_port,
         "postgres-standby": LAYOUT.postgres_standby_port,
-        "redis": LAYOUT.redis_primary_port,
+        "redis-1": LAYOUT.redis_primary_port,
+        "redis-2": LAYOUT.redis_replica_port,
+        "sentinel-1": LAYOUT.sentinel_port(0),
+        "sentinel-2": LAYOUT.sentinel_port(1),
+        "sentinel-3": LAYOUT.sentinel_port(2),
         "nginx": LAYOUT.nginx_port,
     }
 
