@@ -152,7 +152,25 @@ class Snapshots:
 
     async def _read(self, channel: Channel, wanted: Filter | None) -> tuple[bytes, bool]:
         rows, truncated = await snapshot(self._reads, channel, wanted, self._limit)
-        return b"[" + b",".join(row.model_dump_json().encode() for row in rows) + b"]", truncated
+        return encode_rows(rows, truncated)
+
+
+# WebSocket clients commonly refuse frames over 1 MiB by default (the `websockets` library's max_size): the
+# rows of one `subscribed` frame stay below that, whatever the row limit, with room for the frame around them.
+SNAPSHOT_MAX_BYTES = 1_000_000
+
+
+def encode_rows(rows: Rows, truncated: bool, budget: int = SNAPSHOT_MAX_BYTES) -> tuple[bytes, bool]:
+    """The rows as a JSON array, cut (and `truncated`) where the next row would pass `budget` bytes."""
+    encoded: list[bytes] = []
+    size = 2
+    for row in rows:
+        item = row.model_dump_json().encode()
+        size += len(item) + 1
+        if size > budget:
+            return b"[" + b",".join(encoded) + b"]", True
+        encoded.append(item)
+    return b"[" + b",".join(encoded) + b"]", truncated
 
 
 def _settle(waiting: asyncio.Future[tuple[bytes, bool]], done: asyncio.Future[tuple[bytes, bool]]) -> None:
