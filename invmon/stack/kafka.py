@@ -22,16 +22,12 @@ from invmon.stack.procs import (
     ensure_port_free,
     find_ours,
     read_pidfile,
-    record_of,
     run,
-    spawn_detached,
-    tail_text,
     wait_until,
-    write_pidfile,
 )
 from invmon.stack.rendering import render, write_if_changed
 from invmon.stack.report import Reporter
-from invmon.stack.service import stop_ours
+from invmon.stack.service import exit_report, start_detached, stop_ours
 from invmon.stack.state import StackState
 from invmon.stack.system import java_bin
 
@@ -182,13 +178,9 @@ class KafkaService:
                 )  # fmt: skip
                 step.outcome = f"cluster id {cluster_id}"
         with reporter.step(self.name, f"start on :{self.port}"):
-            log = self._paths.log(self.name)
-            pid = await spawn_detached(self._java_command(java), log=log, cwd=self._paths.root)
-            write_pidfile(self._paths.pidfile(self.name), pid)
-            record = record_of(pid)
-            if record is None:
-                raise StackError(f"{self.name} exited right after start:\n{tail_text(log, 30)}")
-            self._state.set_proc(self.name, record)
+            await start_detached(
+                self._state, self._paths, self.name, self._java_command(java), self._paths.root
+            )
 
     async def _cluster_id(self, java: str) -> str:
         if self._state.kafka_cluster_id:
@@ -241,9 +233,7 @@ class KafkaService:
         ]
 
     def _died(self) -> str | None:
-        if self.running_pid() is not None:
-            return None
-        return f"broker exited:\n{tail_text(self._paths.log(self.name), 30)}"
+        return exit_report(self._paths, self.name, self.running_pid())
 
 
 async def ensure_topics(bootstrap: str, settings: Settings, brokers: int) -> str:

@@ -27,16 +27,12 @@ from invmon.stack.procs import (
     ensure_port_free,
     find_ours,
     read_pidfile,
-    record_of,
     run,
-    spawn_detached,
-    tail_text,
     wait_until,
-    write_pidfile,
 )
 from invmon.stack.rendering import write_if_changed
 from invmon.stack.report import Reporter
-from invmon.stack.service import stop_ours
+from invmon.stack.service import exit_report, start_detached, stop_ours
 from invmon.stack.state import StackState
 from invmon.stack.system import apt_install
 
@@ -216,14 +212,8 @@ class NginxService:
         ensure_port_free(self.name, self.port)
         with reporter.step(self.name, "check config (nginx -t)"):
             await self.check_config()
-        log = self._paths.log(self.name)
         with reporter.step(self.name, f"start on :{self.port}"):
-            pid = await spawn_detached(self._command(binary), log=log, cwd=self._root)
-            write_pidfile(self._paths.pidfile(self.name), pid)
-            record = record_of(pid)
-            if record is None:
-                raise StackError(f"nginx exited right after start:\n{tail_text(log, 30)}")
-            self._state.set_proc(self.name, record)
+            await start_detached(self._state, self._paths, self.name, self._command(binary), self._root)
         with reporter.step(self.name, "ready (/health/proxy)"):
             await wait_until(self.ready, what="nginx", timeout_s=START_TIMEOUT_S, abort=self._died)
 
@@ -240,6 +230,4 @@ class NginxService:
         )
 
     def _died(self) -> str | None:
-        if self.running_pid() is not None:
-            return None
-        return f"exited:\n{tail_text(self._paths.log(self.name), 30)}"
+        return exit_report(self._paths, self.name, self.running_pid())

@@ -25,15 +25,11 @@ from invmon.stack.procs import (
     ensure_port_free,
     find_ours,
     read_pidfile,
-    record_of,
-    spawn_detached,
-    tail_text,
     wait_until,
-    write_pidfile,
 )
 from invmon.stack.rendering import write_if_changed
 from invmon.stack.report import Reporter
-from invmon.stack.service import stop_ours
+from invmon.stack.service import exit_report, start_detached, stop_ours
 from invmon.stack.state import StackState
 from invmon.stack.system import apt_install
 
@@ -164,7 +160,6 @@ class PrometheusService:
         ensure_port_free(self.name, self.port)
         data = self._root / "data"
         data.mkdir(parents=True, exist_ok=True)
-        log = self._paths.log(self.name)
         cmd = [
             binary,
             "--config.file", str(self._config),
@@ -173,12 +168,7 @@ class PrometheusService:
             "--web.listen-address", f"127.0.0.1:{self.port}",
         ]  # fmt: skip
         with reporter.step(self.name, f"start on :{self.port}"):
-            pid = await spawn_detached(cmd, log=log, cwd=self._root)
-            write_pidfile(self._paths.pidfile(self.name), pid)
-            record = record_of(pid)
-            if record is None:
-                raise StackError(f"prometheus exited right after start:\n{tail_text(log, 30)}")
-            self._state.set_proc(self.name, record)
+            await start_detached(self._state, self._paths, self.name, cmd, self._root)
         with reporter.step(self.name, "ready (/-/ready)"):
             await wait_until(self.ready, what="prometheus", timeout_s=START_TIMEOUT_S, abort=self._died)
 
@@ -194,6 +184,4 @@ class PrometheusService:
         )
 
     def _died(self) -> str | None:
-        if self.running_pid() is not None:
-            return None
-        return f"exited:\n{tail_text(self._paths.log(self.name), 30)}"
+        return exit_report(self._paths, self.name, self.running_pid())

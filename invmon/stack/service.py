@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from invmon.stack.procs import find_ours, terminate
+from invmon.stack.paths import StackPaths
+from invmon.stack.procs import (
+    StackError,
+    find_ours,
+    record_of,
+    spawn_detached,
+    tail_text,
+    terminate,
+    write_pidfile,
+)
 from invmon.stack.report import Reporter
 from invmon.stack.state import StackState
 
@@ -70,3 +79,23 @@ async def stop_ours(
                 step.outcome = timed_out
     state.set_proc(name, None)
     await asyncio.to_thread(pidfile.unlink, missing_ok=True)
+
+
+async def start_detached(
+    state: StackState, paths: StackPaths, name: str, cmd: Sequence[str], cwd: Path
+) -> None:
+    """Start a server that runs in the foreground of its own session (spawn_detached), with its output in
+    its log, and record it as ours: the way every service but PostgreSQL (pg_ctl) and Redis (a daemon that
+    writes its own pid file) starts."""
+    log = paths.log(name)
+    pid = await spawn_detached(cmd, log=log, cwd=cwd)
+    write_pidfile(paths.pidfile(name), pid)
+    record = record_of(pid)
+    if record is None:
+        raise StackError(f"{name} exited right after start:\n{tail_text(log, 30)}")
+    state.set_proc(name, record)
+
+
+def exit_report(paths: StackPaths, name: str, pid: int | None) -> str | None:
+    """For `wait_until(abort=...)`: None while the server runs, else the end of its log."""
+    return None if pid is not None else f"exited:\n{tail_text(paths.log(name), 30)}"
