@@ -107,6 +107,10 @@ async def wait_reaped(pid: int, timeout_s: float) -> bool:
     return bool(psutil.pid_exists(pid))
 
 
+UNKNOWN_OWNER = "an unknown process"
+RELEASE_WAIT_S = 10.0
+
+
 def port_listener(port: int) -> str | None:
     """Who listens on 127.0.0.1:`port` (or on all interfaces), as 'pid N (cmd)'; None if the port is free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -118,11 +122,17 @@ def port_listener(port: int) -> str | None:
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
                 cmd = " ".join(" ".join(psutil.Process(conn.pid).cmdline()).split())
                 return f"pid {conn.pid} ({cmd[:120]})"
-    return "an unknown process"
+    return UNKNOWN_OWNER
 
 
 def ensure_port_free(service: str, port: int) -> None:
     owner = port_listener(port)
+    # A listener no process owns is a socket being torn down (a server killed a moment ago, e.g. by a
+    # `down` just before this `up`): it goes away by itself, so it gets a few seconds before it counts.
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while owner == UNKNOWN_OWNER and time.monotonic() < deadline:
+        time.sleep(0.2)
+        owner = port_listener(port)
     if owner is not None:
         raise StackError(
             f"{service}: port {port} is already in use by {owner}; pick another port in settings"

@@ -1,7 +1,7 @@
 """The replicated stack for the cluster tests (only collected with --run-cluster, see tests/conftest.py).
 
-- `cluster`: one `invmon stack up --cluster` per test session in INVMON_CLUSTER_STACK_DIR on
-  INVMON_CLUSTER_BASE_PORT, stopped at the end.
+- `cluster`: `invmon stack up --cluster` (in INVMON_CLUSTER_STACK_DIR on INVMON_CLUSTER_BASE_PORT) for
+  each module that uses it, stopped at the end of the session.
 - `redis_cluster`: Redis primary, replica and three Sentinels alone, in a stack dir under tmp, at the layout
   of INVMON_CLUSTER_BASE_PORT shifted by 500 (so that the running cluster does not collide with them).
 """
@@ -78,8 +78,14 @@ async def redis_cluster(tmp_path: Path) -> AsyncIterator[RedisCluster]:
 
 
 @pytest.fixture(scope="session")
-def cluster(settings: Settings) -> Iterator[Settings]:
-    """The settings of a process of the running cluster (its Kafka bootstrap, primary, Redis)."""
-    manager.up(settings, Console(file=io.StringIO()), cluster=True)
-    yield member_settings(settings, layout_of(settings))
+def _cluster_session(settings: Settings) -> Iterator[None]:
+    yield
     manager.down(settings, console=Console(file=io.StringIO()), cluster=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(settings: Settings, _cluster_session: None) -> Settings:
+    """The settings of a process of the running cluster (its Kafka bootstrap, primary, Redis). Brought up
+    per module: `stack up --cluster` starts only what is missing (a test may have stopped it: `down`)."""
+    manager.up(settings, Console(file=io.StringIO()), cluster=True)
+    return member_settings(settings, layout_of(settings))
