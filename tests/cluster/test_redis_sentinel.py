@@ -294,8 +294,16 @@ async def test_a_sentinel_failover_moves_every_user_off_the_demoted_master(
     layout = redis_cluster.layout
     async with Users(redis_cluster) as users:
         await users.all_work()
-        sentinel = Redis(host="127.0.0.1", port=layout.sentinel_port(0))
+        sentinel = Redis(host="127.0.0.1", port=layout.sentinel_port(0), decode_responses=True)
         try:
+            # Right after start, Sentinel may not yet count the replica as promotable (NOGOODSLAVE):
+            # it must have seen the replica's link to the master up in a recent INFO.
+            await wait_until(
+                lambda: sentinel.sentinel_slaves("invmon"),
+                lambda replicas: any(r.get("master-link-status") == "ok" for r in replicas),
+                within=30,
+                what="Sentinel sees a promotable replica",
+            )
             assert await sentinel.sentinel_failover("invmon")
         finally:
             await sentinel.aclose()
