@@ -94,7 +94,9 @@ class ReadEngine:
                 yield conn
             return
         async with self.primary.connect() as conn:
-            target = await conn.scalar(text("SELECT pg_current_wal_lsn()::text"))
+            # The insert position, not pg_current_wal_lsn() (the write position): with synchronous_commit
+            # off, a commit the client already saw can sit in WAL buffers, past the write position.
+            target = await conn.scalar(text("SELECT pg_current_wal_insert_lsn()::text"))
         async with self.connect() as conn:
             if conn.sync_engine is self.primary.sync_engine or await _replayed(conn, str(target)):
                 yield conn
