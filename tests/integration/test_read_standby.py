@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from db import read_engine
 from db.engine import make_engine
 from db.read_engine import READ_FALLBACKS, ReadEngine
+from tests.integration.helpers import wait_until
 from tests.integration.pg_standby import Pair, primary_and_standby
 
 pytestmark = pytest.mark.slow
@@ -27,10 +28,17 @@ def pair() -> Iterator[Pair]:
 
 @pytest.fixture
 async def reads(pair: Pair) -> AsyncIterator[ReadEngine]:
-    primary = make_engine(pair.primary.url)
-    engine = ReadEngine.build(primary, pair.standby.url)
+    primary = make_engine(pair.primary_url)
+    engine = ReadEngine.build(primary, pair.standby_url)
     async with primary.begin() as conn:
         await conn.execute(text("CREATE TABLE IF NOT EXISTS marks (id int PRIMARY KEY)"))
+
+    async def replayed() -> object:
+        async with engine.connect() as conn:
+            return await conn.scalar(text("SELECT to_regclass('marks')"))
+
+    # The tests below delay the standby's replay: the table itself must be there first.
+    await wait_until(replayed, lambda found: found is not None, within=30, what="marks on the standby")
     try:
         yield engine
     finally:
@@ -46,12 +54,13 @@ async def seen(conn: AsyncConnection, mark: int) -> bool:
     return bool(await conn.scalar(text("SELECT count(*) FROM marks WHERE id = :id"), {"id": mark}))
 
 
-async def apply_delay(reads: ReadEngine, delay: str) -> None:
-    assert reads.replica is not None
-    async with reads.replica.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f"ALTER SYSTEM SET recovery_min_apply_delay = '{delay}'"))
-        await conn.execute(text("SELECT pg_reload_conf()"))
+async def apply_delay(pair: Pair, delay: str) -> None:
+    conn = await pair.standby_superuser()
+    try:
+        await conn.execute(f"ALTER SYSTEM SET recovery_min_apply_delay = '{delay}'")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 def fallbacks(reason: str) -> float:
@@ -65,9 +74,9 @@ async def test_reads_go_to_the_standby(reads: ReadEngine) -> None:
 
 
 async def test_a_caught_up_read_never_misses_what_the_primary_had_committed(
-    reads: ReadEngine, monkeypatch: pytest.MonkeyPatch
+    pair: Pair, reads: ReadEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await apply_delay(reads, "3s")  # the standby applies every commit 3 s late
+    await apply_delay(pair, "3s")  # the standby applies every commit 3 s late
     try:
         async with reads.primary.begin() as conn:
             await conn.execute(text("INSERT INTO marks VALUES (1)"))
@@ -86,14 +95,14 @@ async def test_a_caught_up_read_never_misses_what_the_primary_had_committed(
             assert await on_standby(conn)
             assert await seen(conn, 2)
     finally:
-        await apply_delay(reads, "0")
+        await apply_delay(pair, "0")
 
 
 async def test_a_stopped_standby_falls_back_to_the_primary_until_it_is_back(
     pair: Pair, reads: ReadEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(reads, "_retry_after_s", 0.0)  # try the standby again on every read
-    pair.standby.stop()
+    await pair.stop_standby()
     try:
         unreachable = fallbacks("unreachable")
         async with reads.connect() as conn:
@@ -104,7 +113,7 @@ async def test_a_stopped_standby_falls_back_to_the_primary_until_it_is_back(
         with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises: not ready
             await reads.check_replica()
     finally:
-        pair.standby.start()
+        await pair.start_standby()
 
     async def back() -> None:
         while True:
