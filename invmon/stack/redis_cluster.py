@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,11 +124,24 @@ class _Member:
     def died(self) -> str | None:
         return None if self.running_pid() is not None else f"exited; see {self.logfile}"
 
-    async def start(self, cmd: list[str], reporter: Reporter) -> None:
+    async def already_up(self, ready: Callable[[], Awaitable[bool]], reporter: Reporter) -> bool:
+        """True (after waiting until it is ready) when the member already runs: `up` has nothing to do."""
+        if self.running_pid() is None:
+            return False
+        with reporter.step(self.name, f"ready on :{self.port}") as step:
+            await wait_until(ready, what=self.name, timeout_s=START_TIMEOUT_S)
+            step.outcome = "already running"
+        return True
+
+    async def start(
+        self, cmd: list[str], ready: Callable[[], Awaitable[bool]], ready_step: str, reporter: Reporter
+    ) -> None:
         with reporter.step(self.name, f"start on :{self.port}"):
             await start_daemon(
                 self.state, self.name, cmd, self.dir, self.pidfile, self.logfile, timeout_s=START_TIMEOUT_S
             )
+        with reporter.step(self.name, ready_step):
+            await wait_until(ready, what=self.name, timeout_s=START_TIMEOUT_S, abort=self.died)
 
     async def down(self, reporter: Reporter) -> None:
         await stop_ours(
@@ -189,10 +203,7 @@ class RedisNodeService:
         return f"replica of {info.get('master_host')}:{info.get('master_port')}"
 
     async def up(self, reporter: Reporter) -> None:
-        if self.running_pid() is not None:
-            with reporter.step(self.name, f"ready on :{self.port}") as step:
-                await wait_until(self.ready, what=self.name, timeout_s=START_TIMEOUT_S)
-                step.outcome = "already running"
+        if await self._member.already_up(self.ready, reporter):
             return
         ensure_port_free(self.name, self.port)
         server = redis_server_bin()
@@ -206,9 +217,7 @@ class RedisNodeService:
         if master is not None and master != self.port and not _has_replicaof(self.config):
             # Killed as master and not yet rewritten: the Sentinels moved on, so it comes back as a replica.
             cmd += ["--replicaof", HOST, str(master)]
-        await self._member.start(cmd, reporter)
-        with reporter.step(self.name, "ready (PING)"):
-            await wait_until(self.ready, what=self.name, timeout_s=START_TIMEOUT_S, abort=self._member.died)
+        await self._member.start(cmd, self.ready, "ready (PING)", reporter)
 
     async def down(self, reporter: Reporter) -> None:
         await self._member.down(reporter)
@@ -266,10 +275,7 @@ class SentinelService:
         return None if master is None else f"sentinel (master at {master})"
 
     async def up(self, reporter: Reporter) -> None:
-        if self.running_pid() is not None:
-            with reporter.step(self.name, f"ready on :{self.port}") as step:
-                await wait_until(self.ready, what=self.name, timeout_s=START_TIMEOUT_S)
-                step.outcome = "already running"
+        if await self._member.already_up(self.ready, reporter):
             return
         ensure_port_free(self.name, self.port)
         async with _INSTALL:
@@ -280,9 +286,7 @@ class SentinelService:
         self._member.dir.mkdir(parents=True, exist_ok=True)
         if not self.config.exists():  # from then on the Sentinel's own: it records failovers there
             self.config.write_text(self._render(), encoding="utf-8")
-        await self._member.start([binary, str(self.config)], reporter)
-        with reporter.step(self.name, "ready (master known)"):
-            await wait_until(self.ready, what=self.name, timeout_s=START_TIMEOUT_S, abort=self._member.died)
+        await self._member.start([binary, str(self.config)], self.ready, "ready (master known)", reporter)
 
     async def down(self, reporter: Reporter) -> None:
         await self._member.down(reporter)
