@@ -14,6 +14,7 @@ from rich.table import Table
 from infra.settings import Settings, get_settings
 from invmon.stack import manager
 from invmon.stack.cluster import cluster_paths, rss_bytes
+from invmon.stack.cluster_layout import ENV_FILE
 from invmon.stack.manager import StackError
 
 stack_app = typer.Typer(
@@ -77,7 +78,7 @@ def up(
         if cluster:
             _print_status(settings, manager.status(settings, cluster=True), memory=True)
             console.print(
-                f"environment for `invmon run --cluster`: {cluster_paths(settings).root / 'cluster.env'}"
+                f"environment for `invmon run --cluster`: {cluster_paths(settings).root / ENV_FILE}"
             )
     except StackError as exc:
         raise _fail(exc) from exc

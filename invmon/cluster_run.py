@@ -17,10 +17,9 @@ from urllib.parse import unquote, urlsplit
 
 from infra.settings import Settings
 from invmon.runner import child_env, parse_procfile, supervise
-from invmon.stack.cluster_layout import HOST, PORT_SETTINGS, PROCESS_COPIES, ClusterLayout
+from invmon.stack.cluster_layout import ENV_FILE, HOST, PORT_SETTINGS, PROCESS_COPIES, ClusterLayout
 from invmon.stack.paths import StackPaths
 
-CLUSTER_ENV = "cluster.env"
 # Behind nginx: the edges and relays believe its X-Forwarded-For (it connects from the loopback address).
 BEHIND_PROXY = ("edge", "live_relay")
 # Ports a copy must not inherit from the invoking shell: two copies cannot both listen on one.
@@ -71,7 +70,7 @@ def cluster_envs(
     a process behind the front door needs."""
     password = unquote(urlsplit(shared.get("INVMON_DATABASE_URL", "")).password or "")
     if not password:
-        raise ClusterRunError(f"{CLUSTER_ENV} has no INVMON_DATABASE_URL with a password")
+        raise ClusterRunError(f"{ENV_FILE} has no INVMON_DATABASE_URL with a password")
     front = f"{HOST}:{layout.nginx_port}"
     envs: dict[str, dict[str, str]] = {}
     for process in procfile:
@@ -111,7 +110,7 @@ def run_cluster(
     settings: Settings, procfile: Path, grace: float, cluster_dir: Path, layout: ClusterLayout
 ) -> int:
     paths = StackPaths(root=(Path.cwd() / cluster_dir).resolve())
-    env_file = paths.root / CLUSTER_ENV
+    env_file = paths.root / ENV_FILE
     if not env_file.is_file():
         raise ClusterRunError(f"no {env_file}: bring the cluster up first (`invmon stack up --cluster`)")
     processes = parse_procfile(procfile.read_text())

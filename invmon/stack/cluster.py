@@ -19,7 +19,13 @@ from aiokafka.errors import KafkaError
 
 from infra.settings import Settings
 from invmon.stack import kafka_admin
-from invmon.stack.cluster_layout import KAFKA_NODES, MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, ClusterLayout
+from invmon.stack.cluster_layout import (
+    ENV_FILE,
+    KAFKA_NODES,
+    MIN_INSYNC_REPLICAS,
+    REPLICATION_FACTOR,
+    ClusterLayout,
+)
 from invmon.stack.kafka import KafkaNode, KafkaService, ensure_topics
 from invmon.stack.kafka_quorum import Quorum, QuorumError, describe_quorum
 from invmon.stack.nginx import NginxService
@@ -35,7 +41,6 @@ from invmon.stack.state import StackState
 # Three JVMs share the box with everything else: a quarter of the single node's default heap each is
 # plenty for the drills' load (RSS measured after up: see docs/deployment.md).
 KAFKA_HEAP = "256m"
-ENV_FILE = "cluster.env"
 VIEW_TTL_S = 1.0
 
 

@@ -17,6 +17,8 @@ DATABASE = "invmon"
 DATABASE_USER = "invmon"
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
+# In the cluster state dir: written by `invmon stack up --cluster`, read by `invmon run --cluster`.
+ENV_FILE = "cluster.env"
 
 # The port offset of each process's API, health or metrics port; copy i adds 10 * i.
 _PROCESS_OFFSETS = {

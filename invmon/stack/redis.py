@@ -10,23 +10,36 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from infra.settings import Settings
+from invmon.stack.cluster_layout import HOST
 from invmon.stack.paths import StackPaths
-from invmon.stack.procs import (
-    StackError,
-    ensure_port_free,
-    find_ours,
-    read_pidfile,
-    record_of,
-    run,
-    wait_until,
-)
+from invmon.stack.procs import StackError, ensure_port_free, find_ours, read_pidfile, wait_until
 from invmon.stack.report import Reporter
-from invmon.stack.service import stop_ours
+from invmon.stack.service import start_daemon, stop_ours
 from invmon.stack.state import StackState
 from invmon.stack.system import redis_server_bin
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
+
+
+def data_password(settings: Settings) -> str | None:
+    """The data password redis_url carries (None: no AUTH)."""
+    password = urlsplit(settings.redis_url).password
+    return unquote(password) if password else None
+
+
+def probe(port: int, password: str | None) -> aioredis.Redis:
+    """A client for one cheap check of a server of ours."""
+    # One bare attempt: redis-py's default retries with backoff would turn each probe into seconds.
+    return aioredis.Redis(
+        host=HOST,
+        port=port,
+        password=password,
+        socket_connect_timeout=1,
+        socket_timeout=1,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
 
 
 class RedisService:
@@ -36,8 +49,7 @@ class RedisService:
         self._settings = settings
         self._paths = paths
         self._state = state
-        password = urlsplit(settings.redis_url).password
-        self._password = unquote(password) if password else None
+        self._password = data_password(settings)
 
     @property
     def port(self) -> int:
@@ -54,15 +66,7 @@ class RedisService:
         return proc.pid if proc else None
 
     async def ready(self) -> bool:
-        # One bare attempt: redis-py's default retries with backoff would turn each probe into seconds.
-        client = aioredis.Redis(
-            host="127.0.0.1",
-            port=self.port,
-            password=self._password,
-            socket_connect_timeout=1,
-            socket_timeout=1,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = probe(self.port, self._password)
         try:
             return bool(await client.ping())
         except (redis.exceptions.RedisError, OSError):
@@ -82,7 +86,6 @@ class RedisService:
             raise StackError("redis-server not found")
         self._paths.redis_dir.mkdir(parents=True, exist_ok=True)
         pidfile = self._paths.pidfile(self.name)
-        pidfile.unlink(missing_ok=True)
         cmd = [
             server,
             "--port", str(self.port),
@@ -98,14 +101,10 @@ class RedisService:
             # Throwaway data: no snapshots, no append-only file, nothing to wait for on shutdown.
             cmd += ["--save", "", "--appendonly", "no"]
         with reporter.step(self.name, f"start on :{self.port}"):
-            # Returns once the daemon has forked; the pid file appears a moment later.
-            await run(cmd, cwd=self._paths.redis_dir, what="redis-server")
-            await wait_until(self._pidfile_written, what="redis pid file", timeout_s=START_TIMEOUT_S)
-            pid = read_pidfile(pidfile)
-            record = record_of(pid) if pid is not None else None
-            if record is None:
-                raise StackError(f"redis exited right after start; see {self._paths.log(self.name)}")
-            self._state.set_proc(self.name, record)
+            log = self._paths.log(self.name)
+            await start_daemon(
+                self._state, self.name, cmd, self._paths.redis_dir, pidfile, log, timeout_s=START_TIMEOUT_S
+            )
         with reporter.step(self.name, "ready (PING)"):
             await wait_until(self.ready, what="redis", timeout_s=START_TIMEOUT_S, abort=self._died)
 
@@ -119,9 +118,6 @@ class RedisService:
             self._paths.pidfile(self.name),
             timeout_s=STOP_TIMEOUT_S,
         )
-
-    async def _pidfile_written(self) -> bool:
-        return read_pidfile(self._paths.pidfile(self.name)) is not None
 
     def _died(self) -> str | None:
         return None if self.running_pid() is not None else f"exited; see {self._paths.log(self.name)}"

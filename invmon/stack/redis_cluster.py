@@ -13,30 +13,20 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-import redis.asyncio as aioredis
 import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from infra.settings import Settings
 from invmon.stack.cluster_layout import HOST, SENTINEL_MASTER, SENTINELS, ClusterLayout
 from invmon.stack.paths import StackPaths
-from invmon.stack.procs import (
-    StackError,
-    ensure_port_free,
-    find_ours,
-    read_pidfile,
-    record_of,
-    run,
-    wait_until,
-)
+from invmon.stack.procs import StackError, ensure_port_free, find_ours, read_pidfile, wait_until
+from invmon.stack.redis import data_password, probe
 from invmon.stack.rendering import render
 from invmon.stack.report import Reporter
-from invmon.stack.service import Service, stop_ours
+from invmon.stack.service import Service, start_daemon, stop_ours
 from invmon.stack.state import StackState
 from invmon.stack.system import apt_install, redis_server_bin
 
@@ -62,24 +52,6 @@ def _missing_sentinel() -> list[str]:
     return [] if sentinel_bin() else [SENTINEL_PACKAGE]
 
 
-def _password(settings: Settings) -> str | None:
-    password = urlsplit(settings.redis_url).password
-    return unquote(password) if password else None
-
-
-def _probe(port: int, password: str | None) -> aioredis.Redis:
-    # One bare attempt: redis-py's default retries with backoff would turn each probe into seconds.
-    return aioredis.Redis(
-        host=HOST,
-        port=port,
-        password=password,
-        socket_connect_timeout=1,
-        socket_timeout=1,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
-    )
-
-
 def cluster_dir(paths: StackPaths) -> Path:
     return paths.root / "redis-cluster"
 
@@ -97,7 +69,7 @@ def recorded_master(paths: StackPaths, master: str = SENTINEL_MASTER) -> int | N
 
 async def ask_sentinel(port: int, password: str | None, master: str) -> tuple[str, int] | None:
     """(host, port) of `master` as the Sentinel at `port` names it; None when it does not answer."""
-    client = _probe(port, password)
+    client = probe(port, password)
     try:
         address = await client.sentinel_get_master_addr_by_name(master)
     except (redis.exceptions.RedisError, OSError):
@@ -152,21 +124,24 @@ class _Member:
     def died(self) -> str | None:
         return None if self.running_pid() is not None else f"exited; see {self.logfile}"
 
-    async def start(self, cmd: list[str], reporter: Reporter) -> None:
-        self.pidfile.unlink(missing_ok=True)
+    async def already_up(self, ready: Callable[[], Awaitable[bool]], reporter: Reporter) -> bool:
+        """True (after waiting until it is ready) when the member already runs: `up` has nothing to do."""
+        if self.running_pid() is None:
+            return False
+        with reporter.step(self.name, f"ready on :{self.port}") as step:
+            await wait_until(ready, what=self.name, timeout_s=START_TIMEOUT_S)
+            step.outcome = "already running"
+        return True
+
+    async def start(
+        self, cmd: list[str], ready: Callable[[], Awaitable[bool]], ready_step: str, reporter: Reporter
+    ) -> None:
         with reporter.step(self.name, f"start on :{self.port}"):
-            # Returns once the daemon has forked; the pid file appears a moment later.
-            await run(cmd, cwd=self.dir, what=self.name)
-
-            async def written() -> bool:
-                return read_pidfile(self.pidfile) is not None
-
-            await wait_until(written, what=f"{self.name} pid file", timeout_s=START_TIMEOUT_S)
-            pid = read_pidfile(self.pidfile)
-            record = record_of(pid) if pid is not None else None
-            if record is None:
-                raise StackError(f"{self.name} exited right after start; see {self.logfile}")
-            self.state.set_proc(self.name, record)
+            await start_daemon(
+                self.state, self.name, cmd, self.dir, self.pidfile, self.logfile, timeout_s=START_TIMEOUT_S
+            )
+        with reporter.step(self.name, ready_step):
+            await wait_until(ready, what=self.name, timeout_s=START_TIMEOUT_S, abort=self.died)
 
     async def down(self, reporter: Reporter) -> None:
         await stop_ours(
@@ -192,7 +167,7 @@ class RedisNodeService:
         self._settings = settings
         self._member = member
         self._initial_master = initial_master
-        self._password = _password(settings)
+        self._password = data_password(settings)
         self.name = member.name
 
     @property
@@ -207,7 +182,7 @@ class RedisNodeService:
         return self._member.running_pid()
 
     async def ready(self) -> bool:
-        client = _probe(self.port, self._password)
+        client = probe(self.port, self._password)
         try:
             return bool(await client.ping())
         except (redis.exceptions.RedisError, OSError):
@@ -216,7 +191,7 @@ class RedisNodeService:
             await client.aclose()
 
     async def role(self) -> str | None:
-        client = _probe(self.port, self._password)
+        client = probe(self.port, self._password)
         try:
             info = await client.info("replication")
         except (redis.exceptions.RedisError, OSError):
@@ -228,10 +203,7 @@ class RedisNodeService:
         return f"replica of {info.get('master_host')}:{info.get('master_port')}"
 
     async def up(self, reporter: Reporter) -> None:
-        if self.running_pid() is not None:
-            with reporter.step(self.name, f"ready on :{self.port}") as step:
-                await wait_until(self.ready, what=self.name, timeout_s=START_TIMEOUT_S)
-                step.outcome = "already running"
+        if await self._member.already_up(self.ready, reporter):
             return
         ensure_port_free(self.name, self.port)
         server = redis_server_bin()
@@ -245,9 +217,7 @@ class RedisNodeService:
         if master is not None and master != self.port and not _has_replicaof(self.config):
             # Killed as master and not yet rewritten: the Sentinels moved on, so it comes back as a replica.
             cmd += ["--replicaof", HOST, str(master)]
-        await self._member.start(cmd, reporter)
-        with reporter.step(self.name, "ready (PING)"):
-            await wait_until(self.ready, what=self.name, timeout_s=START_TIMEOUT_S, abort=self._member.died)
+        await self._member.start(cmd, self.ready, "ready (PING)", reporter)
 
     async def down(self, reporter: Reporter) -> None:
         await self._member.down(reporter)
@@ -305,10 +275,7 @@ class SentinelService:
         return None if master is None else f"sentinel (master at {master})"
 
     async def up(self, reporter: Reporter) -> None:
-        if self.running_pid() is not None:
-            with reporter.step(self.name, f"ready on :{self.port}") as step:
-                await wait_until(self.ready, what=self.name, timeout_s=START_TIMEOUT_S)
-                step.outcome = "already running"
+        if await self._member.already_up(self.ready, reporter):
             return
         ensure_port_free(self.name, self.port)
         async with _INSTALL:
@@ -319,9 +286,7 @@ class SentinelService:
         self._member.dir.mkdir(parents=True, exist_ok=True)
         if not self.config.exists():  # from then on the Sentinel's own: it records failovers there
             self.config.write_text(self._render(), encoding="utf-8")
-        await self._member.start([binary, str(self.config)], reporter)
-        with reporter.step(self.name, "ready (master known)"):
-            await wait_until(self.ready, what=self.name, timeout_s=START_TIMEOUT_S, abort=self._member.died)
+        await self._member.start([binary, str(self.config)], self.ready, "ready (master known)", reporter)
 
     async def down(self, reporter: Reporter) -> None:
         await self._member.down(reporter)
@@ -333,9 +298,9 @@ class SentinelService:
     def _render(self) -> str:
         master = self._settings.redis_sentinel_master
         lines = []
-        data_password = _password(self._settings)
-        if data_password:
-            lines.append(f'sentinel auth-pass {master} "{data_password}"')
+        data_pw = data_password(self._settings)
+        if data_pw:
+            lines.append(f'sentinel auth-pass {master} "{data_pw}"')
         if self._password:
             # Its own password, and the one it uses to talk to its peers (they share it).
             lines += [f'requirepass "{self._password}"', f'sentinel sentinel-pass "{self._password}"']

@@ -12,10 +12,13 @@ from invmon.stack.paths import StackPaths
 from invmon.stack.procs import (
     StackError,
     find_ours,
+    read_pidfile,
     record_of,
+    run,
     spawn_detached,
     tail_text,
     terminate,
+    wait_until,
     write_pidfile,
 )
 from invmon.stack.report import Reporter
@@ -93,6 +96,26 @@ async def start_detached(
     record = record_of(pid)
     if record is None:
         raise StackError(f"{name} exited right after start:\n{tail_text(log, 30)}")
+    state.set_proc(name, record)
+
+
+async def start_daemon(
+    state: StackState, name: str, cmd: Sequence[str], cwd: Path, pidfile: Path, log: Path, *, timeout_s: float
+) -> None:
+    """Start a server that daemonises and writes its own pid file (redis-server, redis-sentinel), and record
+    it as ours."""
+    await asyncio.to_thread(pidfile.unlink, missing_ok=True)
+    # Returns once the daemon has forked; the pid file appears a moment later.
+    await run(cmd, cwd=cwd, what=name)
+
+    async def written() -> bool:
+        return read_pidfile(pidfile) is not None
+
+    await wait_until(written, what=f"{name} pid file", timeout_s=timeout_s)
+    pid = read_pidfile(pidfile)
+    record = record_of(pid) if pid is not None else None
+    if record is None:
+        raise StackError(f"{name} exited right after start; see {log}")
     state.set_proc(name, record)
 
 
