@@ -12,9 +12,16 @@ from api_edge.auth import Principal, require
 from api_edge.problems import Problem
 from api_edge.requests import AfterId
 from api_edge.state import Clients, clients
-from api_edge.views import AlertView, CommandStatusView, ItemPage, ItemView, LedgerEntryView, LedgerPage
+from api_edge.views import (
+    AlertView,
+    CommandStatusView,
+    ItemPage,
+    ItemView,
+    LedgerEntryView,
+    LedgerPage,
+    location_views,
+)
 from contracts.common import CONTROL_FREE_PATTERN, LocationCode, Sku
-from contracts.locations import LocationStockView
 from contracts.money import margin_pct
 from db import price_reads, read_repo
 
@@ -28,7 +35,7 @@ def item_view(row: RowMapping, stock: list[RowMapping]) -> ItemView:
         on_hand=row["stock_quantity"],
         reserved=row["reserved_quantity"],
         available=row["stock_quantity"] - row["reserved_quantity"],
-        locations=[LocationStockView(**{k: s[k] for k in LocationStockView.model_fields}) for s in stock],
+        locations=location_views(stock),
     )
 
 

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
+from sqlalchemy import RowMapping
 
 from contracts.locations import LocationStockView
+
+
+def location_views(
+    rows: Iterable[RowMapping], places: Collection[str] | None = None
+) -> list[LocationStockView]:
+    """An item's stock per location from db.read_repo.location_stock's rows, only at `places` if given: the
+    one shape the read API's items and the relay's snapshot rows both carry."""
+    fields = LocationStockView.model_fields
+    return [
+        LocationStockView(**{k: row[k] for k in fields})
+        for row in rows
+        if places is None or row["location"] in places
+    ]
 
 
 class ItemView(BaseModel):

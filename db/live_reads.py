@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, TypeVar
 
-from sqlalchemy import RowMapping, Select, exists, select
+from sqlalchemy import RowMapping, Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.models import Item, ItemStock
+from db import read_repo
+from db.models import Item
 from db.price_models import Price
 
 Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
@@ -35,9 +36,7 @@ async def items(
         Item.min_stock_level, Item.max_stock_level, Item.alert_state, Item.is_active, Item.version,
     ).order_by(Item.sku).limit(limit)  # fmt: skip
     if locations is not None:
-        query = query.where(
-            exists().where(ItemStock.sku == Item.sku, ItemStock.location.in_(list(locations)))
-        )
+        query = query.where(read_repo.stocked_at(locations))
     return list((await conn.execute(_filtered(query, skus, category, Item.sku))).mappings())
 
 

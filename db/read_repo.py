@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from sqlalchemy import RowMapping, exists, func, select
+from sqlalchemy import Exists, RowMapping, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import dead_letter_repo
 from db.models import Item, ItemStock, ProcessedCommand, StockLedger
 
 ITEM_STOCK = ItemStock.__table__
+
+
+def stocked_at(locations: Collection[str]) -> Exists:
+    """An item filter: it has a stock row at one of `locations` (stock has moved there once, even if none
+    is left)."""
+    return exists().where(ItemStock.sku == Item.sku, ItemStock.location.in_(list(locations)))
 
 
 async def location_stock(conn: AsyncConnection, skus: Sequence[str]) -> dict[str, list[RowMapping]]:
@@ -95,8 +101,7 @@ async def list_items(
     have a row there (stock has moved there once, even if none is left)."""
     query = select(Item.__table__).order_by(Item.sku).limit(limit)
     if location is not None:
-        stock = ITEM_STOCK.c
-        query = query.where(exists().where(stock.sku == Item.sku, stock.location == location))
+        query = query.where(stocked_at([location]))
     if category is not None:
         query = query.where(Item.category == category)
     if alert_state is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import RowMapping
 
+from api_edge.views import location_views
 from contracts.live import AlertRow, Channel, Filter, ItemRow, PriceRow
 from contracts.locations import LocationStockView
 from contracts.money import margin_pct
@@ -51,15 +52,6 @@ def item_row(row: RowMapping, prices: list[PriceRow], locations: list[LocationSt
     )
 
 
-def located(rows: list[RowMapping], places: list[str] | None) -> list[LocationStockView]:
-    """An item's stock per location, only at `places` when the subscriber filters on locations."""
-    return [
-        LocationStockView.model_validate(dict(row))
-        for row in rows
-        if places is None or row["location"] in places
-    ]
-
-
 async def snapshot(
     reads: ReadEngine, channel: Channel, wanted: Filter | None, limit: int
 ) -> tuple[Rows, bool]:
@@ -83,7 +75,9 @@ async def snapshot(
                 for row in await live_reads.prices(conn, found, None, len(found) * 50):
                     by_sku[row["sku"]].append(price_row(row))
             at = await read_repo.location_stock(conn, found)
-            made = [item_row(r, by_sku[r["sku"]], located(at[r["sku"]], places)) for r in items[:limit]]
+            made = [
+                item_row(r, by_sku[r["sku"]], location_views(at[r["sku"]], places)) for r in items[:limit]
+            ]
             return made, len(items) > limit
         if channel == "prices":
             rows = await live_reads.prices(conn, skus, category, limit + 1)
