@@ -100,8 +100,8 @@ async def access_problem(settings: Settings, timeout_ms: int = 10_000) -> str | 
     name it. For a process that failed to start its clients, and for the CLI."""
     security = client_security(settings)
     last = "no bootstrap server"
-    for server in settings.kafka_bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
+    for server in bootstrap_servers(settings):
+        host, _, port = server.rpartition(":")
         try:
             conn = await create_conn(host, int(port), request_timeout_ms=timeout_ms, **security)
         except _REFUSED as error:
