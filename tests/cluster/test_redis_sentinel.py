@@ -20,7 +20,6 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from starlette.requests import Request
 
 from api_edge import command_ids, idempotency
 from api_edge.live import LiveHub
@@ -32,6 +31,7 @@ from infra.live_redis import LiveMessage, LiveRedis
 from infra.redis_client import redis_client
 from tests.cluster.conftest import RedisCluster
 from tests.integration.helpers import wait_until
+from tests.integration.test_idempotency_redis_down import keyed_request
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -81,23 +81,6 @@ class RecordingHub(Hub):
 
     def reset(self, channel: str) -> None:
         self.resets.append(channel)
-
-
-def request(key: str, body: bytes) -> Request:
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "scheme": "http",
-        "server": ("edge", 80),
-        "path": "/v1/items/A/stock/receive",
-        "query_string": b"",
-        "headers": [(b"idempotency-key", key.encode())],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request(scope, receive)
 
 
 async def recovered_within(started: float, works: Callable[[], Awaitable[bool]], what: str) -> float:
@@ -191,7 +174,7 @@ class Users:
         """A keyed request: its first answer is stored, a replay gets it back."""
         try:
             claim, replay = await idempotency.claim(
-                self.edge, request(key, body), self.principal, 3600, self.id_key
+                self.edge, keyed_request(key, body), self.principal, 3600, self.id_key
             )
         except Exception as error:
             self.refusals.append(error)

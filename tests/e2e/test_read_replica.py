@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,7 +24,7 @@ from invmon.stack.paths import StackPaths
 from invmon.stack.postgres import SUPERUSER
 from tests.e2e.live_support import connected, free_port, metric, relay_process, subscribe, token, url_of
 from tests.e2e.support import new_sku
-from tests.processes import Process, start, wait_ready
+from tests.processes import Process, running
 
 REPLICA_ONLY_SKU = f"REPLICA-{uuid.uuid4().hex[:8].upper()}"
 
@@ -73,26 +74,20 @@ def replica_url(stack: Settings) -> Iterator[str]:
         asyncio.run(drop())
 
 
-def _edge(log_dir: Path, read_url: str) -> Process:
+@contextmanager
+def _edge(log_dir: Path, read_url: str) -> Iterator[Process]:
     port = free_port()
-    process = start(
-        "edge", port, log_dir, env={"INVMON_EDGE_PORT": str(port), "INVMON_DATABASE_READ_URL": read_url}
-    )
-    try:
-        wait_ready(process)
-    except BaseException:
-        process.stop()
-        raise
-    return process
+    env = {"INVMON_EDGE_PORT": str(port), "INVMON_DATABASE_READ_URL": read_url}
+    with running({"edge": port}, log_dir, env) as processes:
+        yield processes["edge"]
 
 
 @pytest.fixture(scope="module")
 def routed_edge(
     pipeline: object, replica_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
-    process = _edge(tmp_path_factory.mktemp("routed-edge"), replica_url)
-    yield process
-    process.stop()
+    with _edge(tmp_path_factory.mktemp("routed-edge"), replica_url) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +100,8 @@ def stopped_replica_url(stack: Settings) -> str:
 def fallback_edge(
     pipeline: object, stopped_replica_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
-    process = _edge(tmp_path_factory.mktemp("fallback-edge"), stopped_replica_url)
-    yield process
-    process.stop()
+    with _edge(tmp_path_factory.mktemp("fallback-edge"), stopped_replica_url) as process:
+        yield process
 
 
 @pytest.fixture

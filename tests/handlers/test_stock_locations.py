@@ -7,19 +7,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from contracts.topics import STOCK_COMMANDS
 from db.engine import make_engine
 from infra.kafka import make_broker
 from infra.settings import Settings
 from tests.handlers.conftest import dsn
-from tests.handlers.test_stock_handler import RecordingSender
+from tests.handlers.test_stock_handler import RecordingSender, command
+from tests.handlers.test_stock_handler import send as send_record
 from workers.pipeline.consumer import Runtime
 from workers.stock_worker.handler import register
 
@@ -56,18 +55,9 @@ async def places(db: asyncpg.Connection) -> tuple[str, str, str]:
 
 
 async def send(broker: KafkaBroker, sku: str, type_: str, **fields: Any) -> str:
-    command_id = str(uuid.uuid4())
-    body = {
-        "command_id": command_id,
-        "sku": sku,
-        "issued_at": datetime.now(UTC).isoformat(),
-        "actor": "locations-test",
-        "source": "test",
-        "type": type_,
-        **fields,
-    }
-    await broker.publish(json.dumps(body).encode(), STOCK_COMMANDS.name, key=sku.encode())
-    return command_id
+    body = command(sku, type_, **fields)
+    await send_record(broker, body, sku)
+    return str(body["command_id"])
 
 
 async def stock(db: asyncpg.Connection, sku: str) -> dict[str, tuple[int, int]]:

@@ -17,7 +17,7 @@ from infra.settings import Settings
 pytestmark = [pytest.mark.timeout(30)]
 
 
-def keyed_request(key: str) -> Request:
+def keyed_request(key: str, body: bytes = b"{}") -> Request:
     scope = {
         "type": "http",
         "method": "POST",
@@ -29,7 +29,7 @@ def keyed_request(key: str) -> Request:
     }
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     return Request(scope, receive)
 

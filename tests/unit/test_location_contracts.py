@@ -18,15 +18,9 @@ from contracts.stock_events import (
     ReservationMade,
     StockChanged,
 )
+from tests.unit.test_contracts import ENVELOPE
 
 CODE: TypeAdapter[str] = TypeAdapter(LocationCode)
-ENVELOPE: dict[str, Any] = {
-    "command_id": "6f1c2b9e-3d0a-4f5e-9b1a-2c3d4e5f6a7b",
-    "sku": "ABC-123",
-    "issued_at": "2026-11-27T09:30:00Z",
-    "actor": "tester",
-    "source": "unit",
-}
 # Records as producers wrote them before locations existed (schema_version 1, no location field).
 V1_RECORDS = [
     {"type": "register_item", "name": "Mug", "initial_quantity": 5},
