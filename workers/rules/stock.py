@@ -91,13 +91,8 @@ class ItemState:
     version: int = 1
     # The item's stock at the locations loaded for this command (those it touches); the totals above are
     # the sums over every location, loaded or not. Never changed in place: a move builds a new mapping.
-    # None: all of it at the default location (an item as it was before locations).
-    stock: Mapping[str, LocationStock] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.stock is None:
-            whole = LocationStock(self.on_hand, self.reserved, alert_state=self.alert_state)
-            object.__setattr__(self, "stock", {DEFAULT_LOCATION: whole})
+    # A plain default, not a __post_init__ that fills it in: every stock move builds an ItemState.
+    stock: Mapping[str, LocationStock] = field(default_factory=dict)
 
     @property
     def available(self) -> int:
