@@ -166,6 +166,7 @@ class _Events:
 Locations = Mapping[str, bool]
 """Whether each location code a batch names is active; a code missing is unknown. 'default' is always
 known and active, whether listed or not."""
+_NO_LOCATIONS: Locations = {}  # shared and never written: no dict is built per command
 
 
 def decide(
@@ -182,7 +183,9 @@ def decide(
     Never raises for a business reason: a rejection carries its reason."""
     events = _Events(command, now)
     try:
-        new_state, new_reservation = _apply(state, reservation, command, now, events, locations or {})
+        new_state, new_reservation = _apply(
+            state, reservation, command, now, events, _NO_LOCATIONS if locations is None else locations
+        )
     except Reject as rejection:
         return rejected(command, now, rejection)
     if state is not None:
