@@ -294,7 +294,7 @@ async def register_directly(database_url: str, skus: int, clear_margin_pct: int,
         report = await apply_batch(engine, StockSession(AlertPolicy(clear_margin_pct)), commands, now)
         if len(report.applied) != len(commands):
             raise RuntimeError(
-                f"registration: {len(report.applied)} of {skus} applied, {report.rejected[:3]}"
+                f"registration: {len(report.applied)} of {len(commands)} applied, {report.rejected[:3]}"
             )
     finally:
         await engine.dispose()

@@ -22,13 +22,14 @@ import asyncpg
 import psutil
 
 from bench import load
+from contracts.common import DEFAULT_LOCATION
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from db import bulk, writes
 from db.stock_repo import _ITEM_TYPES, ItemRow
 from infra.settings import get_settings
 from workers.pipeline.batch import Event, outbox_row
 from workers.rules.alerts import AlertPolicy
-from workers.rules.stock import ItemState
+from workers.rules.stock import ItemState, LocationStock
 from workers.stock_worker.apply import StockSession, row_from_state
 
 SCHEMA = "bench_scratch"
@@ -72,7 +73,11 @@ async def main_async(args: argparse.Namespace) -> None:
     session = StockSession(AlertPolicy(settings.alert_clear_margin_pct))
     session.items = {
         load.sku_name(i): ItemState(
-            sku=load.sku_name(i), name=f"Bench item {i}", on_hand=100, min_stock_level=10
+            sku=load.sku_name(i),
+            name=f"Bench item {i}",
+            on_hand=100,
+            min_stock_level=10,
+            stock={DEFAULT_LOCATION: LocationStock(100)},
         )
         for i in range(2000)
     }

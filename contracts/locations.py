@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.common import LocationCode, PlainText
+from contracts.stock_events import AlertState
 
 LocationKind = Literal["warehouse", "store", "virtual"]
 
@@ -100,7 +101,7 @@ class LocationStockView(BaseModel):
     on_hand: int = Field(description="Units physically at the location.")
     reserved: int = Field(description="Units reserved there for orders.")
     available: int = Field(description="on_hand - reserved: what may still be reserved or moved out.")
-    alert_state: Literal["ok", "low", "out", "over"] = Field(
+    alert_state: AlertState = Field(
         description="The per-location alert on `available` against the levels below."
     )
     min_stock_level: int = Field(description="The level in effect: the location's own, else the item's.")

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 from pydantic import BaseModel
 
+from contracts.common import DEFAULT_LOCATION
 from contracts.stock_commands import (
     AdjustStock,
     CountStock,
@@ -93,7 +94,12 @@ def make(cls: type[C], **fields: Any) -> C:
 
 
 def item(**fields: Any) -> ItemState:
-    return ItemState(**{"sku": SKU, "name": "Blue mug", "on_hand": 10, **fields})
+    """An item with all its stock at the default location (as an item was before locations)."""
+    state = ItemState(**{"sku": SKU, "name": "Blue mug", "on_hand": 10, **fields})
+    if "stock" in fields:
+        return state
+    whole = LocationStock(state.on_hand, state.reserved, alert_state=state.alert_state)
+    return replace(state, stock={DEFAULT_LOCATION: whole})
 
 
 def reservation(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import get_args
 from uuid import UUID
+
+from contracts.stock_events import AlertEvent
 
 # The alert events that may name a location: one of them WITH a location is the per-(SKU, location)
 # alert, which only subscriptions naming that location want. Without one it is the SKU-level alert.
-LOCATION_ALERTS = frozenset(
-    {"low_stock_detected", "out_of_stock", "back_in_stock", "overstock_detected", "stock_level_normal"}
-)
+# Taken from the contract's union, so an alert event added there is not missed here.
+LOCATION_ALERTS = frozenset(str(m.model_fields["type"].default) for m in get_args(AlertEvent))
 
 
 @dataclass(frozen=True, slots=True)

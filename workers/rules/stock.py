@@ -91,13 +91,8 @@ class ItemState:
     version: int = 1
     # The item's stock at the locations loaded for this command (those it touches); the totals above are
     # the sums over every location, loaded or not. Never changed in place: a move builds a new mapping.
-    # None: all of it at the default location (an item as it was before locations).
-    stock: Mapping[str, LocationStock] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.stock is None:
-            whole = LocationStock(self.on_hand, self.reserved, alert_state=self.alert_state)
-            object.__setattr__(self, "stock", {DEFAULT_LOCATION: whole})
+    # A plain default, not a __post_init__ that fills it in: every stock move builds an ItemState.
+    stock: Mapping[str, LocationStock] = field(default_factory=dict)
 
     @property
     def available(self) -> int:
@@ -171,6 +166,7 @@ class _Events:
 Locations = Mapping[str, bool]
 """Whether each location code a batch names is active; a code missing is unknown. 'default' is always
 known and active, whether listed or not."""
+_NO_LOCATIONS: Locations = {}  # shared and never written: no dict is built per command
 
 
 def decide(
@@ -187,7 +183,9 @@ def decide(
     Never raises for a business reason: a rejection carries its reason."""
     events = _Events(command, now)
     try:
-        new_state, new_reservation = _apply(state, reservation, command, now, events, locations or {})
+        new_state, new_reservation = _apply(
+            state, reservation, command, now, events, _NO_LOCATIONS if locations is None else locations
+        )
     except Reject as rejection:
         return rejected(command, now, rejection)
     if state is not None:
