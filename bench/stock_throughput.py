@@ -375,6 +375,10 @@ def _fill_window(result: PhaseResult, samples: list[Snapshot], first: Snapshot, 
         result.rss_mb.update(relay_start=relay_mb[0], relay_peak=max(relay_mb), relay_end=relay_mb[-1])
 
 
+# Reuse hook: bench.peer_connect measures its peer over the same window, the same way.
+fill_window = _fill_window
+
+
 # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the profile gets written.
 _PROFILED_WORKER = """
 import cProfile, signal, sys
