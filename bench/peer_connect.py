@@ -36,6 +36,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -251,21 +252,37 @@ def _render(template: str, **values: str) -> str:
 
 
 def _mvn(pom: Path, goal: list[str]) -> None:
-    command = ["mvn", "-q", "-B", "-s", str(PEER_DIR / "settings.xml"), "-f", str(pom), *goal]
+    command = [
+        "mvn",
+        "-q",
+        "-B",
+        "-Dstyle.color=never",
+        "-s",
+        str(PEER_DIR / "settings.xml"),
+        "-f",
+        str(pom),
+        *goal,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1200)
     if done.returncode != 0:
-        errors = [line for line in done.stdout.splitlines() if "[ERROR]" in line and "Help" not in line]
-        raise CentralRefused("\n".join(errors[:5]) or done.stdout[-2000:] + done.stderr[-2000:])
+        output = done.stdout + done.stderr
+        # Maven's first [ERROR] line names the artifact; the rest is its advice on -e / -X.
+        errors = [
+            line.split(" -> [Help", 1)[0]
+            for line in output.splitlines()
+            if "[ERROR]" in line and ("Could not" in line or "Failed" in line)
+        ]
+        raise CentralRefused("\n".join(errors[:5]) or output[-3000:])
 
 
-def _fetch_into(target: Path, pom_text: str, goal_extra: list[str]) -> None:
+def _fetch_into(target: Path, name: str, pom_text: str, goal_extra: list[str]) -> None:
     """Resolve the POM's runtime jars into `target` (replaced whole; marked complete last)."""
-    work = CACHE / "maven" / target.parent.name  # outside plugin.path, which Connect scans
+    work = CACHE / "maven" / name  # outside plugin.path, which Connect scans
     work.mkdir(parents=True, exist_ok=True)
     pom = work / "pom.xml"
     pom.write_text(pom_text)
     staging = target.with_name(target.name + ".partial")
-    subprocess.run(["rm", "-rf", str(staging)], check=True)
+    shutil.rmtree(staging, ignore_errors=True)
     _mvn(
         pom,
         [
@@ -275,7 +292,7 @@ def _fetch_into(target: Path, pom_text: str, goal_extra: list[str]) -> None:
             f"-DoutputDirectory={staging}",
         ],
     )
-    subprocess.run(["rm", "-rf", str(target)], check=True)
+    shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
 
 
@@ -298,7 +315,7 @@ def fetch(settings: Settings) -> tuple[PeerDist, str]:
     if not (runtime / COMPLETE).exists():
         log4j = broker_log4j_version(settings)
         pom = _render("connect-runtime.pom.xml", KAFKA_VERSION=settings.kafka_version)
-        _fetch_into(runtime, pom, ["-Plog4j2-binding", f"-Dlog4j.version={log4j}"])
+        _fetch_into(runtime, runtime.parent.name, pom, ["-Plog4j2-binding", f"-Dlog4j.version={log4j}"])
         (runtime / COMPLETE).write_text(f"kafka {settings.kafka_version}, log4j {log4j}\n")
         fetched.append(f"Connect {settings.kafka_version}")
     if not (plugin / COMPLETE).exists():
@@ -309,7 +326,7 @@ def fetch(settings: Settings) -> tuple[PeerDist, str]:
             POSTGRES_DRIVER_VERSION=POSTGRES_DRIVER_VERSION,
         )
         plugin_root.mkdir(parents=True, exist_ok=True)
-        _fetch_into(plugin, pom, [])
+        _fetch_into(plugin, plugin_root.parent.name, pom, [])
         removed = [p for p in plugin.glob("*.jar") if p.name.startswith(PLUGIN_JARS_REMOVED)]
         for jar in removed:
             jar.unlink()
