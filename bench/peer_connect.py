@@ -559,7 +559,8 @@ def stock_extra(result: Mapping[str, Any]) -> str:
     ok = checks.get("processed") == b["commands"] and checks.get("consumer_lag_after_stop") == 0
     return (
         f"workers {_cores(b['worker_cpu_s'], b['window_s']):.2f} cores, RSS peak"
-        f" {b['rss_mb'].get('peak_under_load', 0):.0f} MB, window {b['window_s']:.1f} s,"
+        f" {b['rss_mb'].get('peak_under_load', 0):.0f} MB, window {b['window_s']:.1f} s"
+        f" (cross-check, applied_at span: {b.get('db_rate', float('nan')):,.0f}/s),"
         f" exactly once + lag 0: {'yes' if ok else 'NO'}"
     )
 
