@@ -28,7 +28,7 @@ from workers.stock_worker.apply import StockSession
 
 async def main_async(args: argparse.Namespace) -> None:
     settings, policy = await load.fresh_stock(args.skus)
-    engine = make_engine(settings.database_url, pre_ping=False)  # as the workers' engine
+    engine = make_engine(settings.database_url, pre_ping=False, generic_plans=True)  # as the workers' engine
     postgres = StackProcs.load(settings).postgres
     stats = await asyncpg.connect(load.asyncpg_dsn(settings.database_url))
     statements = args.statements and bool(

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from db import stock_repo
+from db import command_log, stock_repo
 from db import writes as db_writes
+from db.engine import make_engine
 from db.stock_repo import StockLevels, StockRow
+from infra.settings import Settings
 
 pytestmark = pytest.mark.stack
 
@@ -110,3 +112,14 @@ async def test_a_large_batch_updates_every_row_and_counts_a_missing_one(scratch:
     assert write is not None
     await db_writes.send(scratch, [write])
     assert await scratch.fetchval("SELECT count(*) FROM items WHERE version = 5") == 100
+
+
+async def test_the_workers_engine_plans_each_statement_once(stack: Settings) -> None:
+    """The worker's engine (workers/pipeline/process.py) asks for generic plans: without them PostgreSQL
+    planned the lock and the read of every small batch again (a third of its CPU for a batch of five)."""
+    engine = make_engine(stack.database_url, pool_size=1, pre_ping=False, generic_plans=True)
+    try:
+        async with command_log.transaction(engine) as pg:
+            assert await pg.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    finally:
+        await engine.dispose()
