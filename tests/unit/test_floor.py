@@ -1,4 +1,4 @@
-"""bench.floor finds the real worker's transactions again in its rows (the floor replays them as they were)."""
+"""bench.floor finds the real worker's transactions again in their rows, to replay them as they were."""
 
 from __future__ import annotations
 
@@ -39,9 +39,11 @@ def test_rows_go_with_the_transaction_that_wrote_them() -> None:
 
     assert [r[0] for r in first.processed] == [a, b]
     assert [r[0] for r in first.ledger] == [a, b]
-    assert len(first.outbox) == 1 and not first.reservations
+    assert len(first.outbox) == 1
+    assert not first.reservations
     assert [r[0] for r in first.items] == ["S1", "S2"]
     assert [(r[0], r[1]) for r in first.stock] == [("S1", "default"), ("S2", "shop")]
     assert [r[0] for r in second.processed] == [c]
     assert [r[0] for r in second.reservations] == ["r1"]
-    assert [r[0] for r in second.items] == ["S2"] and not second.outbox
+    assert [r[0] for r in second.items] == ["S2"]
+    assert not second.outbox
