@@ -181,7 +181,7 @@ async def main_async(args: argparse.Namespace) -> None:
     generated = load.generate(total, args.skus, seed=3, bad_per_mille=1.0, locations=args.locations)
     records = records_for(generated)
     chunks = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
-    engine = make_engine(settings.database_url, pre_ping=False)  # as the workers' engine
+    engine = make_engine(settings.database_url, pre_ping=False, generic_plans=True)  # as the workers' engine
     timer = Timer()
     try:
         for chunk in chunks[: args.warmup]:

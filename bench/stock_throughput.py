@@ -45,6 +45,7 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import floor as floor_bench
 from bench import load, stacks
 from contracts.topics import STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra.settings import Settings, get_settings
@@ -637,6 +638,26 @@ async def naive_phase(
     return result
 
 
+async def floor_phase(
+    args: argparse.Namespace, settings: Settings, stack: StackProcs, batched: PhaseResult
+) -> floor_bench.FloorResult:
+    """The rows the batched phase wrote, written again straight from arrays (bench/floor.py)."""
+    dsn = load.asyncpg_dsn(settings.database_url)
+    result = await floor_bench.run(dsn, lambda: _tree_cpu(stack.postgres), args.floor_write)
+    if result.commands != batched.checks.get("processed"):
+        raise RuntimeError(f"floor: {result.commands} commands, the run processed {batched.checks}")
+    return result
+
+
+def _pipeline_us(p: PhaseResult) -> dict[str, float]:
+    n = max(1.0, p.window_commands)
+    return {
+        "worker": 1e6 * p.worker_cpu_s / n,
+        "PostgreSQL": 1e6 * p.pg_cpu_s / n,
+        "Kafka": 1e6 * p.kafka_cpu_s / n,
+    }
+
+
 # --------------------------------------------------------------------------------------------- report
 
 
@@ -840,10 +861,14 @@ async def run(args: argparse.Namespace) -> int:
     }
     print(f"logs in {log_dir}", flush=True)
     batched = naive = None
+    floor: floor_bench.FloorResult | None = None
     if args.commands:
         print(f"batched phase: {args.commands:,} commands over {args.skus:,} SKUs ...", flush=True)
         batched = await batched_phase(args, settings, stack, log_dir)
         print(f"  {batched.rate:,.0f} commands/s", flush=True)
+        if args.floor:
+            print("floor phase: the same rows written straight ...", flush=True)
+            floor = await floor_phase(args, settings, stack, batched)
     if args.naive_commands:
         print(f"naive phase: {args.naive_commands:,} commands ...", flush=True)
         naive = await naive_phase(args, settings, stack, log_dir)
@@ -852,6 +877,8 @@ async def run(args: argparse.Namespace) -> int:
     meta["driver_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
     print(report(args, batched, naive, meta))
+    if floor is not None and batched is not None:
+        print("\n".join(["", *floor_bench.report_lines(floor, _pipeline_us(batched))]))
     if args.json:
 
         def dump(p: PhaseResult | None) -> dict[str, Any] | None:
@@ -863,6 +890,9 @@ async def run(args: argparse.Namespace) -> int:
             return out
 
         figures: dict[str, Any] = {"meta": meta, "batched": dump(batched), "naive": dump(naive)}
+        if floor is not None and batched is not None:
+            figures["floor"] = dataclasses.asdict(floor) | {"total_us": floor.total_us}
+            figures["floor_multiple"] = sum(_pipeline_us(batched).values()) / floor.total_us
         if batched and naive:
             figures["ratio"] = batched.rate / naive.rate
         _write_json(Path(args.json), figures)
@@ -912,6 +942,15 @@ def main() -> None:
         metavar="GEN0",
         help="experiment: run the worker after gc.freeze() with gen-0 threshold GEN0 (e.g. 20000)",
     )
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the batched phase, write the same rows straight from arrays and compare (bench/floor.py)",
+    )
+    parser.add_argument(
+        "--floor-write", choices=("copy", "unnest"), default="copy", help="how the floor inserts its rows"
+    )
     parser.add_argument("--json", help="also write the figures as JSON here")
     parser.add_argument("--log-dir", help="worker logs go here (default: a new temp dir)")
     parser.add_argument(
@@ -936,6 +975,7 @@ PROFILE_FIGURES: dict[str, stacks.Figure] = {
     "PostgreSQL CPU us/command": _per_command_us("pg_cpu_s"),
     "Kafka CPU us/command": _per_command_us("kafka_cpu_s"),
     "batch cycle p99 ms": lambda r: r["batched"]["latency_ms"]["txn_cycle_p99"],
+    "x the floor": lambda r: r.get("floor_multiple", float("nan")),
 }
 
 

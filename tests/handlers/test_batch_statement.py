@@ -216,3 +216,48 @@ async def test_claiming_without_the_look_up_still_applies_each_command_once(
     assert (report.duplicates, report.applied) == ([second[0], second[1]], [second[1]])
     assert await db.fetchval("SELECT stock_quantity FROM items WHERE sku = $1", sku) == 6
     assert await db.fetchval("SELECT count(*) FROM stock_ledger WHERE sku = $1", sku) == 3
+
+
+async def test_a_batch_waiting_on_the_item_lock_reads_the_reservation_as_the_holder_left_it(
+    engine: AsyncEngine, db: asyncpg.Connection, stack: Settings
+) -> None:
+    """Reservations are read without a lock of their own, in a statement after the item lock: a batch
+    that waited on a rival holding the item must see the reservation the rival made, not the snapshot from
+    before its wait (in which the reservation does not exist, so its release would be rejected)."""
+    sku = new_sku()
+    await apply(engine, commands(sku, {"type": "register_item", "name": "Held", "initial_quantity": 10}))
+    (release,) = commands(sku, {"type": "release_reservation", "reservation_id": "r-1"})
+    rival = await asyncpg.connect(pg_dsn(stack))
+    try:
+        held = rival.transaction()
+        await held.start()
+        # What another worker's batch reserving would do, under the item's lock.
+        await rival.execute("SELECT 1 FROM items WHERE sku = $1 FOR UPDATE", sku)
+        await rival.execute(
+            "INSERT INTO reservations (reservation_id, sku, quantity, status)"
+            " VALUES ('r-1', $1, 3, 'active')",
+            sku,
+        )
+        await rival.execute(
+            "UPDATE items SET reserved_quantity = 3, version = version + 1 WHERE sku = $1", sku
+        )
+        await rival.execute("UPDATE item_stock SET reserved = 3 WHERE sku = $1", sku)
+        batch = asyncio.create_task(apply(engine, [release]))
+        rival_pid = rival.get_server_pid()
+        await wait_until(
+            lambda: db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", rival_pid
+            ),
+            bool,
+            within=10,
+            what="the batch to wait on the rival's item lock",
+        )
+        await held.commit()
+        report = await batch
+    finally:
+        await rival.close()
+    assert report.applied == [release], report
+    row = await db.fetchrow("SELECT stock_quantity, reserved_quantity FROM items WHERE sku = $1", sku)
+    assert tuple(row) == (10, 0)
+    status = await db.fetchval("SELECT status FROM reservations WHERE sku = $1", sku)
+    assert status == "released"

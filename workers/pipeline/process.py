@@ -75,7 +75,7 @@ def create_worker_app(
         # A row locked elsewhere (an operator's open transaction) fails the batch after the lock timeout
         # instead of holding the worker: its partition then waits paused while the others go on.
         engine = runtime.engine = make_engine(
-            settings.database_url, pre_ping=False, lock_timeout_ms=BATCH_LOCK_TIMEOUT_MS
+            settings.database_url, pre_ping=False, lock_timeout_ms=BATCH_LOCK_TIMEOUT_MS, generic_plans=True
         )
         dead_letters = raw_producer(settings, client_id=f"{name}-dlq", dead_letters=True)
         runtime.dead_letters = dead_letters

@@ -172,14 +172,12 @@ class StockSession:
     locations: dict[str, bool] = field(default_factory=dict)  # the non-default codes named, active or not
 
     async def load(self, pg: asyncpg.Connection, commands: Sequence[StockCommand]) -> None:
-        """Lock the items, then the reservations; then read the stock rows at the locations the commands
-        touch (a closing command's is its reservation's), which the items' locks guard (read_stock)."""
+        """Lock the items; then read the reservations and the stock rows at the locations the commands
+        touch (a closing command's is its reservation's), which the items' locks guard (read_state)."""
         items = await stock_repo.lock_items(pg, (c.sku for c in commands))
-        keys = (key for c in commands if (key := _reservation_key(c)) is not None)
-        rows = await stock_repo.lock_reservations(pg, keys)
-        self.reservations = {(r.sku, r.reservation_id): reservation_from_row(r) for r in rows}
+        keys = {key for c in commands if (key := _reservation_key(c)) is not None}
         known = {r.sku for r in items}
-        pairs: set[tuple[str, str]] = {(r.sku, r.location) for r in rows}
+        pairs: set[tuple[str, str]] = set()
         whole: set[str] = set()
         codes: set[str] = set()
         for c in commands:
@@ -192,10 +190,15 @@ class StockSession:
                 whole.add(c.sku)
         codes.discard(DEFAULT_LOCATION)
         stock: dict[str, dict[str, LocationStock]] = {sku: {} for sku in known}
-        if pairs or whole or codes:
-            found, self.locations = await stock_repo.read_stock(pg, pairs, whole, codes)
-            for r in found:
-                stock[r.sku][r.location] = location_from_row(r)
+        if keys or pairs or whole or codes:
+            state = await stock_repo.read_state(pg, keys, pairs, whole, codes)
+            self.reservations = {
+                (r.sku, r.reservation_id): reservation_from_row(r) for r in state.reservations
+            }
+            self.locations = state.active
+            for r in state.stock:
+                if r.sku in stock:
+                    stock[r.sku][r.location] = location_from_row(r)
         self.items = {r.sku: state_from_row(r, stock[r.sku]) for r in items}
         self.loaded = dict(self.items)
 
