@@ -46,7 +46,7 @@ class Event(Protocol):
     def type(self) -> str: ...
     @property
     def channel(self) -> str: ...
-    def model_dump_json(self) -> str: ...
+    def payload_json(self) -> str: ...
 
 
 C = TypeVar("C", bound=Command)
@@ -96,7 +96,7 @@ def first_seen(commands: Sequence[C], seen: set[uuid.UUID]) -> tuple[list[C], li
 
 
 def outbox_row(event: Event, now: datetime) -> OutboxRow:
-    return OutboxRow(event.event_id, event.type, event.channel, event.sku, event.model_dump_json(), now)
+    return OutboxRow(event.event_id, event.type, event.channel, event.sku, event.payload_json(), now)
 
 
 async def apply_batch(

@@ -150,17 +150,14 @@ class _Events:
 
     def add(self, kind: type[StockEvent], **fields: Any) -> None:
         command = self.command
+        fields["event_id"] = event_id(self.namespace, len(self.items))
+        fields["sku"] = command.sku
+        fields["occurred_at"] = self.now
+        fields["command_id"] = command.command_id
         # Every value here comes from a validated command or state, so the model is built without
-        # validating it again (`trusted`): on the hot path that is most of the cost of an event.
-        self.items.append(
-            kind.trusted(
-                event_id=event_id(self.namespace, len(self.items)),
-                sku=command.sku,
-                occurred_at=self.now,
-                command_id=command.command_id,
-                **fields,
-            )
-        )
+        # validating it again (`trusted_from`, which takes this dict as it is): on the hot path that is
+        # most of the cost of an event.
+        self.items.append(kind.trusted_from(fields))
 
 
 Locations = Mapping[str, bool]
