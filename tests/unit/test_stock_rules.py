@@ -1015,3 +1015,15 @@ def test_event_id_is_uuid5(command_id: uuid.UUID, index: int) -> None:
     assert (made.version, made.variant, str(made), hash(made)) == (
         expected.version, expected.variant, str(expected), hash(expected)
     )  # fmt: skip
+
+
+def test_every_stock_command_has_a_rule() -> None:
+    """The rules dispatch on the command's class: a command added to the union needs its rule."""
+    from typing import get_args
+
+    from contracts.stock_commands import StockCommand as Annotated_
+    from workers.rules.stock import _BY_TYPE
+
+    union = get_args(get_args(Annotated_)[0])  # Annotated[A | B | ..., discriminator]
+    assert RegisterItem in union
+    assert set(union) - {RegisterItem} == set(_BY_TYPE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -198,7 +198,7 @@ def _apply(
     events: _Events,
     locations: Locations,
 ) -> tuple[ItemState, Reservation | None]:
-    if isinstance(command, RegisterItem):
+    if type(command) is RegisterItem:  # not isinstance: a miss walks the class's bases
         _require_location(locations, command.location)
         if state is not None:
             raise Reject("already_exists", f"item {command.sku} is already registered")
@@ -213,37 +213,58 @@ def _apply(
         raise Reject(
             "version_mismatch", f"expected version {command.expected_version}, item is at {state.version}"
         )
-    match command:
-        case UpdateItemDetails():
-            return _update(state, command, events), None
-        case DeactivateItem() | ReactivateItem():
-            return _set_active(state, command, events), None
-        case ReceiveStock():
-            _require_active(state)
-            where = _require_location(locations, command.location)
-            return _move(state, events, command.quantity, 0, "receive_stock", where), None
-        case AdjustStock():
-            _require_active(state)
-            where = _require_location(locations, command.location)
-            here = state.at(where)
-            _require_on_hand(here, here.on_hand + command.delta, f"adjusting by {command.delta}", where)
-            return _move(state, events, command.delta, 0, command.reason_code, where), None
-        case CountStock():
-            _require_active(state)
-            where = _require_location(locations, command.location)
-            here = state.at(where)
-            counted = command.counted_quantity
-            _require_on_hand(here, counted, f"a count of {counted}", where)
-            return _move(state, events, counted - here.on_hand, 0, "count_stock", where), None
-        case ReserveStock():
-            return _reserve(state, reservation, command, now, events, locations)
-        case ReleaseReservation() | FulfilReservation() | ExpireReservation():
-            return _close(state, reservation, command, now, events)
-        case TransferStock():
-            return _transfer(state, command, events, locations), None
-        case SetLocationLevels():
-            return _set_levels(state, command, events, locations), None
-    raise AssertionError(f"unhandled command {command.type}")  # the union is exhaustive
+    return _BY_TYPE[type(command)](state, reservation, command, now, events, locations)
+
+
+# Each command's rule, by the command's class: one dict look-up, where a `match` on classes tried them in
+# turn (~0.2 us per class that did not match; a bench command passed four to eight of them).
+_Rule = Callable[
+    [ItemState, Reservation | None, Any, datetime, _Events, Locations], tuple[ItemState, Reservation | None]
+]
+
+
+def _receive(
+    state: ItemState,
+    _: Reservation | None,
+    command: ReceiveStock,
+    __: datetime,
+    events: _Events,
+    locations: Locations,
+) -> tuple[ItemState, Reservation | None]:
+    _require_active(state)
+    where = _require_location(locations, command.location)
+    return _move(state, events, command.quantity, 0, "receive_stock", where), None
+
+
+def _adjust(
+    state: ItemState,
+    _: Reservation | None,
+    command: AdjustStock,
+    __: datetime,
+    events: _Events,
+    locations: Locations,
+) -> tuple[ItemState, Reservation | None]:
+    _require_active(state)
+    where = _require_location(locations, command.location)
+    here = state.at(where)
+    _require_on_hand(here, here.on_hand + command.delta, f"adjusting by {command.delta}", where)
+    return _move(state, events, command.delta, 0, command.reason_code, where), None
+
+
+def _count(
+    state: ItemState,
+    _: Reservation | None,
+    command: CountStock,
+    __: datetime,
+    events: _Events,
+    locations: Locations,
+) -> tuple[ItemState, Reservation | None]:
+    _require_active(state)
+    where = _require_location(locations, command.location)
+    here = state.at(where)
+    counted = command.counted_quantity
+    _require_on_hand(here, counted, f"a count of {counted}", where)
+    return _move(state, events, counted - here.on_hand, 0, "count_stock", where), None
 
 
 def _require_location(locations: Locations, code: str | None, *, receiving: bool = True) -> str:
@@ -290,23 +311,37 @@ def _register(command: RegisterItem, events: _Events) -> ItemState:
     return _alerts(replace(state, alert_state="ok", stock={}), state, events, AlertPolicy())
 
 
-def _update(state: ItemState, command: UpdateItemDetails, events: _Events) -> ItemState:
+def _update(
+    state: ItemState,
+    _: Reservation | None,
+    command: UpdateItemDetails,
+    __: datetime,
+    events: _Events,
+    ___: Locations,
+) -> tuple[ItemState, Reservation | None]:
     changes = command.changes()
     new = replace(state, **changes, version=state.version + 1)
     if new.max_stock_level is not None and new.max_stock_level < new.min_stock_level:
         raise Reject("invalid_state", "max_stock_level would fall below min_stock_level")
     shown = {k: str(v) if isinstance(v, Decimal) else v for k, v in changes.items()}
     events.add(ItemDetailsUpdated, changes=shown, version=new.version)
-    return new
+    return new, None
 
 
-def _set_active(state: ItemState, command: DeactivateItem | ReactivateItem, events: _Events) -> ItemState:
+def _set_active(
+    state: ItemState,
+    _: Reservation | None,
+    command: DeactivateItem | ReactivateItem,
+    __: datetime,
+    events: _Events,
+    ___: Locations,
+) -> tuple[ItemState, Reservation | None]:
     active = isinstance(command, ReactivateItem)
     if state.is_active == active:
         raise Reject("invalid_state", f"item {state.sku} is already {'active' if active else 'inactive'}")
     new = replace(state, is_active=active, version=state.version + 1)
     events.add(ItemReactivated if active else ItemDeactivated, reason=command.reason, version=new.version)
-    return new
+    return new, None
 
 
 def _require_active(state: ItemState) -> None:
@@ -358,7 +393,14 @@ def _changed(
     )
 
 
-def _transfer(state: ItemState, command: TransferStock, events: _Events, locations: Locations) -> ItemState:
+def _transfer(
+    state: ItemState,
+    _: Reservation | None,
+    command: TransferStock,
+    __: datetime,
+    events: _Events,
+    locations: Locations,
+) -> tuple[ItemState, Reservation | None]:
     _require_active(state)
     # Stock may leave an inactive location (to empty it), never arrive at one.
     source = _require_location(locations, command.from_location, receiving=False)
@@ -381,12 +423,17 @@ def _transfer(state: ItemState, command: TransferStock, events: _Events, locatio
     )
     _changed(events, new, -quantity, 0, "transfer_stock", source, left)
     _changed(events, new, quantity, 0, "transfer_stock", target, arrived)
-    return new
+    return new, None
 
 
 def _set_levels(
-    state: ItemState, command: SetLocationLevels, events: _Events, locations: Locations
-) -> ItemState:
+    state: ItemState,
+    _: Reservation | None,
+    command: SetLocationLevels,
+    __: datetime,
+    events: _Events,
+    locations: Locations,
+) -> tuple[ItemState, Reservation | None]:
     where = _require_location(locations, command.location)
     here = state.at(where)
     levelled = LocationStock(
@@ -405,7 +452,7 @@ def _set_levels(
         max_stock_level=command.max_stock_level,
         version=new.version,
     )
-    return new
+    return new, None
 
 
 def _reserve(
@@ -460,6 +507,7 @@ def _close(
     command: ReleaseReservation | FulfilReservation | ExpireReservation,
     now: datetime,
     events: _Events,
+    _: Locations,
 ) -> tuple[ItemState, Reservation]:
     if reservation is None or reservation.sku != state.sku:
         raise Reject("unknown_reservation", f"no reservation {command.reservation_id} for {state.sku}")
@@ -535,3 +583,19 @@ def _alerts(before: ItemState, after: ItemState, events: _Events, policy: AlertP
         )
         moved[code] = here._replace(alert_state=state)
     return replace(after, stock={**after.stock, **moved}) if moved else after
+
+
+_BY_TYPE: dict[type[StockCommand], _Rule] = {
+    UpdateItemDetails: _update,
+    DeactivateItem: _set_active,
+    ReactivateItem: _set_active,
+    ReceiveStock: _receive,
+    AdjustStock: _adjust,
+    CountStock: _count,
+    ReserveStock: _reserve,
+    ReleaseReservation: _close,
+    FulfilReservation: _close,
+    ExpireReservation: _close,
+    TransferStock: _transfer,
+    SetLocationLevels: _set_levels,
+}
