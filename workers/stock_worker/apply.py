@@ -48,23 +48,11 @@ _OneLocation = RegisterItem | ReceiveStock | AdjustStock | CountStock | ReserveS
 def state_from_row(row: ItemRow, stock: dict[str, LocationStock] | None = None) -> ItemState:
     """The item as the rules see it, with its stock at the locations loaded (`stock`; none by default)."""
     return ItemState(
-        sku=row.sku,
-        name=row.name,
-        description=row.description,
-        category=row.category,
-        on_hand=row.stock_quantity,
-        reserved=row.reserved_quantity,
-        min_stock_level=row.min_stock_level,
-        max_stock_level=row.max_stock_level,
-        cost_price=row.cost_price,
-        weight_grams=row.weight_grams,
-        dimensions=row.dimensions,
-        is_active=row.is_active,
-        is_trackable=row.is_trackable,
-        alert_state=cast(AlertState, row.alert_state),
-        version=row.version,
-        stock={} if stock is None else stock,
-    )
+        row.sku, row.name, row.stock_quantity, row.reserved_quantity, row.description, row.category,
+        row.min_stock_level, row.max_stock_level, row.cost_price, row.weight_grams, row.dimensions,
+        row.is_active, row.is_trackable, cast(AlertState, row.alert_state), row.version,
+        {} if stock is None else stock,
+    )  # fmt: skip
 
 
 def location_from_row(row: StockRow) -> LocationStock:
