@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -590,7 +590,7 @@ def test_versions_increment_by_one_per_applied_command() -> None:
 def test_a_rejection_leaves_state_and_reservation_untouched(
     state: ItemState, held: Reservation | None, command: StockCommand
 ) -> None:
-    state_before, held_before = state._replace(), held and replace(held)
+    state_before, held_before = state._replace(), held and held._replace()
     outcome = decide(state, held, command, NOW)
     assert isinstance(outcome, Rejected)
     assert (state, held) == (state_before, held_before)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,9 +53,9 @@ C = TypeVar("C", bound=Command)
 C_contra = TypeVar("C_contra", bound=Command, contravariant=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What the rules made of one command: its events, and the rejection (`code: reason`) if rejected."""
+class Verdict(NamedTuple):
+    """What the rules made of one command: its events, and the rejection (`code: reason`) if rejected.
+    A tuple: one is built per command."""
 
     events: Sequence[Event]
     rejection: str | None = None

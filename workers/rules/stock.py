@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
@@ -118,8 +118,9 @@ class ItemState(NamedTuple):
         return low, self.max_stock_level if here.max_stock_level is None else here.max_stock_level
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):
+    """A reservation as the rules see it (a tuple for the cost of building one, as ItemState)."""
+
     reservation_id: str
     sku: str
     quantity: int
@@ -129,8 +130,7 @@ class Reservation:
     location: str = DEFAULT_LOCATION
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(NamedTuple):
     state: ItemState
     events: tuple[StockEvent, ...]
     reservation: Reservation | None = None
@@ -525,7 +525,7 @@ def _close(
     ):
         raise Reject("not_expired", f"reservation {reservation.reservation_id} has not expired")
     status, event_type = _CLOSING[command.type]
-    closed = replace(reservation, status=status)
+    closed = reservation._replace(status=status)
     events.add(event_type, reservation_id=closed.reservation_id, quantity=closed.quantity)
     shipped = -closed.quantity if isinstance(command, FulfilReservation) else 0
     return _move(state, events, shipped, -closed.quantity, command.type, closed.location), closed
