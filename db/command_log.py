@@ -118,6 +118,8 @@ def insert_processed(rows: Sequence[ProcessedRow]) -> Write | None:
 
 
 def insert_outbox(rows: Sequence[OutboxRow]) -> Write | None:
-    write = bulk.insert("outbox", OutboxRow._fields, _OUTBOX_TYPES, rows, same=("created_at",))
+    # `now` is the batch's; the channel is the same in a batch without alerts or rejections (most small
+    # batches), else it travels per row: two statement texts, each prepared once.
+    write = bulk.insert("outbox", OutboxRow._fields, _OUTBOX_TYPES, rows, same=("channel", "created_at"))
     # Delivered at commit, so the relay wakes exactly when the rows become visible.
     return None if write is None else dataclasses.replace(write, notify=OUTBOX_CHANNEL)

@@ -79,7 +79,8 @@ DETAIL_FIELDS = (
     "sku", "name", "description", "category", "min_stock_level", "max_stock_level", "cost_price",
     "weight_grams", "dimensions", "is_active", "is_trackable",
 )  # fmt: skip
-_details = operator.attrgetter(*DETAIL_FIELDS)
+# By position: ItemState is a tuple, and an item getter builds the tuple to compare at a third of the cost.
+_details = operator.itemgetter(*(ItemState._fields.index(name) for name in DETAIL_FIELDS))
 
 
 def levels_from_state(s: ItemState) -> StockLevels:
