@@ -63,10 +63,10 @@ class EventEnvelope(BaseModel):
             template.check(cls, values)
             template.checked.add(names)
         event = _new(cls)
-        _set(event, "__dict__", {**template.defaults, **values})  # field order, as model_construct
-        _set(event, "__pydantic_fields_set__", set(names))
-        _set(event, "__pydantic_extra__", None)
-        _set(event, "__pydantic_private__", None)
+        _set_dict(event, {**template.defaults, **values})  # field order, as model_construct
+        _set_fields_set(event, set(names))
+        _set_extra(event, None)
+        _set_private(event, None)
         return event
 
     def payload_json(self) -> str:
@@ -76,7 +76,11 @@ class EventEnvelope(BaseModel):
 
 
 _new = object.__new__
-_set = object.__setattr__
+# BaseModel's slots, set through their descriptors: what object.__setattr__ finds after a walk of the bases.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 @dataclass(slots=True)
