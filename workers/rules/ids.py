@@ -16,7 +16,9 @@ _NAMES = tuple(str(i).encode() for i in range(16))  # the event indexes of a com
 _UNKNOWN = uuid.SafeUUID.unknown
 _sha1 = hashlib.sha1
 _new = object.__new__
-_set = object.__setattr__
+# UUID's slots, set through their descriptors, as __init__ sets them (UUID is immutable: no __setattr__).
+_set_int = uuid.UUID.__dict__["int"].__set__
+_set_is_safe = uuid.UUID.__dict__["is_safe"].__set__
 
 
 def event_id(namespace: bytes, index: int) -> uuid.UUID:
@@ -24,7 +26,6 @@ def event_id(namespace: bytes, index: int) -> uuid.UUID:
     name = _NAMES[index] if index < 16 else str(index).encode()
     value = int.from_bytes(_sha1(namespace + name).digest()[:16]) & _CLEAR | _SET
     result = _new(uuid.UUID)
-    # UUID is immutable and sets its slots the same way in __init__.
-    _set(result, "int", value)
-    _set(result, "is_safe", _UNKNOWN)
+    _set_int(result, value)
+    _set_is_safe(result, _UNKNOWN)
     return result
