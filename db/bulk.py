@@ -36,8 +36,9 @@ def insert(
     there after all, the column travels as an array like the others."""
     if not rows:
         return None
-    first = rows[0]
-    scalar = [i for i, f in enumerate(fields) if f in same and all(row[i] == first[i] for row in rows)]
+    values = columns(rows, len(fields))
+    # list.count compares by identity first: a batch's one `now` object is counted at C speed.
+    scalar = [i for i, f in enumerate(fields) if f in same and values[i].count(values[i][0]) == len(rows)]
     arrays = [i for i in range(len(fields)) if i not in scalar]
     wire = ["text" if types[i] == "jsonb" else types[i] for i in arrays]
     params = {i: f"${len(arrays) + n + 1}::{types[i]}" for n, i in enumerate(scalar)}
@@ -46,8 +47,7 @@ def insert(
     )
     unnested = unnest([fields[i] for i in arrays], wire)
     sql = f"INSERT INTO {table} ({', '.join(fields)}) SELECT {select} FROM ({unnested}) AS r"
-    args = [[row[i] for row in rows] for i in arrays]
-    return Write(f"insert {table}", sql, (*args, *(first[i] for i in scalar)))
+    return Write(f"insert {table}", sql, (*(values[i] for i in arrays), *(values[i][0] for i in scalar)))
 
 
 def upsert(
