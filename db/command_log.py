@@ -105,7 +105,9 @@ def insert_processed(rows: Sequence[ProcessedRow]) -> Write | None:
     so an id claimed before with another issued_at (a re-sent command) is found by the look-up across
     partitions instead: the write then claims fewer rows than expected and fails the batch
     (WriteCountMismatch). Either way the batch is retried and sees the id as already processed."""
-    write = bulk.insert("processed_commands", ProcessedRow._fields, _PROCESSED_TYPES, rows)
+    write = bulk.insert(
+        "processed_commands", ProcessedRow._fields, _PROCESSED_TYPES, rows, same=("applied_at",)
+    )
     if write is None:
         return None
     sql = (
@@ -116,6 +118,8 @@ def insert_processed(rows: Sequence[ProcessedRow]) -> Write | None:
 
 
 def insert_outbox(rows: Sequence[OutboxRow]) -> Write | None:
-    write = bulk.insert("outbox", OutboxRow._fields, _OUTBOX_TYPES, rows)
+    # `now` is the batch's; the channel is the same in a batch without alerts or rejections (most small
+    # batches), else it travels per row: two statement texts, each prepared once.
+    write = bulk.insert("outbox", OutboxRow._fields, _OUTBOX_TYPES, rows, same=("channel", "created_at"))
     # Delivered at commit, so the relay wakes exactly when the rows become visible.
     return None if write is None else dataclasses.replace(write, notify=OUTBOX_CHANNEL)

@@ -256,7 +256,7 @@ _LEDGER_TYPES = ("uuid", "text", "int8", "int8", "text", "text", "int8", "int8",
 
 
 def insert_ledger(rows: Sequence[LedgerRow]) -> Write | None:
-    return bulk.insert("stock_ledger", LedgerRow._fields, _LEDGER_TYPES, rows)
+    return bulk.insert("stock_ledger", LedgerRow._fields, _LEDGER_TYPES, rows, same=("created_at",))
 
 
 async def due_reservations(pg: asyncpg.Connection, limit: int) -> list[tuple[str, str]]:

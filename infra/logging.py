@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -131,12 +132,17 @@ def hot_path_line(logger: str, event: str, **fields: Any) -> None:
     hot_path_lines(logger, event, (fields,))
 
 
+def _text(value: object) -> object:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
 def hot_path_lines(logger: str, event: str, rows: Iterable[Mapping[str, Any]]) -> None:
     """`hot_path_line` for many lines of one event (a batch's events): one timestamp, and one write and
-    flush for all of them instead of one per line."""
+    flush for all of them instead of one per line. A UUID value is written as `str()` writes it, by orjson
+    (at a third of the cost of `str()`: a worker logs two per event)."""
     if not _json_handler or not logging.getLogger(logger).isEnabledFor(logging.INFO):
         for fields in rows:
-            structlog.get_logger(logger).info(event, **fields)
+            structlog.get_logger(logger).info(event, **{k: _text(v) for k, v in fields.items()})
         return
     tail = {
         "event": event,

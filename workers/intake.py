@@ -133,12 +133,15 @@ def decode(records: Sequence[Record], adapter: TypeAdapter[S]) -> Decoded[S]:
     valid: list[S] = []
     invalid: list[Invalid] = []
     sources: list[Record] = []
+    # The adapter's validator itself: TypeAdapter.validate_json only passes its defaults on, at ~0.3 us
+    # per record.
+    validate = adapter.validator.validate_json
     for record in records:
         if not record.value:
             invalid.append(Invalid(record, "empty record value"))
             continue
         try:
-            command = adapter.validate_json(record.value)
+            command: S = validate(record.value)
         except ValidationError as error:
             invalid.append(Invalid(record, f"invalid command: {_reason(error)}"))
             continue

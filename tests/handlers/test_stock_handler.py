@@ -226,8 +226,6 @@ async def test_one_batch_writes_details_and_stock_levels(engine: AsyncEngine) ->
 
 
 def test_detail_fields_and_stock_levels_cover_every_item_field() -> None:
-    from dataclasses import fields
-
     from db.stock_repo import StockLevels
     from workers.rules.stock import ItemState
     from workers.stock_worker.apply import DETAIL_FIELDS
@@ -235,10 +233,27 @@ def test_detail_fields_and_stock_levels_cover_every_item_field() -> None:
     stock = {"on_hand", "reserved", "alert_state", "version"}
     assert len(StockLevels._fields) == len(stock) + 1  # the sku, and the stock columns
     # `stock` (per location) is written to item_stock, compared entry by entry (StockSession.save).
-    assert {f.name for f in fields(ItemState)} == set(DETAIL_FIELDS) | stock | {"stock"}
+    assert set(ItemState._fields) == set(DETAIL_FIELDS) | stock | {"stock"}
 
 
 def test_the_batch_decoder_and_parser_run_on_the_event_loop() -> None:
     """FastStream runs a plain-def decoder or parser in a worker thread: a thread hop for every batch."""
     assert inspect.iscoroutinefunction(raw_batch)
     assert inspect.iscoroutinefunction(tolerant_batch_parser)
+
+
+def test_an_item_row_and_its_state_agree_field_by_field() -> None:
+    """state_from_row spells the fields out by position: every one must land on its namesake."""
+    from decimal import Decimal
+
+    from db.stock_repo import ItemRow
+    from workers.stock_worker.apply import row_from_state, state_from_row
+
+    row = ItemRow(
+        "S-1", "Mug", "desc", "kitchen", 11, 3, 250, "1x2x3", Decimal("1.50"), 4, 90, False, True, "low", 7
+    )
+    state = state_from_row(row)
+    assert row_from_state(state) == row
+    renamed = {"stock_quantity": "on_hand", "reserved_quantity": "reserved"}
+    for name, value in row._asdict().items():
+        assert getattr(state, renamed.get(name, name)) == value, name

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -115,3 +116,23 @@ def test_hot_path_lines_write_one_json_line_per_row_with_the_bound_context() -> 
             "invmon.worker",
         )
         assert line["timestamp"].endswith("Z")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_hot_path_lines_write_uuids_as_str_does() -> None:
+    """Workers pass event and command ids as UUIDs (orjson writes them); the text is str()'s, in JSON
+    lines and in console lines alike."""
+    ids = uuid.uuid4(), uuid.UUID("00000000-0000-5000-8000-00000000000a")
+    for json_lines in (True, False):
+        stream = io.StringIO()
+        configure_logging("test", "INFO", json=json_lines)
+        handler = logging.getLogger().handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(stream)
+        hot_path_lines("invmon.worker", "event_recorded", ({"command_id": i} for i in ids))
+        text = stream.getvalue()
+        for i in ids:
+            assert str(i) in text
+        assert "UUID(" not in text
+        if json_lines:
+            assert [json.loads(line)["command_id"] for line in text.splitlines()] == [str(i) for i in ids]

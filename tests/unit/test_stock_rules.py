@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -99,7 +99,7 @@ def item(**fields: Any) -> ItemState:
     if "stock" in fields:
         return state
     whole = LocationStock(state.on_hand, state.reserved, alert_state=state.alert_state)
-    return replace(state, stock={DEFAULT_LOCATION: whole})
+    return state._replace(stock={DEFAULT_LOCATION: whole})
 
 
 def reservation(
@@ -272,8 +272,8 @@ def test_update_changes_only_the_given_fields() -> None:
     state = item(description="old", category="kitchen", version=4)
     command = make(UpdateItemDetails, name="Red mug", description=None, cost_price="3.10")
     outcome = applied(decide(state, None, command, NOW))
-    assert outcome.state == replace(
-        state, name="Red mug", description=None, cost_price=Decimal("3.10"), version=5
+    assert outcome.state == state._replace(
+        name="Red mug", description=None, cost_price=Decimal("3.10"), version=5
     )
     [event] = outcome.events
     assert isinstance(event, ItemDetailsUpdated)
@@ -590,7 +590,7 @@ def test_versions_increment_by_one_per_applied_command() -> None:
 def test_a_rejection_leaves_state_and_reservation_untouched(
     state: ItemState, held: Reservation | None, command: StockCommand
 ) -> None:
-    state_before, held_before = replace(state), held and replace(held)
+    state_before, held_before = state._replace(), held and held._replace()
     outcome = decide(state, held, command, NOW)
     assert isinstance(outcome, Rejected)
     assert (state, held) == (state_before, held_before)
@@ -1004,7 +1004,7 @@ def test_with_stock_is_replace_with_the_next_version() -> None:
         is_trackable=False, alert_state="low", version=9,
     )  # fmt: skip
     stock = {"WH-1": LocationStock(5, 1)}
-    assert state.with_stock(11, 4, stock) == replace(state, on_hand=11, reserved=4, version=10, stock=stock)
+    assert state.with_stock(11, 4, stock) == state._replace(on_hand=11, reserved=4, version=10, stock=stock)
 
 
 @given(st.uuids(), st.integers(min_value=0, max_value=10_000))
@@ -1015,3 +1015,15 @@ def test_event_id_is_uuid5(command_id: uuid.UUID, index: int) -> None:
     assert (made.version, made.variant, str(made), hash(made)) == (
         expected.version, expected.variant, str(expected), hash(expected)
     )  # fmt: skip
+
+
+def test_every_stock_command_has_a_rule() -> None:
+    """The rules dispatch on the command's class: a command added to the union needs its rule."""
+    from typing import get_args
+
+    from contracts.stock_commands import StockCommand as Annotated_
+    from workers.rules.stock import _BY_TYPE
+
+    union = get_args(get_args(Annotated_)[0])  # Annotated[A | B | ..., discriminator]
+    assert RegisterItem in union
+    assert set(union) - {RegisterItem} == set(_BY_TYPE)

@@ -45,3 +45,19 @@ def test_a_counted_write_that_missed_rows_fails_the_batch() -> None:
     check_counts(writes, (3, None))
     with pytest.raises(WriteCountMismatch, match="levels: expected 3 rows, wrote 2"):
         check_counts(writes, (2, None))
+
+
+def test_a_column_the_same_in_every_row_is_sent_once() -> None:
+    rows = [(1, "x", "now"), (2, "y", "now")]
+    write = bulk.insert("t", ("a", "b", "at"), ("int8", "text", "timestamptz"), rows, same=("at",))
+    assert write is not None
+    assert write.sql == (
+        "INSERT INTO t (a, b, at) SELECT a, b, $3::timestamptz FROM"
+        " (SELECT * FROM unnest($1::int8[], $2::text[]) AS t(a, b)) AS r"
+    )
+    assert write.args == ([1, 2], ["x", "y"], "now")
+    # Rows that differ there after all: the column is an array again, nothing is lost.
+    mixed = bulk.insert("t", ("a", "at"), ("int8", "timestamptz"), [(1, "then"), (2, "now")], same=("at",))
+    assert mixed is not None
+    assert mixed.args == ([1, 2], ["then", "now"])
+    assert "unnest($1::int8[], $2::timestamptz[])" in mixed.sql

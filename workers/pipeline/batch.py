@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,16 +46,16 @@ class Event(Protocol):
     def type(self) -> str: ...
     @property
     def channel(self) -> str: ...
-    def model_dump_json(self) -> str: ...
+    def payload_json(self) -> str: ...
 
 
 C = TypeVar("C", bound=Command)
 C_contra = TypeVar("C_contra", bound=Command, contravariant=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What the rules made of one command: its events, and the rejection (`code: reason`) if rejected."""
+class Verdict(NamedTuple):
+    """What the rules made of one command: its events, and the rejection (`code: reason`) if rejected.
+    A tuple: one is built per command."""
 
     events: Sequence[Event]
     rejection: str | None = None
@@ -96,7 +96,7 @@ def first_seen(commands: Sequence[C], seen: set[uuid.UUID]) -> tuple[list[C], li
 
 
 def outbox_row(event: Event, now: datetime) -> OutboxRow:
-    return OutboxRow(event.event_id, event.type, event.channel, event.sku, event.model_dump_json(), now)
+    return OutboxRow(event.event_id, event.type, event.channel, event.sku, event.payload_json(), now)
 
 
 async def apply_batch(

@@ -251,9 +251,9 @@ def _log_outcomes(worker: str, report: BatchReport[Any], invalid: Sequence[Inval
         (
             {
                 "worker": worker,
-                "command_id": str(event.command_id),
+                "command_id": event.command_id,
                 "sku": event.sku,
-                "event_id": str(event.event_id),
+                "event_id": event.event_id,
                 "event_type": event.type,
             }
             for event in report.events
