@@ -1,5 +1,6 @@
 """The outbox relay marks a round's rows in the next round's read (one round trip instead of two) when the
-next NOTIFY comes soon; otherwise on their own. Published rows are never left unmarked by a clean stop."""
+next NOTIFY comes soon; otherwise on their own. Published rows are never left unmarked by a clean stop, and
+published_at is when they were published, not when they were marked."""
 
 from __future__ import annotations
 
@@ -95,9 +96,13 @@ async def test_rows_wait_for_the_next_read_and_a_stop_marks_them(
         ids = {str(r.event_id) for r in second}
         await wait_until(producer.seen, lambda sent: ids <= sent, within=20, what="the second batch sent")
         assert await unmarked(db, b) == 2
+        seen_at = await db.fetchval("SELECT clock_timestamp()")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await redis.aclose()
     assert await unmarked(db, b) == 0
+    # Marked at the stop, but stamped with the time they were published (before the test saw them sent).
+    latest = await db.fetchval("SELECT max(published_at) FROM outbox WHERE sku = $1", b)
+    assert latest < seen_at

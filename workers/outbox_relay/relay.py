@@ -242,6 +242,7 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
         self._notified_at = 0.0  # when the first NOTIFY since the last round arrived (0: none)
+        self._published_at = 0.0  # when the last round's acks were in (monotonic)
 
     async def run(self) -> None:
         """Run until cancelled. Reconnects after a lost database connection."""
@@ -287,7 +288,7 @@ class OutboxRelay:
                     continue
                 if unmarked:
                     marking = time.perf_counter()
-                    await outbox_repo.mark_published(conn, unmarked)
+                    await outbox_repo.mark_published(conn, unmarked, self._published_s_ago())
                     ROUND_SECONDS.labels("mark").observe(time.perf_counter() - marking)
                     unmarked = []
                 await self._wait(self._poll_interval_s)
@@ -297,14 +298,16 @@ class OutboxRelay:
                 # Stopped (or failed) while rows waited for the next read: mark them if the connection still
                 # can, rather than publish them again at the next start.
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(outbox_repo.mark_published(conn, unmarked), 1.0)
+                    await asyncio.wait_for(
+                        outbox_repo.mark_published(conn, unmarked, self._published_s_ago()), 1.0
+                    )
             await conn.close()
 
     async def _round(self, conn: asyncpg.Connection, unmarked: list[int]) -> list[int]:
         """Mark `unmarked` (published by the round before), read and publish the next rows; returns the
         ids published, not yet marked (the caller marks them, or hands them to the next round)."""
         started = time.perf_counter()
-        events = await outbox_repo.pending(conn, self._batch_size, unmarked)
+        events = await outbox_repo.pending(conn, self._batch_size, unmarked, self._published_s_ago())
         ROUND_SECONDS.labels("read").observe(time.perf_counter() - started)
         if events:
             ROUND_ROWS.observe(len(events))
@@ -320,12 +323,16 @@ class OutboxRelay:
                 await outbox_repo.mark_refused(conn, await settle(refused, self._send))
                 for r in refused:
                     self._known.pop(r.event.id, None)
+            self._published_at = time.monotonic()
             refused_ids = {r.event.id for r in refused}
             for event in events:
                 PUBLISHED.labels(event.channel).inc()
                 DELAY.observe(max(event.age_s, 0.0))
             _log_published(e for e in events if e.id not in refused_ids)
         return [e.id for e in events]
+
+    def _published_s_ago(self) -> float:
+        return max(time.monotonic() - self._published_at, 0.0)
 
     def _notified(self, *_: object) -> None:
         if not self._notified_at:
