@@ -85,3 +85,82 @@ async def test_checks_survive_redis_forgetting_them(
     await limits.check(conn, None, principal)
     assert conn.state.ratelimit.remaining == 1000 - 26
     assert ERRORS._value.get() == errors
+
+
+async def status_of(check: Awaitable[None]) -> int:
+    try:
+        await check
+    except Problem as problem:
+        return problem.status
+    return 200
+
+
+def counting_calls(limits: RateLimits) -> list[bytes]:
+    """The script calls `limits` sends to Redis from now on (each a round trip, alone or pipelined)."""
+    sent: list[bytes] = []
+    script = limits._script
+    call = script.call
+
+    async def counted(command: bytes) -> list[list[int]]:
+        sent.append(command)
+        return await call(command)
+
+    script.call = counted  # type: ignore[method-assign]
+    return sent
+
+
+async def test_a_steady_caller_takes_its_hits_in_leases_and_every_hit_counts(
+    stack: Settings, pool: BlockingConnectionPool
+) -> None:
+    limit = 100_000
+    limits = RateLimits(limited(stack, f"{limit}/minute"), pool)
+    principal = f"user:rl-{uuid.uuid4().hex[:8]}"
+    sent = counting_calls(limits)
+    conn = connection("10.1.2.3")
+    for _ in range(500):
+        await limits.check(conn, None, principal)
+    assert len(sent) < 100, f"{len(sent)} script calls for 500 checks"
+    (lease,) = [lease for key, lease in limits._leases.items() if key[-1].key == principal]
+    key = f"LIMITS:{{LIMITER/principal/{principal}/{limit}/1/minute}}"
+    counted = int(await Redis(connection_pool=pool).get(key) or 0)
+    assert counted - lease.tokens == 500  # counted ahead, never lost: hits used plus the lease's rest
+    assert conn.state.ratelimit.remaining == limit - 500
+    # The lease runs out unused: its rest goes back with the key's next call.
+    lease.until = 0.0
+    await limits.check(conn, None, principal)
+    counted = int(await Redis(connection_pool=pool).get(key) or 0)
+    assert counted - lease.tokens == 501
+    assert conn.state.ratelimit.remaining == limit - 501
+
+
+async def test_leases_of_two_processes_let_exactly_the_limit_through(
+    stack: Settings, pool: BlockingConnectionPool
+) -> None:
+    """Both edges lease while the key has room; near the limit every hit is counted on its own, and the
+    hits one edge still holds are used by that edge: together exactly the limit passes."""
+    limit = 1000  # leases of up to 10 hits
+    first, second = (RateLimits(limited(stack, f"{limit}/minute"), pool) for _ in range(2))
+    principal = f"user:rl-{uuid.uuid4().hex[:8]}"
+    sent = counting_calls(first)
+    statuses = []
+    for i in range(1300):
+        statuses.append(
+            await status_of((first if i % 2 else second).check(connection("10.1.2.3"), None, principal))
+        )
+    assert statuses.count(200) == limit
+    assert statuses.count(429) == 1300 - limit
+    assert len(sent) < 650 * 0.5  # leases were taken
+    key = f"LIMITS:{{LIMITER/principal/{principal}/{limit}/1/minute}}"
+    assert int(await Redis(connection_pool=pool).get(key) or 0) == limit
+
+
+async def test_without_leases_every_check_is_its_own_call(
+    stack: Settings, pool: BlockingConnectionPool
+) -> None:
+    update = {"rate_limit_lease_ms": 0}
+    limits = RateLimits(limited(stack, "100000/minute").model_copy(update=update), pool)
+    sent = counting_calls(limits)
+    principal = f"user:rl-{uuid.uuid4().hex[:8]}"
+    for _ in range(50):
+        await limits.check(connection("10.1.2.3"), None, principal)
+    assert len(sent) == 50

@@ -84,8 +84,10 @@ def test_the_packed_script_call_is_what_redis_py_sends(subject: str) -> None:
         _Scope("principal", parse("100/minute"), subject),
     )
     keys = [key for scope in scopes for key in _window_keys(scope)]
-    expected = Connection().pack_command("EVALSHA", "ab" * 20, 4, *keys, 50, 1, 100, 60)
+    expected = Connection().pack_command("EVALSHA", "ab" * 20, 4, *keys, 50, 1, 100, 60, 1, 0)
     assert _evalsha("ab" * 20, scopes) == b"".join(expected)
+    leased = Connection().pack_command("EVALSHA", "ab" * 20, 4, *keys, 50, 1, 100, 60, 37, 120)
+    assert _evalsha("ab" * 20, scopes, 37, 120) == b"".join(leased)
 
 
 async def test_rate_limits_fail_open_and_count_it_when_redis_is_unreachable() -> None:

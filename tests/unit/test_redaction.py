@@ -136,3 +136,18 @@ def test_hot_path_lines_write_uuids_as_str_does() -> None:
         assert "UUID(" not in text
         if json_lines:
             assert [json.loads(line)["command_id"] for line in text.splitlines()] == [str(i) for i in ids]
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("json_lines", [True, False])
+def test_hot_path_lines_do_no_work_when_info_is_off(
+    monkeypatch: pytest.MonkeyPatch, json_lines: bool
+) -> None:
+    """At INVMON_LOG_LEVEL=WARNING the access line is dropped before structlog runs its processors."""
+    configure_logging("test", "WARNING", json=json_lines)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dropped line went through structlog")
+
+    monkeypatch.setattr(structlog, "get_logger", refuse)
+    hot_path_lines("invmon.edge.access", "http_request", ({"status": 202},))
