@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         "merged meanwhile; after a crash they come again and are skipped as duplicates).",
     )
     worker_linger_ms: int = Field(
-        5,
+        3,
         ge=0,
         le=1_000,
         description="Most time a command worker waits for more records before applying a small batch, while "
