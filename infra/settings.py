@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         description="Least time between a command worker's offset commits (applied batches' offsets are "
         "merged meanwhile; after a crash they come again and are skipped as duplicates).",
     )
+    worker_linger_ms: int = Field(
+        3,
+        ge=0,
+        le=1_000,
+        description="Most time a command worker waits for more records before applying a small batch, while "
+        "records arrive at a steady rate (0: never). A lone command after a quiet spell never waits; "
+        "fewer, larger batches cost the worker, PostgreSQL and Kafka less CPU per command.",
+    )
+    worker_linger_records: int = Field(
+        100,
+        ge=1,
+        description="A command worker stops lingering once a batch has this many records "
+        "(INVMON_WORKER_LINGER_MS).",
+    )
     alert_clear_margin_pct: int = Field(
         10, ge=0, le=100, description="Stock alerts clear only this % of the level past the threshold."
     )

@@ -32,6 +32,7 @@ from workers.pipeline.batch import BatchReport, C, Session, apply_claiming
 from workers.pipeline.faults import with_rule_fault
 from workers.pipeline.gate import PartitionGate
 from workers.pipeline.isolation import apply_isolating
+from workers.pipeline.linger import LingerPolicy, grow
 from workers.pipeline.routing import PartitionCheck
 
 log = structlog.get_logger("invmon.worker")
@@ -64,8 +65,8 @@ APPLY_SECONDS = Histogram(
 PHASE_SECONDS = Histogram(
     "invmon_batch_phase_seconds",
     "Time of one batch's phases: between (the previous handler's end -> this one's start: fetch and "
-    "FastStream), decode (with dead letters), transaction, ack (the offsets handed to the background "
-    "committer).",
+    "FastStream), linger (waiting for more records, workers.pipeline.linger), decode (with dead letters), "
+    "transaction, ack (the offsets handed to the background committer).",
     ["worker", "phase"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1),
 )
@@ -92,6 +93,8 @@ class CommandWorker(Generic[C]):
     max_records: int
     batch_timeout_ms: int
     commit_interval_ms: int = 0
+    linger_ms: int = 0
+    linger_records: int = 0
 
 
 def utcnow() -> datetime:
@@ -321,6 +324,7 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
     partition_check = PartitionCheck(worker.name)
     new_session = with_rule_fault(worker.session)
     finished = [0.0]  # when the previous batch's handler ended (perf_counter)
+    linger = LingerPolicy(worker.linger_ms / 1000, worker.linger_records)
     runtime.committers.append(committer)
 
     async def apply(commands: Sequence[C]) -> BatchReport[C]:
@@ -349,6 +353,13 @@ def register(broker: KafkaBroker, worker: CommandWorker[C], runtime: Runtime) ->
             PHASE_SECONDS.labels(worker.name, "between").observe(started - finished[0])
         waiting: dict[TopicPartition, int] = {}
         try:
+            if consumer is not None and worker.linger_ms:
+                records = await grow(consumer, linger, records, worker.max_records, started)
+                # A rewind (message.nack at shutdown) must cover the records taken while lingering too.
+                message.raw_message = records
+                lingered_at = time.perf_counter()
+                PHASE_SECONDS.labels(worker.name, "linger").observe(lingered_at - started)
+                started = lingered_at
             decoded = decode(records, worker.adapter)
             if consumer is not None:
                 partitions = consumer.partitions_for_topic(worker.topic.name)

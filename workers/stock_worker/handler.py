@@ -25,6 +25,8 @@ def stock_command_worker(settings: Settings) -> CommandWorker[StockCommand]:
         max_records=settings.worker_max_records,
         batch_timeout_ms=settings.worker_batch_timeout_ms,
         commit_interval_ms=settings.worker_commit_interval_ms,
+        linger_ms=settings.worker_linger_ms,
+        linger_records=settings.worker_linger_records,
     )
 
 
