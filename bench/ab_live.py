@@ -22,7 +22,6 @@ a tree's bench.live_e2e does not write shows as "-". --json writes the runs and 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -35,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stacks
-from bench.ab_stock import ensure_database, migrate, tree_env
-from infra.settings import Settings
+from bench.ab_stock import prepare_trees
 
 TREES = ("before", "after")
 # Name in the table -> key in live_e2e's cpu_percent_of_one_core (the stack's services by their state name).
@@ -189,17 +187,7 @@ def main() -> None:
     trees = {"before": Path(args.before).resolve(), "after": Path(args.after).resolve()}
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-ab-live-"))
     out.mkdir(parents=True, exist_ok=True)
-    base = stacks.stack_env(args.profile)
-    # Absolute: each tree's run has its own working directory, and finds the stack's processes by it.
-    base["INVMON_STACK_DIR"] = str(Path(base["INVMON_STACK_DIR"]).resolve())
-    stacks.ensure_stack(base)
-    os.environ.update(base)
-    settings = Settings()
-    envs = {}
-    for label, tree in trees.items():
-        asyncio.run(ensure_database(settings, f"invmon_ab_{label}"))
-        envs[label] = tree_env(base, tree, f"invmon_ab_{label}")
-        migrate(tree, envs[label])
+    base, envs = prepare_trees(args.profile, trees)
     stack = f"profile {args.profile} ({base['INVMON_STACK_DIR']})"
     print(
         f"before {trees['before']}, after {trees['after']}; stack {stack}; bench.live_e2e --rate "

@@ -73,6 +73,23 @@ def migrate(tree: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"migrating {tree} failed:\n{done.stdout}{done.stderr}")
 
 
+def prepare_trees(profile: str, trees: dict[str, Path]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The bench stack of `profile`, up and in this process's environment, and each tree's environment on
+    its own database there, migrated by that tree's migrations. (The stack's environment, each tree's.)"""
+    base = stacks.stack_env(profile)
+    # Absolute: each tree's run has its own working directory, and finds the stack's processes by it.
+    base["INVMON_STACK_DIR"] = str(Path(base["INVMON_STACK_DIR"]).resolve())
+    stacks.ensure_stack(base)
+    os.environ.update(base)
+    settings = Settings()
+    envs = {}
+    for label, tree in trees.items():
+        asyncio.run(ensure_database(settings, f"invmon_ab_{label}"))
+        envs[label] = tree_env(base, tree, f"invmon_ab_{label}")
+        migrate(tree, envs[label])
+    return base, envs
+
+
 def per_command(run: dict[str, Any]) -> dict[str, float]:
     b = run["batched"]
     n = b["window_commands"]
@@ -117,17 +134,7 @@ def main() -> None:
     trees = {"before": Path(args.before).resolve(), "after": Path(args.after).resolve()}
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-ab-stock-"))
     out.mkdir(parents=True, exist_ok=True)
-    base = stacks.stack_env(args.profile)
-    # Absolute: each tree's run has its own working directory, and finds the stack's processes by it.
-    base["INVMON_STACK_DIR"] = str(Path(base["INVMON_STACK_DIR"]).resolve())
-    stacks.ensure_stack(base)
-    os.environ.update(base)
-    settings = Settings()
-    envs = {}
-    for label, tree in trees.items():
-        asyncio.run(ensure_database(settings, f"invmon_ab_{label}"))
-        envs[label] = tree_env(base, tree, f"invmon_ab_{label}")
-        migrate(tree, envs[label])
+    base, envs = prepare_trees(args.profile, trees)
     print(f"before {trees['before']}, after {trees['after']}; stack {base['INVMON_STACK_DIR']}; out {out}")
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in TREES}
     failed = 0
