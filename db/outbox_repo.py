@@ -48,11 +48,14 @@ _PENDING = """
 # it, so the marked rows are left out by id. published_at stays the time they were published: the
 # database's clock less how long ago that was ($3 seconds, the relay's own measure).
 _MARK = (
-    "UPDATE outbox SET published_at = clock_timestamp() - make_interval(secs => $3)"
-    " WHERE id = ANY($2::bigint[])"
+    "UPDATE outbox SET published_at = clock_timestamp() - make_interval(secs => {ago})"
+    " WHERE id = ANY({ids}::bigint[])"
 )
-_MARK_AND_PENDING = f"WITH marked AS ({_MARK})" + _PENDING.format(also="AND id <> ALL($2::bigint[])")
+_MARK_AND_PENDING = f"WITH marked AS ({_MARK.format(ids='$2', ago='$3')})" + _PENDING.format(
+    also="AND id <> ALL($2::bigint[])"
+)
 _PENDING_ONLY = _PENDING.format(also="")
+_MARK_ONLY = _MARK.format(ids="$1", ago="$2")
 
 
 async def pending(
@@ -68,7 +71,7 @@ async def pending(
 
 
 async def mark_published(conn: asyncpg.Connection, ids: Sequence[int], published_s_ago: float = 0.0) -> None:
-    await conn.execute(_MARK.replace("$2", "$1").replace("$3", "$2"), list(ids), published_s_ago)
+    await conn.execute(_MARK_ONLY, list(ids), published_s_ago)
 
 
 async def mark_refused(conn: asyncpg.Connection, refusals: Mapping[int, str]) -> None:

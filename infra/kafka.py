@@ -276,7 +276,7 @@ def unsafe_settings(broker: KafkaBroker) -> list[str]:
         consumer = getattr(subscriber, "consumer", None)
         if consumer is not None and getattr(consumer, "_enable_auto_commit", True):
             problems.append(f"{subscriber}: the running consumer auto-commits")
-    producer = getattr(getattr(getattr(broker.config, "producer", None), "_producer", None), "producer", None)
+    producer = aiokafka_producer(broker)
     if producer is None:
         problems.append("no producer: the broker is not connected")
     else:
@@ -285,6 +285,15 @@ def unsafe_settings(broker: KafkaBroker) -> list[str]:
         if producer._txn_manager is None:
             problems.append("producer is not idempotent")
     return problems
+
+
+def aiokafka_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
+    """The connected broker's own aiokafka producer (None before it connects). FastStream keeps it in
+    private attributes: this is the one place that reaches into them."""
+    producer: AIOKafkaProducer | None = getattr(
+        getattr(getattr(broker.config, "producer", None), "_producer", None), "producer", None
+    )
+    return producer
 
 
 def require_safe(broker: KafkaBroker) -> None:

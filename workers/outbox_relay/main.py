@@ -11,7 +11,6 @@ from typing import Any
 import asyncpg
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from faststream.kafka import KafkaBroker
@@ -19,7 +18,7 @@ from starlette.applications import Starlette
 
 from contracts.topics import EVENTS
 from db.outbox_repo import asyncpg_dsn
-from infra.kafka import client_security, make_broker
+from infra.kafka import aiokafka_producer, client_security, make_broker
 from infra.live_redis import LiveRedis
 from infra.logging import configure_logging
 from infra.redis_client import redis_client
@@ -58,7 +57,9 @@ class EventProducer:
         # record is the same: FastStream's `correlation_id` header is kept, as the event id (stable on a
         # republish, where FastStream's was a new UUID each time).
         named = {"content-type": "", "correlation_id": headers["event-id"], **headers}
-        producer: AIOKafkaProducer = self.broker.config.producer._producer.producer  # type: ignore[attr-defined]
+        producer = aiokafka_producer(self.broker)
+        if producer is None:
+            raise RuntimeError("the outbox relay's Kafka broker is not connected")
         future: asyncio.Future[Any] = await producer.send(
             topic, body, key=key, headers=[(name, value.encode()) for name, value in named.items()]
         )
