@@ -64,7 +64,7 @@ from redis.asyncio import BlockingConnectionPool
 from api_edge.auth import _verified, decode_token
 from api_edge.health import LATENCY, REQUESTS
 from api_edge.ratelimit import RateLimits
-from bench import load
+from bench import load, stacks
 from contracts.stock_commands import ReceiveStock
 from contracts.topics import STOCK_COMMANDS
 from db import auth_repo
@@ -928,7 +928,7 @@ async def profile(args: argparse.Namespace, log_dir: Path) -> list[str]:
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     stack_dir = str(settings.stack_dir)
-    if stack_dir.rstrip("/") in (".stack", ".stack-test") and not args.force:
+    if stacks.default_stack(stack_dir) and not args.force:
         print(f"refusing to wipe topics/tables of stack {stack_dir!r}: set INVMON_STACK_DIR (or --force)")
         return 2
     log_dir: Path = args.log_dir

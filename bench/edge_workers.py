@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench import edge_http
+from bench import edge_http, stacks
 from infra.logging import configure_logging
 from infra.settings import get_settings
 from tests import processes
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--skus", type=int, default=1000)
     settings = get_settings()
-    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test"):
+    if stacks.default_stack(settings.stack_dir):
         sys.exit(f"refusing the default stack {settings.stack_dir}: set INVMON_STACK_DIR")
     asyncio.run(run(parser.parse_args()))
 

@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace) -> int:
     lay = cluster.layout() if args.cluster else None
     if lay is not None:
         settings = cluster.settings_of(settings, lay)
-    elif str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test") and not args.force:
+    elif stacks.default_stack(settings.stack_dir) and not args.force:
         print(f"refusing to wipe topics/tables of stack {str(settings.stack_dir)!r}: set INVMON_STACK_DIR")
         return 2
     print(f"preparing: recreate stock command topics, truncate stock tables, register {args.skus} SKUs ...")

@@ -42,6 +42,7 @@ import jwt
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 import uvloop
 
+from bench import stacks
 from bench.live_ws import LiveClient, RssSampler, Tally, mb, merge, percentile_ms
 from infra.live_redis import LiveRedis
 from infra.redis_client import redis_client
@@ -177,7 +178,7 @@ async def publish(settings: Settings, rate: float, count: int) -> tuple[int, flo
 
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
-    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test") and not args.force:
+    if stacks.default_stack(settings.stack_dir) and not args.force:
         print(f"refusing to publish on stack {str(settings.stack_dir)!r}: set INVMON_STACK_DIR (or --force)")
         return 2
     log_dir = Path(tempfile.mkdtemp(prefix="bench-live-"))

@@ -19,6 +19,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench import stacks
 from contracts.stock_commands import (
     AdjustStock,
     ReceiveStock,
@@ -256,7 +257,7 @@ async def fresh_stock(skus: int, locations: int = 0) -> tuple[Settings, AlertPol
     """The settings of the stack this benchmark may wipe (never .stack or .stack-test), its stock tables
     emptied and `skus` items registered straight through the worker's apply_batch."""
     settings = get_settings()
-    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test"):
+    if stacks.default_stack(settings.stack_dir):
         raise SystemExit("set INVMON_STACK_DIR to your own stack")
     await reset_tables(settings.database_url)
     await register_directly(settings.database_url, skus, settings.alert_clear_margin_pct, locations)

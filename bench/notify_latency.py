@@ -39,7 +39,7 @@ import httpx
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 from aiokafka import AIOKafkaProducer
 
-from bench import load
+from bench import load, stacks
 from contracts.stock_commands import ReceiveStock
 from contracts.topics import EVENTS, STOCK_COMMANDS, STOCK_COMMANDS_DLQ
 from infra import live_redis
@@ -288,7 +288,7 @@ async def latency_phase(
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     stack_dir = str(settings.stack_dir).rstrip("/")
-    if stack_dir in (".stack", ".stack-test") and not args.force:
+    if stacks.default_stack(stack_dir) and not args.force:
         print(f"refusing to wipe topics/tables of stack {stack_dir!r}: set INVMON_STACK_DIR (or --force)")
         return 2
     log_dir = Path(args.log_dir or f"/tmp/bench-notify-{os.getpid()}")

@@ -54,7 +54,7 @@ import asyncpg
 import psutil
 from aiokafka.partitioner import murmur2
 
-from bench import load
+from bench import load, stacks
 from bench.stock_throughput import PhaseResult, StackProcs, fill_window, sample_until
 from contracts.topics import Topic
 from infra.settings import Settings, get_settings
@@ -585,7 +585,7 @@ def verdict_lines(ratios: Mapping[str, Any]) -> list[str]:
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     stack_dir = str(settings.stack_dir)
-    if stack_dir.rstrip("/") in (".stack", ".stack-test") and not args.force:
+    if stacks.default_stack(stack_dir) and not args.force:
         print(f"refusing to wipe topics/tables of stack {stack_dir!r}: set INVMON_STACK_DIR (or --force)")
         return 2
     try:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import asyncpg
 import psutil
 
-from bench import load
+from bench import load, stacks
 from contracts.common import DEFAULT_LOCATION
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from db import bulk, writes
@@ -63,7 +63,7 @@ async def backend_cpu(conn: asyncpg.Connection, action: Awaitable[object]) -> tu
 
 async def main_async(args: argparse.Namespace) -> None:
     settings = get_settings()
-    if str(settings.stack_dir).rstrip("/") in (".stack", ".stack-test"):
+    if stacks.default_stack(settings.stack_dir):
         raise SystemExit("set INVMON_STACK_DIR to your own stack")
     now = datetime.now(UTC)
     n = args.rows

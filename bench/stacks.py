@@ -32,6 +32,12 @@ PORTED = ("INVMON_KAFKA_BOOTSTRAP", "INVMON_KAFKA_CONTROLLER_PORT", "INVMON_DATA
 Figure = Callable[[dict[str, Any]], float]
 
 
+def default_stack(stack_dir: object) -> bool:
+    """Whether `stack_dir` is a developer's own stack (`.stack`) or the test suite's (`.stack-test`),
+    which a benchmark must not wipe unless told to (--force)."""
+    return Path(str(stack_dir)).name in (".stack", ".stack-test")
+
+
 def _shift(value: str, by: int) -> str:
     """The port in a URL, host:port or bare port, moved by `by`."""
     if value.isdigit():

@@ -33,7 +33,7 @@ import asyncpg
 import httpx
 import psutil  # type: ignore[import-untyped]  # no inline types; types-psutil is not a project dependency
 
-from bench import load
+from bench import load, stacks
 from bench.live_fanout import free_port
 from bench.stock_throughput import Snapshot, StackProcs, _tree_delta, counter, parse_metrics
 from contracts.topics import STOCK_COMMANDS
@@ -78,7 +78,7 @@ async def send_paced(settings: Any, records: list[tuple[bytes, bytes]], rate: fl
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = get_settings()
-    if str(settings.stack_dir).rstrip("/").endswith((".stack", ".stack-test")):
+    if stacks.default_stack(settings.stack_dir):
         raise SystemExit("refusing to wipe the default stack dirs: set INVMON_STACK_DIR")
     count = int(args.rate * args.duration)
     await load.reset_topics(settings.kafka_bootstrap, settings.kafka_partitions, settings.kafka_replication)

@@ -842,7 +842,7 @@ def report(
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     stack_dir = str(settings.stack_dir)
-    if stack_dir.rstrip("/") in (".stack", ".stack-test") and not args.force:
+    if stacks.default_stack(stack_dir) and not args.force:
         print(f"refusing to wipe topics/tables of stack {stack_dir!r}: set INVMON_STACK_DIR (or --force)")
         return 2
     stack = StackProcs.load(settings)
