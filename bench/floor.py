@@ -171,8 +171,12 @@ async def write_batch(conn: asyncpg.Connection, batch: FloorBatch, mode: str) ->
                 await conn.copy_records_to_table(table, records=rows, columns=fields)
 
 
-async def _jsonb_as_text(conn: asyncpg.Connection) -> None:
-    # COPY is binary: a jsonb value is a version byte and the JSON text.
+async def json_as_text(conn: asyncpg.Connection) -> None:
+    """JSON text sent in binary format, as SQLAlchemy's asyncpg dialect does for the worker (COPY is binary:
+    a jsonb value is a version byte and the JSON text)."""
+    await conn.set_type_codec(
+        "json", encoder=str.encode, decoder=bytes.decode, schema="pg_catalog", format="binary"
+    )
     await conn.set_type_codec(
         "jsonb",
         encoder=lambda s: b"\x01" + s.encode(),
@@ -191,7 +195,7 @@ async def run(dsn: str, pg_tree: Callable[[], dict[int, float]], mode: str = "co
         batches = await capture(conn)
         await conn.execute(f"TRUNCATE {', '.join(_APPEND_ONLY)}")
         if mode == "copy":
-            await _jsonb_as_text(conn)
+            await json_as_text(conn)
         result = FloorResult(write=mode)
         result.batches = len(batches)
         result.commands = sum(len(b.processed) for b in batches)

@@ -22,6 +22,7 @@ import asyncpg
 import psutil
 
 from bench import load, stacks
+from bench.floor import json_as_text
 from contracts.common import DEFAULT_LOCATION
 from contracts.stock_commands import STOCK_COMMAND_ADAPTER
 from db import bulk, writes
@@ -95,17 +96,7 @@ async def main_async(args: argparse.Namespace) -> None:
     results: list[tuple[str, float, float, int]] = []
     try:
         await conn.execute(SETUP)
-        # As SQLAlchemy's asyncpg dialect does for the worker: JSON text sent in binary format.
-        await conn.set_type_codec(
-            "json", encoder=str.encode, decoder=bytes.decode, schema="pg_catalog", format="binary"
-        )
-        await conn.set_type_codec(
-            "jsonb",
-            encoder=lambda s: b"\x01" + s.encode(),
-            decoder=lambda b: b[1:].decode(),
-            schema="pg_catalog",
-            format="binary",
-        )
+        await json_as_text(conn)
 
         async def measure(label: str, rows: int, make: Callable[[int], Awaitable[object]]) -> None:
             # All rounds under one reading: the kernel's CPU accounting ticks are 10 ms.
